@@ -1,0 +1,207 @@
+//! `runner-scaler policy ...`: the policy author's commands.
+
+use crate::observation::Observation;
+use crate::policy::{self, BuiltinRule, CompileCache, Limits, Policy, PolicyEngine};
+use anyhow::{bail, ensure, Context};
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Build a policy crate to a WebAssembly component.
+    Build(BuildArgs),
+    /// Ask a policy for one decision and print it as JSON.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The policy crate's directory.
+    #[arg(default_value = ".")]
+    path: PathBuf,
+    /// Where to write the component [default: TARGET_DIR/policies/CRATE.wasm].
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// The Rust target to build for [default: wasm32-wasip2 if installed, else wasm32-unknown-unknown].
+    #[arg(long)]
+    target: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A policy: a .wasm file, or a built-in rule (`queue`, `hold`).
+    policy: String,
+    /// An observation, as JSON.
+    observation: PathBuf,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+/// The sandbox's limits and the compile cache, as flags.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Time one decision may take, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    deadline_ms: u64,
+    /// Memory one decision may use, in MiB.
+    #[arg(long, default_value_t = 64)]
+    memory_mib: usize,
+    /// Compile the policy every time instead of caching the compiled code.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl SandboxArgs {
+    pub fn engine(&self) -> anyhow::Result<PolicyEngine> {
+        let limits = Limits {
+            deadline: Duration::from_millis(self.deadline_ms),
+            memory_bytes: self.memory_mib * 1024 * 1024,
+            ..Limits::default()
+        };
+        let cache = (!self.no_cache).then(|| CompileCache::new(CompileCache::default_dir()));
+        Ok(PolicyEngine::new(limits, cache)?)
+    }
+
+    /// The policy named `name`: a built-in rule, or a file loaded by a new engine.
+    pub fn policy(&self, name: &str) -> anyhow::Result<Policy> {
+        if let Some(rule) = BuiltinRule::from_name(name) {
+            return Ok(Policy::Builtin(rule));
+        }
+        Ok(Policy::Wasm(self.engine()?.load(Path::new(name))?))
+    }
+}
+
+impl PolicyCommand {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            PolicyCommand::Build(args) => build(args),
+            PolicyCommand::Eval(args) => eval(args).await,
+        }
+    }
+}
+
+async fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.observation)
+        .with_context(|| format!("cannot read the observation {}", args.observation.display()))?;
+    let observation: Observation = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not an observation (see wit/policy.wit for its fields)",
+            args.observation.display()
+        )
+    })?;
+    let policy = args.sandbox.policy(&args.policy)?;
+    let evaluation = policy.evaluate(&observation).await;
+    for (level, line) in &evaluation.log.lines {
+        eprintln!("policy {level:?}: {line}");
+    }
+    match evaluation.result {
+        Ok(decision) => {
+            println!("{}", serde_json::to_string_pretty(&decision)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let manifest = args.path.join("Cargo.toml");
+    ensure!(
+        manifest.is_file(),
+        "no Cargo.toml in {}: `policy build` takes the directory of a policy crate",
+        args.path.display()
+    );
+    let manifest = manifest.canonicalize()?;
+    let target = match args.target {
+        Some(target) => target,
+        None => default_target()?,
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--message-format=json-render-diagnostics",
+            "--target",
+            &target,
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo")?;
+    if !output.status.success() {
+        bail!(
+            "cargo could not build {} for {target}\n\
+             if the target is missing, install it: rustup target add {target}",
+            manifest.display()
+        );
+    }
+    let core = built_wasm(&output.stdout, &manifest).with_context(|| {
+        format!(
+            "cargo built no .wasm for {}: is its crate-type \"cdylib\"?",
+            manifest.display()
+        )
+    })?;
+    let bytes = std::fs::read(&core).with_context(|| format!("cannot read {}", core.display()))?;
+    let component = policy::to_component(&core, &bytes)?;
+    // Load it as the host would, so a policy that will not load fails here.
+    PolicyEngine::new(Limits::default(), None)?.load_bytes(&core, &component)?;
+
+    let out = match args.out {
+        Some(out) => out,
+        None => {
+            // <target-dir>/<triple>/release/crate.wasm → <target-dir>/policies/crate.wasm
+            let target_dir = core
+                .ancestors()
+                .nth(3)
+                .context("unexpected cargo output path")?;
+            target_dir.join("policies").join(core.file_name().unwrap())
+        }
+    };
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(&out, &component).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "built {} ({} KiB, implements {})",
+        out.display(),
+        component.len().div_ceil(1024),
+        policy::CONTRACT
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `.wasm` cargo reported building for the package at `manifest`.
+fn built_wasm(cargo_json: &[u8], manifest: &Path) -> Option<PathBuf> {
+    let manifest = manifest.to_str()?;
+    String::from_utf8_lossy(cargo_json)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["manifest_path"] == manifest)
+        .flat_map(|msg| msg["filenames"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .find(|f| f.extension().is_some_and(|e| e == "wasm"))
+}
+
+/// wasm32-wasip2 when its standard library is installed (it builds
+/// components directly), else wasm32-unknown-unknown.
+fn default_target() -> anyhow::Result<String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .context("cannot run rustc to find the installed targets")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    let wasip2 = sysroot.join("lib/rustlib/wasm32-wasip2").is_dir();
+    Ok(if wasip2 {
+        "wasm32-wasip2"
+    } else {
+        "wasm32-unknown-unknown"
+    }
+    .to_string())
+}

@@ -1,0 +1,80 @@
+//! The generated bindings of `wit/policy.wit`, and the conversions between
+//! them and the host's own types. Generated types never leave this module.
+
+use crate::observation as host;
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "policy",
+    exports: { default: async },
+});
+
+// `self::`: the generated module shares its name with this crate.
+pub use self::runner_scaler::policy::host::Host;
+use self::runner_scaler::policy::types as wit;
+pub use self::runner_scaler::policy::types::{Host as TypesHost, Level};
+
+/// The fully qualified name of the interface every policy must export.
+pub const DECIDER_EXPORT: &str = "runner-scaler:policy/decider@0.1.0";
+
+/// The contract this host implements, as written at the top of `wit/policy.wit`.
+pub const CONTRACT: &str = "runner-scaler:policy@0.1.0";
+
+impl From<&host::Observation> for wit::Observation {
+    fn from(o: &host::Observation) -> Self {
+        let (q, c, t) = (&o.queue, &o.capacity, &o.clock);
+        wit::Observation {
+            pool: o.pool.clone(),
+            queue: wit::Queue {
+                waiting: q.waiting,
+                running: q.running,
+            },
+            capacity: wit::Capacity {
+                desired: c.desired,
+                min: c.min,
+                max: c.max,
+                pending: c.pending,
+                in_service: c.in_service,
+                terminating: c.terminating,
+                protected: c.protected,
+            },
+            clock: wit::Clock {
+                unix_seconds: t.unix_seconds,
+                year: t.year,
+                month: t.month,
+                day: t.day,
+                hour: t.hour,
+                minute: t.minute,
+                weekday: t.weekday.into(),
+                utc_offset_seconds: t.utc_offset_seconds,
+                time_zone: t.time_zone.clone(),
+            },
+            params: o.params.clone(),
+            state: o.state.clone(),
+        }
+    }
+}
+
+impl From<host::Weekday> for wit::Weekday {
+    fn from(day: host::Weekday) -> Self {
+        match day {
+            host::Weekday::Monday => wit::Weekday::Monday,
+            host::Weekday::Tuesday => wit::Weekday::Tuesday,
+            host::Weekday::Wednesday => wit::Weekday::Wednesday,
+            host::Weekday::Thursday => wit::Weekday::Thursday,
+            host::Weekday::Friday => wit::Weekday::Friday,
+            host::Weekday::Saturday => wit::Weekday::Saturday,
+            host::Weekday::Sunday => wit::Weekday::Sunday,
+        }
+    }
+}
+
+impl From<wit::Decision> for host::Decision {
+    fn from(d: wit::Decision) -> Self {
+        host::Decision {
+            desired: d.desired,
+            reason: d.reason,
+            state: d.state,
+        }
+    }
+}

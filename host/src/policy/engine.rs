@@ -1,0 +1,392 @@
+//! The WebAssembly policy engine: one wasmtime `Engine` and `Linker` for the
+//! process, a pre-instantiated policy per file, and a fresh, limited store
+//! for every decision.
+
+use super::bindings::{self, PolicyPre, CONTRACT};
+use super::cache::CompileCache;
+use super::limits::{Limits, MAX_REASON_BYTES, MAX_STATE_BYTES};
+use super::output::{self, BoundedOutput, Level, PolicyLog};
+use super::{load, PolicyError};
+use crate::observation::{Decision, Observation};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Loads policies and runs their decisions under [`Limits`].
+pub struct PolicyEngine {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: Limits,
+    cache: Option<CompileCache>,
+    epoch_period: Duration,
+}
+
+/// A loaded policy, ready to decide. Cheap to clone; safe to share between
+/// pools, since every decision gets an instance of its own.
+#[derive(Clone)]
+pub struct WasmPolicy {
+    inner: Arc<Loaded>,
+}
+
+struct Loaded {
+    name: String,
+    path: PathBuf,
+    pre: PolicyPre<HostState>,
+    engine: Engine,
+    limits: Limits,
+    deadline_ticks: u64,
+}
+
+/// What a decision's store holds: the WASI context (nothing granted), the
+/// memory cap and the policy's log.
+struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory: MemoryCap,
+    log: PolicyLog,
+}
+
+impl PolicyEngine {
+    /// An engine whose decisions run under `limits`, caching compiled code in
+    /// `cache` when one is given.
+    pub fn new(limits: Limits, cache: Option<CompileCache>) -> Result<Self, PolicyError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        // Instances come from a pool reserved up front: a decision's fresh
+        // instance then costs microseconds, not an mmap.
+        let mut pool = PoolingAllocationConfig::new();
+        let n = limits.concurrent_decisions;
+        pool.total_component_instances(n)
+            .total_core_instances(n * 4)
+            .total_memories(n * 2)
+            .total_tables(n * 4)
+            .total_stacks(n)
+            .max_memory_size(limits.memory_bytes);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(engine_error)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        bindings::Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(engine_error)?;
+
+        // The deadline is counted in epochs; ten per deadline keeps the
+        // overshoot within a tenth of it.
+        let epoch_period =
+            (limits.deadline / 10).clamp(Duration::from_millis(1), Duration::from_millis(50));
+        start_epoch_ticker(&engine, epoch_period);
+        Ok(PolicyEngine {
+            engine,
+            linker,
+            limits,
+            cache,
+            epoch_period,
+        })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Load the policy at `path`: a component, or a core module carrying its
+    /// contract. Fails if it does not implement this host's contract.
+    pub fn load(&self, path: &Path) -> Result<WasmPolicy, PolicyError> {
+        let bytes = std::fs::read(path).map_err(|source| PolicyError::Read {
+            path: path.into(),
+            source,
+        })?;
+        self.load_bytes(path, &bytes)
+    }
+
+    /// Load a policy from `bytes`; `path` names it in messages.
+    pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<WasmPolicy, PolicyError> {
+        let component = self.compile(path, bytes)?;
+        load::check_contract(path, &self.engine, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PolicyPre::new)
+            .map_err(|err| PolicyError::WrongContract {
+                path: path.into(),
+                expected: format!("{CONTRACT} (and optionally WASI 0.2)"),
+                found: format!("a component that cannot be linked: {}", chain(&err)),
+            })?;
+        let ticks = self
+            .limits
+            .deadline
+            .as_nanos()
+            .div_ceil(self.epoch_period.as_nanos()) as u64;
+        Ok(WasmPolicy {
+            inner: Arc::new(Loaded {
+                name: policy_name(path),
+                path: path.into(),
+                pre,
+                engine: self.engine.clone(),
+                limits: self.limits,
+                // One more than the deadline: the current epoch may be nearly over.
+                deadline_ticks: ticks + 1,
+            }),
+        })
+    }
+
+    /// Compiled code for `bytes`: from the cache when it holds an intact entry
+    /// for this engine, else compiled (and stored).
+    fn compile(&self, path: &Path, bytes: &[u8]) -> Result<Component, PolicyError> {
+        let entry = self
+            .cache
+            .as_ref()
+            .map(|cache| (cache, cache.path_for(&self.engine, bytes)));
+        if let Some((cache, at)) = &entry {
+            if let Some(compiled) = cache.read(at) {
+                // SAFETY: the entry's checksum matched, so these are the bytes
+                // this engine's configuration precompiled; wasmtime checks the
+                // version and settings in their header itself.
+                match unsafe { Component::deserialize(&self.engine, &compiled) } {
+                    Ok(component) => return Ok(component),
+                    Err(err) => {
+                        tracing::warn!(path = %at.display(), err = %chain(&err), "stale compile cache entry; compiling again")
+                    }
+                }
+            }
+        }
+        let component = load::to_component(path, bytes)?;
+        let compiled = self
+            .engine
+            .precompile_component(&component)
+            .map_err(|err| PolicyError::Compile {
+                path: path.into(),
+                message: chain(&err),
+            })?;
+        if let Some((cache, at)) = &entry {
+            cache.write(at, &compiled);
+        }
+        // SAFETY: `compiled` was produced just now by this engine.
+        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|err| {
+            PolicyError::Compile {
+                path: path.into(),
+                message: chain(&err),
+            }
+        })
+    }
+}
+
+impl WasmPolicy {
+    /// The policy's name: its file name without extension.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Ask the policy for a decision, in a fresh instance. Returns the
+    /// decision (or why there is none) and what the policy logged.
+    pub async fn decide(
+        &self,
+        observation: &Observation,
+    ) -> (Result<Decision, PolicyError>, PolicyLog) {
+        let loaded = &*self.inner;
+        let limits = loaded.limits;
+        let stdout = BoundedOutput::new(limits.log_line_bytes * 4);
+        let stderr = BoundedOutput::new(limits.log_line_bytes * 4);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .wall_clock(ObservedClock(observation.clock.unix_seconds))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryCap {
+                limit: limits.memory_bytes,
+                exceeded: false,
+            },
+            log: PolicyLog::new(limits.log_lines, limits.log_line_bytes),
+        };
+        let mut store = Store::new(&loaded.engine, state);
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(loaded.deadline_ticks);
+        store.epoch_deadline_trap();
+
+        let input = observation.into();
+        let called = async {
+            let instance = loaded.pre.instantiate_async(&mut store).await?;
+            instance
+                .runner_scaler_policy_decider()
+                .call_decide(&mut store, &input)
+                .await
+        }
+        .await;
+
+        let mut log = std::mem::take(&mut store.data_mut().log);
+        stdout.drain_into(&mut log, Level::Info);
+        stderr.drain_into(&mut log, Level::Warn);
+        let result = match called {
+            Ok(Ok(decision)) => checked(&loaded.name, decision.into()),
+            Ok(Err(message)) => Err(PolicyError::Refused {
+                policy: loaded.name.clone(),
+                message,
+            }),
+            Err(err) => Err(classify(
+                &loaded.name,
+                &limits,
+                store.data().memory.exceeded,
+                &err,
+            )),
+        };
+        (result, log)
+    }
+}
+
+/// The policy's decision if the host can use it: the state fits its tag,
+/// the reason is one line of reasonable length.
+fn checked(policy: &str, mut decision: Decision) -> Result<Decision, PolicyError> {
+    if let Some(state) = &decision.state {
+        if state.len() > MAX_STATE_BYTES {
+            return Err(PolicyError::BadOutput {
+                policy: policy.to_string(),
+                message: format!(
+                    "its state is {} bytes, more than the {MAX_STATE_BYTES} an Auto Scaling group tag holds; keep less",
+                    state.len()
+                ),
+            });
+        }
+    }
+    let first_line = decision.reason.lines().next().unwrap_or_default();
+    decision.reason = output::truncate(first_line, MAX_REASON_BYTES).to_string();
+    Ok(decision)
+}
+
+/// Why a call into the policy failed, from the host's point of view.
+fn classify(
+    policy: &str,
+    limits: &Limits,
+    memory_exceeded: bool,
+    err: &wasmtime::Error,
+) -> PolicyError {
+    let policy = policy.to_string();
+    if memory_exceeded {
+        PolicyError::OutOfMemory {
+            policy,
+            limit: limits.memory_bytes,
+        }
+    } else if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        PolicyError::Deadline {
+            policy,
+            limit: limits.deadline,
+        }
+    } else {
+        PolicyError::Trap {
+            policy,
+            message: chain(err),
+        }
+    }
+}
+
+/// An error and its causes on one line.
+fn chain(err: &wasmtime::Error) -> String {
+    err.chain()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn engine_error(err: wasmtime::Error) -> PolicyError {
+    PolicyError::Compile {
+        path: PathBuf::from("<engine>"),
+        message: chain(&err),
+    }
+}
+
+fn policy_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Advance the engine's epoch every `period` for as long as the engine lives.
+fn start_epoch_ticker(engine: &Engine, period: Duration) {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("policy-deadline".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(period);
+            }
+        })
+        .expect("cannot start the policy deadline thread");
+}
+
+/// Refuses memory growth past the limit and remembers that it did, so the
+/// trap that follows can be reported as what it is.
+struct MemoryCap {
+    limit: usize,
+    exceeded: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.limit;
+        self.exceeded |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// WASI's wall clock, stopped at the observation's time: a policy sees one
+/// time, the one the host decided with.
+struct ObservedClock(i64);
+
+impl wasmtime_wasi::HostWallClock for ObservedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::from_secs(self.0.max(0) as u64)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::Host for HostState {
+    fn log(&mut self, level: bindings::Level, message: String) {
+        let level = match level {
+            bindings::Level::Debug => Level::Debug,
+            bindings::Level::Info => Level::Info,
+            bindings::Level::Warn => Level::Warn,
+            bindings::Level::Error => Level::Error,
+        };
+        self.log.push(level, &message);
+    }
+}
+
+impl bindings::TypesHost for HostState {}

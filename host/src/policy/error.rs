@@ -1,0 +1,76 @@
+//! Everything that can go wrong with a policy, as one error type whose
+//! messages name the policy and say what to do.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A policy could not be loaded, or could not decide.
+///
+/// Load errors (`Read` to `Compile`) happen at start; decision errors
+/// (`Deadline` to `BadOutput`) happen on a tick and make the pool fall back.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error(
+        "policy {path} is not a WebAssembly file\n\
+         build it with `runner-scaler policy build` and point to the .wasm it writes"
+    )]
+    NotWasm { path: PathBuf },
+
+    #[error(
+        "policy {path} is a core WebAssembly module that cannot be made into a component: {message}\n\
+         build it with wit-bindgen against runner-scaler's wit/ (`runner-scaler policy build` does)"
+    )]
+    Componentize { path: PathBuf, message: String },
+
+    #[error(
+        "policy {path} does not implement {expected}: it exports {found}\n\
+         rebuild it against the WIT of this runner-scaler (`runner-scaler policy new` writes a current copy)"
+    )]
+    WrongContract {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+
+    #[error("policy {path} cannot be compiled: {message}")]
+    Compile { path: PathBuf, message: String },
+
+    #[error("policy {policy} ran past its deadline of {} ms and was stopped", limit.as_millis())]
+    Deadline { policy: String, limit: Duration },
+
+    #[error("policy {policy} tried to use more than its memory limit of {} MiB and was stopped", limit / (1024 * 1024))]
+    OutOfMemory { policy: String, limit: usize },
+
+    #[error("policy {policy} crashed: {message}")]
+    Trap { policy: String, message: String },
+
+    #[error("policy {policy} returned an error: {message}")]
+    Refused { policy: String, message: String },
+
+    #[error("policy {policy} returned a decision the host cannot use: {message}")]
+    BadOutput { policy: String, message: String },
+}
+
+impl PolicyError {
+    /// A short, stable name for the kind of failure (metrics label, JSON).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PolicyError::Read { .. } => "read",
+            PolicyError::NotWasm { .. } => "not_wasm",
+            PolicyError::Componentize { .. } => "componentize",
+            PolicyError::WrongContract { .. } => "wrong_contract",
+            PolicyError::Compile { .. } => "compile",
+            PolicyError::Deadline { .. } => "deadline",
+            PolicyError::OutOfMemory { .. } => "out_of_memory",
+            PolicyError::Trap { .. } => "trap",
+            PolicyError::Refused { .. } => "refused",
+            PolicyError::BadOutput { .. } => "bad_output",
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! From a file's bytes to a component that implements the contract: core
+//! modules are made into components, and the exports are checked before any
+//! decision is asked for.
+
+use super::bindings::DECIDER_EXPORT;
+use super::PolicyError;
+use std::borrow::Cow;
+use std::path::Path;
+
+/// `bytes` as a component: returned as is when it already is one, encoded
+/// with `wit-component` when it is a core module carrying wit-bindgen's
+/// embedded contract (what `wasm32-unknown-unknown` builds produce).
+pub fn to_component<'a>(path: &Path, bytes: &'a [u8]) -> Result<Cow<'a, [u8]>, PolicyError> {
+    if wasmparser::Parser::is_component(bytes) {
+        return Ok(Cow::Borrowed(bytes));
+    }
+    if !wasmparser::Parser::is_core_wasm(bytes) {
+        return Err(PolicyError::NotWasm { path: path.into() });
+    }
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(bytes)
+        .and_then(|mut encoder| encoder.encode())
+        .map(Cow::Owned)
+        .map_err(|err| PolicyError::Componentize {
+            path: path.into(),
+            message: format!("{err:#}"),
+        })
+}
+
+/// Fails unless `component` exports this host's `decider` interface.
+pub fn check_contract(
+    path: &Path,
+    engine: &wasmtime::Engine,
+    component: &wasmtime::component::Component,
+) -> Result<(), PolicyError> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    if exports.iter().any(|name| name == DECIDER_EXPORT) {
+        return Ok(());
+    }
+    Err(PolicyError::WrongContract {
+        path: path.into(),
+        expected: DECIDER_EXPORT.to_string(),
+        found: if exports.is_empty() {
+            "nothing".to_string()
+        } else {
+            exports.join(", ")
+        },
+    })
+}

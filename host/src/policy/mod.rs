@@ -1,0 +1,106 @@
+//! Scaling policies: WebAssembly components behind the WIT contract, and the
+//! built-in rules. A pool's policy is a [`Policy`]; [`Policy::decide_or_fallback`]
+//! is what the tick calls, and it never fails: a policy that errs, traps,
+//! overruns its deadline or its memory is logged and replaced, for that
+//! decision, by the pool's fallback rule.
+
+mod bindings;
+mod builtin;
+mod cache;
+mod engine;
+mod error;
+mod limits;
+mod load;
+mod output;
+
+pub use bindings::{CONTRACT, DECIDER_EXPORT};
+pub use builtin::BuiltinRule;
+pub use cache::CompileCache;
+pub use engine::{PolicyEngine, WasmPolicy};
+pub use error::PolicyError;
+pub use limits::{Limits, MAX_STATE_BYTES};
+pub use load::to_component;
+pub use output::{Level, PolicyLog};
+
+use crate::observation::{Decision, Observation};
+use std::time::{Duration, Instant};
+
+/// A pool's policy.
+#[derive(Clone)]
+pub enum Policy {
+    Wasm(WasmPolicy),
+    Builtin(BuiltinRule),
+}
+
+/// One evaluation of a policy: its answer, what it logged, how long it took.
+pub struct Evaluation {
+    pub result: Result<Decision, PolicyError>,
+    pub log: PolicyLog,
+    pub elapsed: Duration,
+}
+
+/// The decision a pool acts on, and whether it came from the fallback.
+pub struct Outcome {
+    pub decision: Decision,
+    /// The policy or rule whose decision this is.
+    pub decided_by: String,
+    /// Why the pool's policy was not used, if it was not.
+    pub error: Option<PolicyError>,
+    pub elapsed: Duration,
+}
+
+impl Policy {
+    pub fn name(&self) -> &str {
+        match self {
+            Policy::Wasm(policy) => policy.name(),
+            Policy::Builtin(rule) => rule.name(),
+        }
+    }
+
+    /// Ask the policy, and keep what it logged.
+    pub async fn evaluate(&self, observation: &Observation) -> Evaluation {
+        let started = Instant::now();
+        let (result, log) = match self {
+            Policy::Wasm(policy) => policy.decide(observation).await,
+            Policy::Builtin(rule) => (Ok(rule.decide(observation)), PolicyLog::default()),
+        };
+        Evaluation {
+            result,
+            log,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Ask the policy; if it fails, log why and decide with `fallback`.
+    pub async fn decide_or_fallback(
+        &self,
+        observation: &Observation,
+        fallback: BuiltinRule,
+    ) -> Outcome {
+        let evaluation = self.evaluate(observation).await;
+        evaluation.log.emit(&observation.pool, self.name());
+        match evaluation.result {
+            Ok(decision) => Outcome {
+                decision,
+                decided_by: self.name().to_string(),
+                error: None,
+                elapsed: evaluation.elapsed,
+            },
+            Err(error) => {
+                tracing::error!(
+                    pool = %observation.pool,
+                    policy = self.name(),
+                    kind = error.kind(),
+                    fallback = %fallback,
+                    "{error}; deciding with the fallback rule"
+                );
+                Outcome {
+                    decision: fallback.decide(observation),
+                    decided_by: format!("{} (fallback for {})", fallback, self.name()),
+                    error: Some(error),
+                    elapsed: evaluation.elapsed,
+                }
+            }
+        }
+    }
+}
