@@ -1,0 +1,96 @@
+//! The policy engine's figures: `cargo bench --bench engine` (after
+//! `cargo xtask policies`). Prints medians and the ratios the targets are
+//! stated in, rather than asserting them: a noisy machine makes a timed
+//! assertion flaky, a printed figure is for people to compare.
+//!
+//! - decision: one `queue-depth` decision, fresh instance included
+//!   (target: median ≤ 25 µs);
+//! - load cold: read, componentize and compile a policy with no cache;
+//! - load warm: the same load with the compiled code in the cache
+//!   (target: ≥ 20× faster than cold).
+
+use runner_scaler::policy::{CompileCache, Limits, PolicyEngine};
+use runner_scaler::{Capacity, Clock, Observation, Queue};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter is not supported.
+    let policies = std::env::var_os("RUNNER_SCALER_TEST_POLICIES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/policies"));
+    let core = policies.join("queue-depth.wasm");
+    assert!(
+        core.is_file(),
+        "{} is missing: run `cargo xtask policies` first",
+        core.display()
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let policy = engine.load(&core).unwrap();
+    let observation = Observation {
+        pool: "bench".into(),
+        queue: Queue {
+            waiting: 3,
+            running: 2,
+        },
+        capacity: Capacity {
+            desired: 2,
+            max: 10,
+            ..Capacity::default()
+        },
+        clock: Clock::at(jiff::Timestamp::UNIX_EPOCH, &jiff::tz::TimeZone::UTC),
+        params: vec![("warm".into(), "2".into())],
+        state: None,
+    };
+    let decision = median_per_call(2_000, 25, || {
+        let (result, _) = runtime.block_on(policy.decide(&observation));
+        assert_eq!(result.unwrap().desired, 5);
+    });
+
+    let cold = median_per_call(1, 10, || {
+        let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+        engine.load(&core).unwrap();
+    });
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cached =
+        PolicyEngine::new(Limits::default(), Some(CompileCache::new(cache_dir.path()))).unwrap();
+    cached.load(&core).unwrap(); // fills the cache
+    let warm = median_per_call(1, 50, || {
+        cached.load(&core).unwrap();
+    });
+
+    println!(
+        "decision (queue-depth, fresh instance)  median {:>10.2?}   target ≤ 25µs",
+        decision
+    );
+    println!(
+        "load cold (componentize + compile)      median {:>10.2?}",
+        cold
+    );
+    println!(
+        "load warm (from the compile cache)      median {:>10.2?}",
+        warm
+    );
+    println!(
+        "warm load is {:.0}× faster than cold              target ≥ 20×",
+        cold.as_secs_f64() / warm.as_secs_f64()
+    );
+}
+
+/// The median, over `samples` runs of `per_sample` calls, of the time per call.
+fn median_per_call(per_sample: u32, samples: usize, mut f: impl FnMut()) -> Duration {
+    f(); // warm up
+    let mut times: Vec<Duration> = (0..samples)
+        .map(|_| {
+            let started = Instant::now();
+            for _ in 0..per_sample {
+                f();
+            }
+            started.elapsed() / per_sample
+        })
+        .collect();
+    times.sort();
+    times[samples / 2]
+}

@@ -1,0 +1,368 @@
+//! The policy engine against real compiled policies: the four examples with
+//! exact decisions, the hostile ones (each must fail the way it should, the
+//! fallback must decide, and the host must go on), and the compile cache.
+//!
+//! The policies are built by `cargo xtask policies` (or `cargo xtask test`)
+//! into `target/policies/`.
+
+use runner_scaler::policy::{
+    BuiltinRule, CompileCache, Limits, Policy, PolicyEngine, PolicyError, WasmPolicy,
+};
+use runner_scaler::{Capacity, Clock, Observation, Queue};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn policy_file(name: &str) -> PathBuf {
+    let dir = std::env::var_os("RUNNER_SCALER_TEST_POLICIES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/policies"));
+    let file = dir.join(format!("{name}.wasm"));
+    assert!(
+        file.is_file(),
+        "{} is missing: build the policies first with `cargo xtask policies`",
+        file.display()
+    );
+    file
+}
+
+fn load(engine: &PolicyEngine, name: &str) -> WasmPolicy {
+    engine
+        .load(&policy_file(name))
+        .unwrap_or_else(|err| panic!("{name}: {err}"))
+}
+
+/// An observation at `at` (RFC 3339) in `tz`.
+fn observation(waiting: u32, running: u32, desired: u32, at: &str, tz: &str) -> Observation {
+    let tz = jiff::tz::TimeZone::get(tz).unwrap();
+    Observation {
+        pool: "linux-large".into(),
+        queue: Queue { waiting, running },
+        capacity: Capacity {
+            desired,
+            min: 0,
+            max: 10,
+            in_service: desired,
+            protected: desired,
+            ..Capacity::default()
+        },
+        clock: Clock::at(at.parse().unwrap(), &tz),
+        params: vec![],
+        state: None,
+    }
+}
+
+fn with_params(mut o: Observation, params: &[(&str, &str)]) -> Observation {
+    o.params = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    o
+}
+
+async fn desired(policy: &WasmPolicy, o: &Observation) -> u32 {
+    policy
+        .decide(o)
+        .await
+        .0
+        .unwrap_or_else(|err| panic!("{err}"))
+        .desired
+}
+
+const MONDAY_9: &str = "2026-11-23T08:00:00Z"; // 09:00 in Berlin
+const SATURDAY_9: &str = "2026-11-28T08:00:00Z";
+
+#[tokio::test]
+async fn queue_depth_is_the_original_rule() {
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let policy = load(&engine, "queue-depth");
+    // (name, waiting, running, desired now, expected)
+    let cases = [
+        ("empty queue scales to zero", 0, 0, 3, 0),
+        ("waiting and running both count", 3, 2, 1, 5),
+        ("never above max", 9, 4, 0, 10),
+    ];
+    for (name, waiting, running, now, expected) in cases {
+        let o = observation(waiting, running, now, MONDAY_9, "UTC");
+        assert_eq!(desired(&policy, &o).await, expected, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn business_hours_keeps_a_warm_floor_in_the_pools_time_zone() {
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let policy = load(&engine, "business-hours");
+    let params = [("warm", "2"), ("days", "mon-fri"), ("hours", "08-18")];
+    // (name, waiting, at, time zone, expected)
+    let cases = [
+        (
+            "monday 09:00 Berlin is open",
+            0,
+            MONDAY_9,
+            "Europe/Berlin",
+            2,
+        ),
+        ("jobs above the floor win", 5, MONDAY_9, "Europe/Berlin", 5),
+        (
+            "monday 08:00 UTC is 03:00 in New York",
+            0,
+            MONDAY_9,
+            "America/New_York",
+            0,
+        ),
+        ("saturday is closed", 0, SATURDAY_9, "Europe/Berlin", 0),
+        (
+            "07:59 Berlin is closed",
+            0,
+            "2026-11-23T06:59:00Z",
+            "Europe/Berlin",
+            0,
+        ),
+        (
+            "17:59 Berlin is open",
+            0,
+            "2026-11-23T16:59:00Z",
+            "Europe/Berlin",
+            2,
+        ),
+        (
+            "18:00 Berlin is closed",
+            0,
+            "2026-11-23T17:00:00Z",
+            "Europe/Berlin",
+            0,
+        ),
+    ];
+    for (name, waiting, at, tz, expected) in cases {
+        let o = with_params(observation(waiting, 0, 1, at, tz), &params);
+        assert_eq!(desired(&policy, &o).await, expected, "{name}");
+    }
+    let bad = with_params(observation(0, 0, 1, MONDAY_9, "UTC"), &[("warm", "lots")]);
+    let err = policy.decide(&bad).await.0.unwrap_err();
+    assert!(matches!(err, PolicyError::Refused { .. }), "{err}");
+    assert!(
+        err.to_string().contains("warm"),
+        "the error names the param: {err}"
+    );
+}
+
+#[tokio::test]
+async fn cooldown_keeps_idle_instances_for_the_configured_minutes() {
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let policy = load(&engine, "cooldown");
+    let params = [("minutes", "10")];
+    // A burst: 3 jobs, then the queue empties at 09:00 and stays empty.
+    let busy = with_params(observation(3, 0, 0, MONDAY_9, "UTC"), &params);
+    let d = policy.decide(&busy).await.0.unwrap();
+    assert_eq!(
+        (d.desired, d.state.as_deref()),
+        (3, None),
+        "scales out at once"
+    );
+
+    let mut state = None;
+    for (minute, expected) in [(0, 3), (5, 3), (9, 3), (10, 0)] {
+        let at = format!("2026-11-23T08:{minute:02}:00Z");
+        let mut idle = with_params(observation(0, 0, 3, &at, "UTC"), &params);
+        idle.state = state.clone();
+        let d = policy.decide(&idle).await.0.unwrap();
+        assert_eq!(d.desired, expected, "minute {minute}: {}", d.reason);
+        state = d.state;
+    }
+    assert_eq!(state, None, "the state is cleared after scaling in");
+}
+
+#[tokio::test]
+async fn buffered_adds_a_buffer_and_damps_scale_in() {
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let policy = load(&engine, "buffered");
+    // (name, waiting, running, desired now, params, expected)
+    type Case<'a> = (&'a str, u32, u32, u32, &'a [(&'a str, &'a str)], u32);
+    let cases: [Case; 4] = [
+        (
+            "two runners per instance, rounded up",
+            3,
+            0,
+            0,
+            &[("runners_per_instance", "2")],
+            2,
+        ),
+        ("a buffer while work exists", 3, 0, 0, &[("buffer", "2")], 5),
+        (
+            "no buffer on an empty queue",
+            0,
+            0,
+            0,
+            &[("buffer", "2")],
+            0,
+        ),
+        (
+            "half the gap per tick when scaling in",
+            0,
+            2,
+            10,
+            &[("scale_in_factor", "0.5")],
+            6,
+        ),
+    ];
+    for (name, waiting, running, now, params, expected) in cases {
+        let o = with_params(observation(waiting, running, now, MONDAY_9, "UTC"), params);
+        assert_eq!(desired(&policy, &o).await, expected, "{name}");
+    }
+}
+
+/// What each hostile policy must produce, as an error kind and words the
+/// operator needs to read in its message.
+#[tokio::test]
+async fn hostile_policies_fail_cleanly_and_the_fallback_decides() {
+    let limits = Limits {
+        deadline: Duration::from_millis(200),
+        memory_bytes: 16 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let engine = PolicyEngine::new(limits, None).unwrap();
+    let o = observation(4, 1, 2, MONDAY_9, "UTC");
+    let queue_rule = BuiltinRule::Queue.decide(&o);
+    let cases = [
+        ("spin", "deadline", "200 ms"),
+        ("alloc-bomb", "out_of_memory", "16 MiB"),
+        ("panics", "trap", "unreachable"),
+        ("refuses", "refused", "param `warm`"),
+        ("big-state", "bad_output", "256"),
+    ];
+    for (name, kind, words) in cases {
+        let policy = Policy::Wasm(load(&engine, name));
+        let started = Instant::now();
+        let outcome = policy.decide_or_fallback(&o, BuiltinRule::Queue).await;
+        let elapsed = started.elapsed();
+        let err = outcome
+            .error
+            .unwrap_or_else(|| panic!("{name} should fail"));
+        assert_eq!(err.kind(), kind, "{name}: {err}");
+        let message = err.to_string();
+        assert!(
+            message.contains(words),
+            "{name}: {message:?} should say {words:?}"
+        );
+        assert!(
+            message.contains(name),
+            "{name}: {message:?} should name the policy"
+        );
+        assert_eq!(outcome.decision, queue_rule, "{name}: the fallback decides");
+        assert!(outcome.decided_by.contains("fallback"), "{name}");
+        if name == "spin" {
+            assert!(
+                elapsed >= limits.deadline && elapsed < limits.deadline * 2,
+                "stopped after {elapsed:?}, deadline {:?}",
+                limits.deadline
+            );
+        }
+    }
+    // The host is unharmed: the same engine still runs a good policy.
+    let good = load(&engine, "queue-depth");
+    assert_eq!(desired(&good, &o).await, 5);
+}
+
+#[tokio::test]
+async fn a_flood_of_log_lines_is_bounded() {
+    // 20 MB of log calls take a while in a debug build; the bound is the point here.
+    let limits = Limits {
+        deadline: Duration::from_secs(5),
+        ..Limits::default()
+    };
+    let engine = PolicyEngine::new(limits, None).unwrap();
+    let policy = load(&engine, "log-flood");
+    let (result, log) = policy.decide(&observation(0, 0, 0, MONDAY_9, "UTC")).await;
+    assert_eq!(result.unwrap().desired, 1, "a chatty policy still decides");
+    assert_eq!(log.lines.len(), limits.log_lines);
+    assert_eq!(log.dropped, 10_000 - limits.log_lines);
+    assert!(log
+        .lines
+        .iter()
+        .all(|(_, line)| line.len() <= limits.log_line_bytes));
+}
+
+#[tokio::test]
+async fn a_policy_for_another_contract_version_is_refused_at_load() {
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let path = policy_file("wrong-version");
+    let err = engine.load(&path).err().expect("must not load");
+    let message = err.to_string();
+    assert!(
+        matches!(err, PolicyError::WrongContract { .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains(&path.display().to_string()),
+        "names the file: {message}"
+    );
+    assert!(
+        message.contains("runner-scaler:policy/decider@0.2.0"),
+        "says what it exports: {message}"
+    );
+    assert!(
+        message.contains("runner-scaler:policy/decider@0.1.0"),
+        "says what is expected: {message}"
+    );
+}
+
+#[tokio::test]
+async fn files_that_are_not_policies_are_refused_at_load() {
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("policy.wasm");
+    std::fs::write(&text, "fn main() {}").unwrap();
+    let err = engine.load(&text).err().unwrap();
+    assert!(matches!(err, PolicyError::NotWasm { .. }), "{err}");
+
+    // A valid core module with no embedded contract: nothing to export.
+    let bare = dir.path().join("bare.wasm");
+    std::fs::write(&bare, b"\0asm\x01\0\0\0").unwrap();
+    let err = engine.load(&bare).err().unwrap();
+    assert!(err.to_string().contains("bare.wasm"), "{err}");
+
+    let missing = dir.path().join("missing.wasm");
+    assert!(matches!(
+        engine.load(&missing).err().unwrap(),
+        PolicyError::Read { .. }
+    ));
+}
+
+#[tokio::test]
+async fn the_compile_cache_is_used_and_never_trusted_blindly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = CompileCache::new(dir.path());
+    let engine = PolicyEngine::new(Limits::default(), Some(cache.clone())).unwrap();
+    let o = observation(2, 0, 0, MONDAY_9, "UTC");
+
+    // The first load compiles and writes one entry.
+    load(&engine, "queue-depth");
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+    let written = std::fs::read(entry).unwrap();
+
+    // The second load reads it and leaves it as it is.
+    assert_eq!(desired(&load(&engine, "queue-depth"), &o).await, 2);
+    assert_eq!(std::fs::read(entry).unwrap(), written);
+
+    // A damaged entry (here: its checksum no longer matches) is rebuilt.
+    let mut damaged = written.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    std::fs::write(entry, &damaged).unwrap();
+    assert_eq!(desired(&load(&engine, "queue-depth"), &o).await, 2);
+    assert_eq!(std::fs::read(entry).unwrap(), written, "rebuilt");
+
+    // A foreign entry with a valid checksum, compiled by an engine with other
+    // settings, is refused by wasmtime's own check and rebuilt.
+    let other = wasmtime::Engine::new(&wasmtime::Config::new()).unwrap();
+    let bytes = std::fs::read(policy_file("queue-depth")).unwrap();
+    let foreign = other.precompile_component(&bytes).unwrap();
+    cache.write(entry, &foreign);
+    assert_ne!(std::fs::read(entry).unwrap(), written);
+    assert_eq!(desired(&load(&engine, "queue-depth"), &o).await, 2);
+    assert_eq!(std::fs::read(entry).unwrap(), written, "rebuilt");
+}
