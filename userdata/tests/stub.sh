@@ -1,0 +1,41 @@
+#!/bin/bash
+# One stub for every command the user data touches; run.sh links it under each
+# command's name. It appends "name args..." to $STUB_LOG and prints canned answers.
+# Knobs: STUB_AWS_FAIL (ssm|secretsmanager|autoscaling), STUB_SSM_VALUE,
+# STUB_ID_RC (exit code of `id`, 1 = user missing), STUB_SYSTEM_STATE.
+set -uo pipefail
+name="$(basename "$0")"
+{ printf '%s' "$name"; printf ' %s' "$@"; echo; } >> "${STUB_LOG:?STUB_LOG must be set}"
+args=" $* "
+
+case "$name" in
+  curl)
+    case "$args" in
+      *" -X PUT "*api/token*) echo "stub-imds-session-token" ;;
+      *meta-data/instance-id*) echo "i-0123456789abcdef0" ;;
+      *meta-data/placement/region*) echo "eu-west-1" ;;
+      *packagecloud.io*)
+        # The repository setup script: write a harmless one where -o points.
+        while [ $# -gt 0 ]; do
+          if [ "$1" = "-o" ]; then echo 'echo "stub: package repository configured"' > "$2"; fi
+          shift
+        done ;;
+      *) echo "curl stub: unexpected call:$args" >&2; exit 22 ;;
+    esac ;;
+  aws)
+    service="${1:-}"
+    if [ -n "${STUB_AWS_FAIL:-}" ] && [ "$service" = "$STUB_AWS_FAIL" ]; then
+      echo "An error occurred (AccessDeniedException) when calling the $service API (stub)" >&2
+      exit 254
+    fi
+    case "$service" in
+      ssm) echo "${STUB_SSM_VALUE:-runner-token-from-ssm}" ;;
+      secretsmanager) echo "runner-token-from-secretsmanager" ;;
+      autoscaling) echo '{"Activity": {"StatusCode": "InProgress"}}' ;;
+    esac ;;
+  systemctl)
+    if [ "${1:-}" = "is-system-running" ]; then echo "${STUB_SYSTEM_STATE:-running}"; fi ;;
+  id) exit "${STUB_ID_RC:-1}" ;;
+  *) ;; # apt-get, useradd, usermod, chown, logger, sleep, unzip, snap: log only
+esac
+exit 0
