@@ -1,0 +1,283 @@
+//! The policy author's commands, through the built binary: `policy test`
+//! (passing, failing and malformed case files), `policy eval` with sample
+//! observations, and `policy new`, whose scaffold must pass its own unit
+//! tests, build to a component and pass its own cases.
+//!
+//! The example policies are built by `cargo xtask policies` into
+//! `target/policies/`. The scaffold test builds WebAssembly, so it needs the
+//! toolchain `cargo xtask test` finds; it fails, rather than skips, without it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_runner-scaler");
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn run(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    eprintln!(
+        "{command:?}\n--- stdout\n{}--- stderr\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn runner_scaler(args: &[&str]) -> Command {
+    let mut command = Command::new(BINARY);
+    command.args(args).env("RUST_LOG", "warn");
+    command
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `policy test` on `queue-depth` with `cases`, written to a temporary file.
+fn policy_test(cases: &str, extra: &[&str]) -> (Output, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cases.toml");
+    std::fs::write(&file, cases).unwrap();
+    let policy = support::policy_file("queue-depth");
+    let mut command = runner_scaler(&["policy", "test"]);
+    command.arg(&policy).arg(&file).args(extra);
+    (run(&mut command), file, dir)
+}
+
+const GOOD_CASES: &str = r#"
+[defaults]
+capacity = { max = 5 }
+
+[[case]]
+name = "one instance per job"
+queue = { waiting = 2, running = 1 }
+desired = 3
+reason_contains = "2 waiting + 1 running"
+
+[[case]]
+name = "max reached"
+queue = { waiting = 9 }
+desired_between = [5, 5]
+kept_state = false
+"#;
+
+#[test]
+fn passing_cases_exit_zero_and_say_so() {
+    let (output, _, _dir) = policy_test(GOOD_CASES, &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let out = stdout(&output);
+    assert!(out.contains("ok      one instance per job\n"), "{out}");
+    assert_eq!(out.lines().last(), Some("2 passed, 0 failed"));
+}
+
+#[test]
+fn a_wrong_expectation_fails_and_shows_both_values() {
+    let cases = format!(
+        "{GOOD_CASES}\n[[case]]\nname = \"deliberately wrong\"\nqueue = {{ waiting = 3 }}\ndesired = 4\n"
+    );
+    let (output, file, _dir) = policy_test(&cases, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let out = stdout(&output);
+    let line = cases
+        .lines()
+        .position(|l| l == "name = \"deliberately wrong\"")
+        .unwrap(); // the [[case]] header is the line before, 1-based: the same number
+    assert!(
+        out.contains(&format!(
+            "FAILED  deliberately wrong  ({}:{line})",
+            file.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("desired: expected 4, got 3"), "{out}");
+    assert!(out.contains("reason: 3 waiting + 0 running"), "{out}");
+    assert_eq!(out.lines().last(), Some("2 passed, 1 failed"));
+}
+
+#[test]
+fn json_output_is_for_machines() {
+    let cases = format!("{GOOD_CASES}\n[[case]]\nname = \"wrong\"\nerror = \"boom\"\n");
+    let (output, _, _dir) = policy_test(&cases, &["--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (report["passed"].as_u64(), report["failed"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let wrong = &report["cases"][2];
+    assert_eq!(wrong["passed"], false);
+    assert_eq!(wrong["mismatches"][0]["field"], "error");
+    assert_eq!(
+        wrong["mismatches"][0]["expected"],
+        "an error containing \"boom\""
+    );
+    assert_eq!(wrong["decision"]["desired"], 0);
+}
+
+#[test]
+fn a_malformed_case_file_is_refused_with_its_line_and_field() {
+    let cases = "[[case]]\nname = \"a\"\ndesired = 1\n\n[[case]]\nname = \"b\"\nqueue = { waiting = \"three\" }\ndesired = 3\n";
+    let (output, file, _dir) = policy_test(cases, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!("{}:7: field `queue.waiting`: ", file.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("queue = { waiting = 3"),
+        "says how to write it: {err}"
+    );
+    assert!(stdout(&output).is_empty(), "no case ran");
+
+    let (output, file, _dir) = policy_test("[[case]]\nname = \"a\"\ndesird = 1\n", &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!("{}:3: field `desird`: unknown", file.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn eval_reads_partial_and_full_observations() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("o.toml");
+    std::fs::write(
+        &toml,
+        "queue = { waiting = 4, running = 2 }\ncapacity.max = 5\n",
+    )
+    .unwrap();
+    let output = run(runner_scaler(&["policy", "eval", "queue"]).arg(&toml));
+    assert_eq!(output.status.code(), Some(0));
+    let decision: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(decision["desired"], 5);
+
+    let json = dir.path().join("o.json");
+    std::fs::write(&json, r#"{"queue": {"waiting": 1}}"#).unwrap();
+    let output = run(runner_scaler(&["policy", "eval"])
+        .arg(support::policy_file("queue-depth"))
+        .arg(&json));
+    let decision: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(decision["desired"], 1);
+
+    // The README's quick start: the full observation format.
+    let full = workspace().join("examples/observations/weekday-morning.json");
+    let output = run(runner_scaler(&["policy", "eval", "queue"]).arg(&full));
+    assert_eq!(output.status.code(), Some(0));
+
+    std::fs::write(&toml, "\nat = \"tomorrow\"\n").unwrap();
+    let output = run(runner_scaler(&["policy", "eval", "queue"]).arg(&toml));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("o.toml:2: field `at`: "),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// The WebAssembly toolchain `cargo xtask test` found: the target, and the
+/// environment to build with.
+fn wasm_toolchain() -> (String, Vec<(String, String)>) {
+    let hint = "the scaffold test builds WebAssembly and needs the toolchain that \
+                `cargo xtask test` finds: run it through `cargo xtask test`";
+    let target = std::env::var("RUNNER_SCALER_TEST_WASM_TARGET")
+        .unwrap_or_else(|_| panic!("RUNNER_SCALER_TEST_WASM_TARGET is not set; {hint}"));
+    let env = std::env::var("RUNNER_SCALER_TEST_WASM_ENV")
+        .unwrap_or_else(|_| panic!("RUNNER_SCALER_TEST_WASM_ENV is not set; {hint}"));
+    let env = env
+        .split(';')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or_else(|| {
+                panic!("{pair:?} in RUNNER_SCALER_TEST_WASM_ENV is not NAME=VALUE")
+            });
+            (name.to_string(), value.to_string())
+        })
+        .collect();
+    (target, env)
+}
+
+#[test]
+fn a_new_policy_passes_its_own_tests_builds_and_passes_its_cases() {
+    let (target, env) = wasm_toolchain();
+    let dir = tempfile::tempdir().unwrap();
+    let crate_dir = dir.path().join("night-shift");
+    let output = run(runner_scaler(&["policy", "new", "night-shift", "--path"]).arg(&crate_dir));
+    assert_eq!(output.status.code(), Some(0));
+    for file in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "wit/policy.wit",
+        "cases.toml",
+        "README.md",
+    ] {
+        assert!(crate_dir.join(file).is_file(), "{file} is missing");
+    }
+    let wit = std::fs::read_to_string(crate_dir.join("wit/policy.wit")).unwrap();
+    let ours = std::fs::read_to_string(workspace().join("wit/policy.wit")).unwrap();
+    assert_eq!(wit, ours, "the scaffold carries the host's contract");
+
+    // It never overwrites.
+    let output = run(runner_scaler(&["policy", "new", "night-shift", "--path"]).arg(&crate_dir));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("already exists"),
+        "{}",
+        stderr(&output)
+    );
+
+    // The workspace's lock file pins the same wit-bindgen, so the build needs
+    // no registry and reuses what the workspace compiled; cargo drops the rest.
+    std::fs::copy(workspace().join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
+
+    // Its unit tests pass natively.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = run(Command::new(&cargo)
+        .args(["test", "--quiet", "--manifest-path"])
+        .arg(crate_dir.join("Cargo.toml"))
+        .env(
+            "CARGO_TARGET_DIR",
+            workspace().join("target/scaffold-native"),
+        ));
+    assert!(output.status.success(), "cargo test failed in the scaffold");
+
+    // It builds to a component, in the target dir of the workspace's policies
+    // so that a build-std standard library is reused.
+    let wasm = dir.path().join("night-shift.wasm");
+    let output = run(
+        runner_scaler(&["policy", "build", "--target", &target, "--out"])
+            .arg(&wasm)
+            .arg(&crate_dir)
+            .envs(env)
+            .env("CARGO_TARGET_DIR", workspace().join("target/wasm")),
+    );
+    assert_eq!(output.status.code(), Some(0), "policy build failed");
+
+    // Its cases pass.
+    let output = run(runner_scaler(&["policy", "test"])
+        .arg(&wasm)
+        .arg(crate_dir.join("cases.toml")));
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(stdout(&output).lines().last(), Some("5 passed, 0 failed"));
+
+    // Its sample observation evaluates: 3 waiting + 1 running + 1 spare.
+    let output = run(runner_scaler(&["policy", "eval"])
+        .arg(&wasm)
+        .arg(crate_dir.join("observation.toml")));
+    assert_eq!(output.status.code(), Some(0));
+    let decision: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(decision["desired"], 5);
+}
