@@ -1,0 +1,125 @@
+//! One tick over 1, 100 and 1,000 pools: `cargo bench --bench tick` (after
+//! `cargo xtask policies`). The queue and the groups are the in-memory fakes
+//! behind a simulated API latency (20 ms per queue read, 50 ms per describe,
+//! 30 ms per write), every pool runs the compiled `queue-depth` policy, and
+//! a third of the pools change each tick. Prints wall time per tick and the
+//! group API calls it made (target for 1,000 pools: ≤ 2 s, ≤ 20 describes
+//! and one write per changed pool).
+
+use runner_scaler::groups::{GroupError, GroupId, GroupState, Groups, MemoryGroups, Write};
+use runner_scaler::plan::Bounds;
+use runner_scaler::policy::{BuiltinRule, Limits, Policy, PolicyEngine};
+use runner_scaler::sources::{MemoryQueue, QueueSource, SourceError};
+use runner_scaler::tick::{tick, Pool, TickOptions};
+use runner_scaler::Queue;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+struct Slow<T>(T, Duration);
+
+impl QueueSource for Slow<MemoryQueue> {
+    async fn queue(&self, resource_class: &str) -> Result<Queue, SourceError> {
+        tokio::time::sleep(self.1).await;
+        self.0.queue(resource_class).await
+    }
+}
+
+impl Groups for Slow<MemoryGroups> {
+    async fn describe(
+        &self,
+        region: &str,
+        names: &[String],
+    ) -> Result<HashMap<String, GroupState>, GroupError> {
+        // One round trip per batch of 50, as the real API.
+        for _ in 0..names.len().div_ceil(50) {
+            tokio::time::sleep(self.1).await;
+        }
+        self.0.describe(region, names).await
+    }
+    async fn apply(&self, group: &GroupId, write: &Write) -> Result<(), GroupError> {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        self.0.apply(group, write).await
+    }
+}
+
+fn main() {
+    let policies = std::env::var_os("RUNNER_SCALER_TEST_POLICIES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/policies"));
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let policy = engine
+        .load(&policies.join("queue-depth.wasm"))
+        .expect("build the policies first: cargo xtask policies");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    println!(
+        "{:>6} {:>12} {:>10} {:>8} {:>14}",
+        "pools", "tick (wall)", "describes", "writes", "changed pools"
+    );
+    for n in [1usize, 100, 1000] {
+        let queues = Slow(MemoryQueue::new(), Duration::from_millis(20));
+        let groups = Slow(MemoryGroups::new(), Duration::from_millis(50));
+        let pools: Vec<Pool> = (0..n)
+            .map(|i| {
+                let pool = Pool {
+                    name: format!("pool-{i}"),
+                    resource_class: format!("acme/class-{i}"),
+                    group: GroupId {
+                        region: ["eu-west-1", "us-east-1"][i % 2].into(),
+                        name: format!("ci-{i}"),
+                    },
+                    policy: Policy::Wasm(policy.clone()),
+                    fallback: BuiltinRule::Hold,
+                    bounds: Bounds {
+                        min: 0,
+                        max: 100,
+                        allow_unprotected_scale_in: false,
+                    },
+                    time_zone: jiff::tz::TimeZone::UTC,
+                    params: vec![],
+                };
+                // A third of the pools have one more job than instances.
+                let jobs = 3 + u32::from(i % 3 == 0);
+                queues.0.set(
+                    &pool.resource_class,
+                    Queue {
+                        waiting: jobs,
+                        running: 0,
+                    },
+                );
+                groups.0.insert(
+                    pool.group.clone(),
+                    GroupState {
+                        desired: 3,
+                        max: 100,
+                        new_instances_protected: true,
+                        ..GroupState::default()
+                    },
+                );
+                pool
+            })
+            .collect();
+        let started = Instant::now();
+        let reports = runtime.block_on(tick(
+            &pools,
+            &queues,
+            &groups,
+            jiff::Timestamp::now(),
+            TickOptions::default(),
+        ));
+        let wall = started.elapsed();
+        assert!(reports.iter().all(|r| r.decided()));
+        let changed = reports
+            .iter()
+            .filter(|r| r.desired != r.capacity.map(|c| c.desired))
+            .count();
+        println!(
+            "{n:>6} {:>12.2?} {:>10} {:>8} {:>14}",
+            wall,
+            groups.0.describe_calls(),
+            groups.0.writes().len(),
+            changed
+        );
+    }
+}

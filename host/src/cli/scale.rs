@@ -1,0 +1,129 @@
+//! `runner-scaler once`, `run` and `check`: the scaler's main job.
+
+use crate::config::{Config, PolicyRef};
+use crate::metrics::Metrics;
+use crate::modes::{self, daemon, http};
+use crate::policy::{CompileCache, PolicyEngine};
+use crate::tick::TickOptions;
+use anyhow::Context;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Where the configuration is.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The configuration file. Without one, the original tool's environment
+    /// variables (SECRET_NAME, AUTO_SCALING_GROUP_NAME, ...) define one pool.
+    #[arg(long, short, env = "RUNNER_SCALER_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Decide and report, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the decision records as JSON instead of a table (`once` only).
+    #[arg(long)]
+    json: bool,
+    /// Serve /metrics and /healthz here (`run` only) [default: the config's daemon.listen, 127.0.0.1:9464].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<(Config, PolicyEngine)> {
+        let config = Config::load(self.config.as_deref())?;
+        let engine = PolicyEngine::new(
+            config.limits,
+            Some(CompileCache::new(CompileCache::default_dir())),
+        )?;
+        Ok((config, engine))
+    }
+}
+
+/// One tick; exit 0 when every pool was decided.
+pub async fn once(args: ScaleArgs) -> anyhow::Result<ExitCode> {
+    let (config, engine) = args.config.load()?;
+    let scaler = modes::connect(&config, &engine).await?;
+    let reports = scaler
+        .tick(TickOptions {
+            dry_run: args.dry_run,
+        })
+        .await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        println!("{}", modes::once::summary(&reports, args.dry_run));
+    }
+    Ok(if reports.iter().all(|r| r.decided()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Tick every interval until SIGTERM or SIGINT.
+pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
+    let (config, engine) = args.config.load()?;
+    let scaler = modes::connect(&config, &engine).await?;
+    tracing::info!(
+        pools = scaler.pools.len(),
+        interval = ?config.interval,
+        dry_run = args.dry_run,
+        "runner-scaler running"
+    );
+    modes::warn_unprotected(&scaler).await;
+    let metrics = Arc::new(Metrics::new(config.daemon.unhealthy_after));
+    let listen = args.listen.unwrap_or(config.daemon.listen);
+    let listener = http::bind(listen).await.with_context(|| {
+        format!(
+            "cannot serve metrics on {listen}: set [daemon] listen or --listen to a free address"
+        )
+    })?;
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics and /healthz");
+    tokio::spawn(http::serve(listener, metrics.clone()));
+    let stop = daemon::stop_on_signals().context("cannot listen for SIGTERM")?;
+    let options = TickOptions {
+        dry_run: args.dry_run,
+    };
+    let ticks = daemon::run_every(config.interval, stop, || async {
+        let started = std::time::Instant::now();
+        let reports = scaler.tick(options).await;
+        metrics.record(&reports, started.elapsed());
+    })
+    .await;
+    tracing::info!(ticks, "runner-scaler stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Validate the configuration and load every policy; contact nothing.
+pub async fn check(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    let (config, engine) = args.load()?;
+    for pool in &config.pools {
+        let policy = match &pool.policy {
+            PolicyRef::Builtin(rule) => format!("built-in {rule}"),
+            PolicyRef::File(path) => {
+                engine
+                    .load(path)
+                    .with_context(|| format!("{}: pool {:?}: policy", config.origin, pool.name))?;
+                path.display().to_string()
+            }
+        };
+        println!(
+            "pool {:?}: group {} in [{}, {}], policy {policy}, fallback {}, time zone {}",
+            pool.name,
+            pool.group,
+            pool.bounds.min,
+            pool.bounds.max,
+            pool.fallback,
+            pool.time_zone.iana_name().unwrap_or("UTC"),
+        );
+    }
+    println!("{}: ok, {} pools", config.origin, config.pools.len());
+    Ok(ExitCode::SUCCESS)
+}

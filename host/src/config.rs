@@ -1,0 +1,693 @@
+//! The configuration: a TOML file, or — with no file — the original tool's
+//! environment variables. Both are read into raw structs, and one
+//! validation turns them into the [`Config`] the rest of the code trusts.
+//! Every error names the file (or variable), the field and the fix.
+
+use crate::groups::GroupId;
+use crate::plan::Bounds;
+use crate::policy::{BuiltinRule, Limits};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from, for messages: a file, or the environment.
+    pub origin: String,
+    /// Time between ticks in `run`.
+    pub interval: Duration,
+    pub circleci: CircleCiConfig,
+    /// An endpoint for every AWS call instead of AWS's own (tests, LocalStack).
+    pub aws_endpoint_url: Option<String>,
+    pub limits: Limits,
+    pub daemon: DaemonConfig,
+    pub pools: Vec<PoolConfig>,
+}
+
+/// The daemon's HTTP listener and health rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// Where `/metrics` and `/healthz` are served (loopback by default).
+    pub listen: std::net::SocketAddr,
+    /// Consecutive ticks that decide no pool before `/healthz` says unhealthy.
+    pub unhealthy_after: u32,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            listen: ([127, 0, 0, 1], 9464).into(),
+            unhealthy_after: 3,
+        }
+    }
+}
+
+/// Where the CircleCI runner API is and how to authenticate to it.
+#[derive(Debug, Clone)]
+pub struct CircleCiConfig {
+    pub base_url: String,
+    pub token: TokenSource,
+}
+
+/// Where the CircleCI API token comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// An environment variable.
+    Env(String),
+    /// A Secrets Manager secret: JSON with `circle_token` (and, for the
+    /// original tool's set-up, `resource_class`).
+    Secret { name: String, region: String },
+}
+
+/// One pool: a resource class, the group that runs it, and its policy.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub name: String,
+    /// None: read from the token's secret (the original tool's set-up).
+    pub resource_class: Option<String>,
+    pub group: GroupId,
+    pub policy: PolicyRef,
+    pub params: Vec<(String, String)>,
+    pub bounds: Bounds,
+    pub time_zone: jiff::tz::TimeZone,
+    pub fallback: BuiltinRule,
+}
+
+/// A pool's policy: a built-in rule or a WebAssembly file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyRef {
+    Builtin(BuiltinRule),
+    File(PathBuf),
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{origin}: {field}: {message}")]
+    Invalid {
+        origin: String,
+        field: String,
+        message: String,
+    },
+    #[error(
+        "no configuration: pass --config FILE or set RUNNER_SCALER_CONFIG, or set the original tool's \
+         variables SECRET_NAME, SECRET_REGION, AUTO_SCALING_MAX, AUTO_SCALING_GROUP_NAME and \
+         AUTO_SCALING_GROUP_REGION"
+    )]
+    Missing,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    interval: Option<String>,
+    #[serde(default)]
+    circleci: RawCircleCi,
+    #[serde(default)]
+    aws: RawAws,
+    #[serde(default)]
+    sandbox: RawSandbox,
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    defaults: RawPool,
+    #[serde(default, rename = "pool")]
+    pools: Vec<RawPool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCircleCi {
+    base_url: Option<String>,
+    token_env: Option<String>,
+    token_secret: Option<RawSecretRef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecretRef {
+    name: String,
+    region: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    listen: Option<String>,
+    unhealthy_after: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSandbox {
+    deadline_ms: Option<u64>,
+    memory_mib: Option<usize>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    name: Option<String>,
+    resource_class: Option<String>,
+    group: Option<String>,
+    region: Option<String>,
+    policy: Option<String>,
+    params: Option<toml::Table>,
+    min: Option<u32>,
+    max: Option<u32>,
+    time_zone: Option<String>,
+    fallback: Option<String>,
+    allow_unprotected_scale_in: Option<bool>,
+}
+
+/// The default CircleCI runner API.
+pub const CIRCLECI_URL: &str = "https://runner.circleci.com";
+
+impl Config {
+    /// The configuration for this process: `path` (from `--config` or
+    /// `RUNNER_SCALER_CONFIG`) if given, else the original tool's variables.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(path) => Config::from_file(path),
+            None => Config::from_seed_env(&|name| std::env::var(name).ok()),
+        }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml(&text, &path.display().to_string(), base)
+    }
+
+    /// Parse `text`; `origin` names it in messages, relative policy paths
+    /// are taken from `base`.
+    pub fn from_toml(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            origin: origin.into(),
+            message: err.to_string(),
+        })?;
+        raw.validate(origin, base)
+    }
+
+    /// The original tool's environment: one pool, the `queue` rule, the
+    /// token and resource class from its secret. `var` reads a variable.
+    pub fn from_seed_env(var: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let names = [
+            "SECRET_NAME",
+            "SECRET_REGION",
+            "AUTO_SCALING_MAX",
+            "AUTO_SCALING_GROUP_NAME",
+            "AUTO_SCALING_GROUP_REGION",
+        ];
+        if names.iter().all(|n| var(n).is_none()) {
+            return Err(ConfigError::Missing);
+        }
+        let origin = "environment".to_string();
+        let get = |name: &str| {
+            var(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| ConfigError::Invalid {
+                    origin: origin.clone(),
+                    field: name.into(),
+                    message: format!(
+                        "is not set; the original tool's set-up needs all of {}",
+                        names.join(", ")
+                    ),
+                })
+        };
+        let max = get("AUTO_SCALING_MAX")?;
+        let max: u32 = max.trim().parse().map_err(|_| ConfigError::Invalid {
+            origin: origin.clone(),
+            field: "AUTO_SCALING_MAX".into(),
+            message: format!("{max:?} is not a whole number of instances, e.g. 10"),
+        })?;
+        let raw = RawConfig {
+            circleci: RawCircleCi {
+                base_url: var("CIRCLECI_RUNNER_API_URL"),
+                token_env: None,
+                token_secret: Some(RawSecretRef {
+                    name: get("SECRET_NAME")?,
+                    region: get("SECRET_REGION")?,
+                }),
+            },
+            aws: RawAws {
+                endpoint_url: var("AWS_ENDPOINT_URL"),
+            },
+            pools: vec![RawPool {
+                name: Some(get("AUTO_SCALING_GROUP_NAME")?),
+                group: Some(get("AUTO_SCALING_GROUP_NAME")?),
+                region: Some(get("AUTO_SCALING_GROUP_REGION")?),
+                policy: Some("queue".into()),
+                min: Some(0),
+                max: Some(max),
+                ..RawPool::default()
+            }],
+            ..RawConfig::default()
+        };
+        raw.validate(&origin, Path::new("."))
+    }
+}
+
+impl RawConfig {
+    fn validate(self, origin: &str, base: &Path) -> Result<Config, ConfigError> {
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            origin: origin.into(),
+            field: field.into(),
+            message,
+        };
+        let interval = match &self.interval {
+            None => Duration::from_secs(60),
+            Some(text) => parse_duration(text)
+                .filter(|d| *d >= Duration::from_secs(1))
+                .ok_or_else(|| {
+                    invalid(
+                        "interval",
+                        format!("{text:?} is not a duration of 1s or more, e.g. \"60s\" or \"2m\""),
+                    )
+                })?,
+        };
+        let token = match (self.circleci.token_env, self.circleci.token_secret) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "circleci",
+                    "give token_env or token_secret, not both".into(),
+                ))
+            }
+            (_, Some(secret)) => TokenSource::Secret {
+                name: secret.name,
+                region: secret.region,
+            },
+            (env, None) => TokenSource::Env(env.unwrap_or_else(|| "CIRCLECI_TOKEN".into())),
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            deadline: self
+                .sandbox
+                .deadline_ms
+                .map_or(defaults.deadline, Duration::from_millis),
+            memory_bytes: self
+                .sandbox
+                .memory_mib
+                .map_or(defaults.memory_bytes, |mib| mib * 1024 * 1024),
+            ..defaults
+        };
+        if limits.deadline.is_zero() || limits.memory_bytes == 0 {
+            return Err(invalid(
+                "sandbox",
+                "deadline_ms and memory_mib must be above 0".into(),
+            ));
+        }
+        let mut daemon = DaemonConfig::default();
+        if let Some(listen) = &self.daemon.listen {
+            daemon.listen = listen.parse().map_err(|_| {
+                invalid(
+                    "daemon.listen",
+                    format!("{listen:?} is not an address and port, e.g. \"127.0.0.1:9464\""),
+                )
+            })?;
+        }
+        if let Some(n) = self.daemon.unhealthy_after {
+            if n == 0 {
+                return Err(invalid(
+                    "daemon.unhealthy_after",
+                    "must be 1 or more".into(),
+                ));
+            }
+            daemon.unhealthy_after = n;
+        }
+        if self.pools.is_empty() {
+            return Err(invalid(
+                "pool",
+                "no pools: add at least one [[pool]] with name, resource_class, group, region and max".into(),
+            ));
+        }
+        let secret_has_resource_class = matches!(token, TokenSource::Secret { .. });
+        let mut pools = Vec::new();
+        for (index, pool) in self.pools.into_iter().enumerate() {
+            let pool = validate_pool(
+                pool,
+                &self.defaults,
+                index,
+                origin,
+                base,
+                secret_has_resource_class,
+            )?;
+            if pools.iter().any(|p: &PoolConfig| p.name == pool.name) {
+                return Err(invalid(
+                    &format!("pool[{index}].name"),
+                    format!("{:?} names two pools; names must be unique", pool.name),
+                ));
+            }
+            pools.push(pool);
+        }
+        Ok(Config {
+            origin: origin.into(),
+            interval,
+            circleci: CircleCiConfig {
+                base_url: self
+                    .circleci
+                    .base_url
+                    .unwrap_or_else(|| CIRCLECI_URL.into()),
+                token,
+            },
+            aws_endpoint_url: self.aws.endpoint_url,
+            limits,
+            daemon,
+            pools,
+        })
+    }
+}
+
+fn validate_pool(
+    pool: RawPool,
+    defaults: &RawPool,
+    index: usize,
+    origin: &str,
+    base: &Path,
+    secret_has_resource_class: bool,
+) -> Result<PoolConfig, ConfigError> {
+    let label = pool
+        .name
+        .clone()
+        .map_or_else(|| format!("pool[{index}]"), |n| format!("pool {n:?}"));
+    let invalid = |field: &str, message: String| ConfigError::Invalid {
+        origin: origin.into(),
+        field: format!("{label}: {field}"),
+        message,
+    };
+    let required = |value: Option<String>, default: &Option<String>, field: &str, example: &str| {
+        value
+            .or_else(|| default.clone())
+            .ok_or_else(|| invalid(field, format!("is missing; e.g. {field} = {example}")))
+    };
+    let name = required(pool.name.clone(), &None, "name", "\"linux-large\"")?;
+    let resource_class = pool
+        .resource_class
+        .or_else(|| defaults.resource_class.clone());
+    if resource_class.is_none() && !secret_has_resource_class {
+        return Err(invalid(
+            "resource_class",
+            "is missing; e.g. resource_class = \"my-namespace/linux-large\"".into(),
+        ));
+    }
+    let group = required(pool.group, &defaults.group, "group", "\"ci-runners-large\"")?;
+    let region = required(pool.region, &defaults.region, "region", "\"eu-west-1\"")?;
+    let policy_text = required(
+        pool.policy,
+        &defaults.policy,
+        "policy",
+        "\"queue\" or \"policies/business-hours.wasm\"",
+    )?;
+    let policy = match BuiltinRule::from_name(&policy_text) {
+        Some(rule) => PolicyRef::Builtin(rule),
+        None if policy_text.ends_with(".wasm") => PolicyRef::File(base.join(&policy_text)),
+        None => {
+            return Err(invalid(
+                "policy",
+                format!(
+                    "{policy_text:?} is neither a built-in rule (queue, hold) nor a .wasm file"
+                ),
+            ))
+        }
+    };
+    let mut params = Vec::new();
+    for (key, value) in defaults
+        .params
+        .iter()
+        .flatten()
+        .chain(pool.params.iter().flatten())
+    {
+        let value = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                value.to_string()
+            }
+            other => {
+                return Err(invalid(
+                    &format!("params.{key}"),
+                    format!("{other} is not a string, number or boolean"),
+                ))
+            }
+        };
+        params.retain(|(k, _): &(String, String)| k != key);
+        params.push((key.clone(), value));
+    }
+    let min = pool.min.or(defaults.min).unwrap_or(0);
+    let max = pool.max.or(defaults.max).ok_or_else(|| {
+        invalid(
+            "max",
+            "is missing: the most instances this pool may have, e.g. max = 10".into(),
+        )
+    })?;
+    if min > max {
+        return Err(invalid(
+            "min",
+            format!("{min} is above max {max}; set min ≤ max"),
+        ));
+    }
+    let zone_name = pool
+        .time_zone
+        .or_else(|| defaults.time_zone.clone())
+        .unwrap_or_else(|| "UTC".into());
+    let time_zone = jiff::tz::TimeZone::get(&zone_name).map_err(|_| {
+        invalid(
+            "time_zone",
+            format!("{zone_name:?} is not an IANA time zone, e.g. \"Europe/Berlin\" or \"America/New_York\""),
+        )
+    })?;
+    let fallback_name = pool
+        .fallback
+        .or_else(|| defaults.fallback.clone())
+        .unwrap_or_else(|| "hold".into());
+    let fallback = BuiltinRule::from_name(&fallback_name).ok_or_else(|| {
+        invalid(
+            "fallback",
+            format!("{fallback_name:?} is not a built-in rule; use \"hold\" or \"queue\""),
+        )
+    })?;
+    Ok(PoolConfig {
+        name,
+        resource_class,
+        group: GroupId {
+            region,
+            name: group,
+        },
+        policy,
+        params,
+        bounds: Bounds {
+            min,
+            max,
+            allow_unprotected_scale_in: pool
+                .allow_unprotected_scale_in
+                .or(defaults.allow_unprotected_scale_in)
+                .unwrap_or(false),
+        },
+        time_zone,
+        fallback,
+    })
+}
+
+/// "90s", "2m", "1h 30m", or a number of seconds.
+fn parse_duration(text: &str) -> Option<Duration> {
+    if let Ok(secs) = text.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let span: jiff::SignedDuration = text.trim().parse().ok()?;
+    span.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POOL: &str = r#"
+[[pool]]
+name = "linux"
+resource_class = "acme/linux"
+group = "ci-linux"
+region = "eu-west-1"
+policy = "queue"
+max = 5
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, "test.toml", Path::new("/etc/runner-scaler"))
+    }
+
+    #[test]
+    fn a_minimal_pool_takes_the_defaults() {
+        let config = parse(POOL).unwrap();
+        let pool = &config.pools[0];
+        assert_eq!(config.interval, Duration::from_secs(60));
+        assert_eq!(config.circleci.base_url, CIRCLECI_URL);
+        assert_eq!(
+            config.circleci.token,
+            TokenSource::Env("CIRCLECI_TOKEN".into())
+        );
+        assert_eq!(
+            (
+                pool.bounds.min,
+                pool.bounds.max,
+                pool.bounds.allow_unprotected_scale_in
+            ),
+            (0, 5, false)
+        );
+        assert_eq!(pool.fallback, BuiltinRule::Hold);
+        assert_eq!(pool.policy, PolicyRef::Builtin(BuiltinRule::Queue));
+        assert_eq!(pool.time_zone.iana_name(), Some("UTC"));
+    }
+
+    #[test]
+    fn defaults_are_inherited_and_params_merged_in_order() {
+        let text = r#"
+interval = "2m"
+[defaults]
+region = "us-east-1"
+time_zone = "America/New_York"
+params = { warm = "1", days = "mon-fri" }
+[[pool]]
+name = "mac"
+resource_class = "acme/mac"
+group = "ci-mac"
+policy = "policies/business-hours.wasm"
+params = { warm = 3, hours = "09-17" }
+max = 4
+"#;
+        let config = parse(text).unwrap();
+        let pool = &config.pools[0];
+        assert_eq!(config.interval, Duration::from_secs(120));
+        assert_eq!(pool.group.region, "us-east-1");
+        assert_eq!(pool.time_zone.iana_name(), Some("America/New_York"));
+        assert_eq!(
+            pool.policy,
+            PolicyRef::File("/etc/runner-scaler/policies/business-hours.wasm".into())
+        );
+        let params: Vec<(&str, &str)> = pool
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            params,
+            [("days", "mon-fri"), ("warm", "3"), ("hours", "09-17")]
+        );
+    }
+
+    #[test]
+    fn bad_configs_name_the_field_and_the_fix() {
+        // (name, change to the pool, words the message must hold)
+        let cases = [
+            (
+                "unknown time zone",
+                "time_zone = \"Mars/Olympus\"",
+                "time_zone",
+            ),
+            ("min above max", "min = 9", "min: 9 is above max 5"),
+            (
+                "unknown fallback",
+                "fallback = \"panic\"",
+                "\"hold\" or \"queue\"",
+            ),
+            ("unknown field", "maximum = 3", "maximum"),
+            (
+                "neither rule nor file",
+                "policy = \"fast\"",
+                "neither a built-in rule",
+            ),
+        ];
+        for (name, change, words) in cases {
+            let key = change.split(' ').next().unwrap();
+            let text: String = POOL
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key} ")))
+                .chain([change])
+                .collect::<Vec<_>>()
+                .join("\n");
+            let err = parse(&text)
+                .err()
+                .unwrap_or_else(|| panic!("{name}: accepted"));
+            let message = err.to_string();
+            assert!(message.starts_with("test.toml"), "{name}: {message}");
+            assert!(message.contains(words), "{name}: {message}");
+        }
+        let missing_max = POOL.replace("max = 5", "");
+        assert!(parse(&missing_max)
+            .unwrap_err()
+            .to_string()
+            .contains("max: is missing"));
+        assert!(parse("").unwrap_err().to_string().contains("no pools"));
+        let twice = format!("{POOL}{POOL}");
+        assert!(parse(&twice)
+            .unwrap_err()
+            .to_string()
+            .contains("names two pools"));
+        let both = format!("[circleci]\ntoken_env = \"T\"\ntoken_secret = {{ name = \"s\", region = \"r\" }}\n{POOL}");
+        assert!(parse(&both).unwrap_err().to_string().contains("not both"));
+    }
+
+    #[test]
+    fn the_original_tools_environment_defines_one_queue_pool() {
+        let env = |name: &str| {
+            Some(
+                match name {
+                    "SECRET_NAME" => "cci-runner-lambda-secrets",
+                    "SECRET_REGION" => "eu-west-1",
+                    "AUTO_SCALING_MAX" => "8",
+                    "AUTO_SCALING_GROUP_NAME" => "cci-runner-auto-scaling-group",
+                    "AUTO_SCALING_GROUP_REGION" => "eu-central-1",
+                    _ => return None,
+                }
+                .to_string(),
+            )
+        };
+        let config = Config::from_seed_env(&env).unwrap();
+        let pool = &config.pools[0];
+        assert_eq!(
+            config.circleci.token,
+            TokenSource::Secret {
+                name: "cci-runner-lambda-secrets".into(),
+                region: "eu-west-1".into()
+            }
+        );
+        assert_eq!(pool.group.name, "cci-runner-auto-scaling-group");
+        assert_eq!(pool.group.region, "eu-central-1");
+        assert_eq!((pool.bounds.min, pool.bounds.max), (0, 8));
+        assert_eq!(pool.policy, PolicyRef::Builtin(BuiltinRule::Queue));
+        assert_eq!(pool.resource_class, None, "read from the secret");
+
+        let partial = |name: &str| (name == "SECRET_NAME").then(|| "s".to_string());
+        let err = Config::from_seed_env(&partial).unwrap_err().to_string();
+        assert!(
+            err.contains("SECRET_REGION") && err.contains("is not set"),
+            "{err}"
+        );
+        assert!(matches!(
+            Config::from_seed_env(&|_| None),
+            Err(ConfigError::Missing)
+        ));
+    }
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/runner-scaler.toml");
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.pools.len(), 2);
+    }
+}

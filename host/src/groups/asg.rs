@@ -1,0 +1,289 @@
+//! The EC2 Auto Scaling group: [`AsgGroups`] reads groups with
+//! `DescribeAutoScalingGroups` and writes them with `SetDesiredCapacity`,
+//! `UpdateAutoScalingGroup` and the tag calls.
+
+use super::{GroupError, GroupId, GroupState, Groups, Write, DESCRIBE_BATCH, STATE_TAG};
+use crate::aws::{error_message, AwsOptions};
+use aws_sdk_autoscaling::types::{AutoScalingGroup, LifecycleState, Tag};
+use aws_sdk_autoscaling::Client;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::{Mutex, OnceCell};
+
+/// EC2 Auto Scaling, one client per region, each made on first use.
+#[derive(Debug)]
+pub struct AsgGroups {
+    options: AwsOptions,
+    clients: Mutex<HashMap<String, Arc<OnceCell<Client>>>>,
+    describe_calls: AtomicUsize,
+    write_calls: AtomicUsize,
+}
+
+/// The calls an [`AsgGroups`] has made (requests, retries not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApiCalls {
+    /// `DescribeAutoScalingGroups` calls, one per page.
+    pub describe: usize,
+    /// `SetDesiredCapacity`, `UpdateAutoScalingGroup`, `CreateOrUpdateTags`
+    /// and `DeleteTags` calls.
+    pub write: usize,
+}
+
+impl AsgGroups {
+    /// Groups reached through `options`; nothing is called until first use.
+    pub fn new(options: AwsOptions) -> Self {
+        AsgGroups {
+            options,
+            clients: Mutex::default(),
+            describe_calls: AtomicUsize::new(0),
+            write_calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// The calls made so far.
+    pub fn calls(&self) -> ApiCalls {
+        ApiCalls {
+            describe: self.describe_calls.load(Ordering::Relaxed),
+            write: self.write_calls.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The client for `region`, made once.
+    pub async fn client(&self, region: &str) -> Client {
+        // The map's lock is held only to find the cell, so regions being set
+        // up at the same time do not wait for each other.
+        let cell = self
+            .clients
+            .lock()
+            .await
+            .entry(region.to_owned())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async { Client::new(&self.options.sdk_config(region).await) })
+            .await
+            .clone()
+    }
+}
+
+impl Groups for AsgGroups {
+    async fn describe(
+        &self,
+        region: &str,
+        names: &[String],
+    ) -> Result<HashMap<String, GroupState>, GroupError> {
+        let mut found = HashMap::new();
+        // No names would ask for every group of the account.
+        if names.is_empty() {
+            return Ok(found);
+        }
+        let mut unique: Vec<&String> = Vec::with_capacity(names.len());
+        let mut seen = HashSet::new();
+        unique.extend(names.iter().filter(|name| seen.insert(name.as_str())));
+        let client = self.client(region).await;
+        let failed = |message: String| GroupError::Describe {
+            region: region.to_owned(),
+            message,
+        };
+        for batch in unique.chunks(DESCRIBE_BATCH) {
+            let mut token: Option<String> = None;
+            loop {
+                self.describe_calls.fetch_add(1, Ordering::Relaxed);
+                let answer = client
+                    .describe_auto_scaling_groups()
+                    .set_auto_scaling_group_names(Some(
+                        batch.iter().map(|name| (*name).clone()).collect(),
+                    ))
+                    .max_records(DESCRIBE_BATCH as i32)
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|err| failed(error_message(&err)))?;
+                for group in answer.auto_scaling_groups() {
+                    if let Some(name) = group.auto_scaling_group_name() {
+                        if seen.contains(name) {
+                            found.insert(name.to_owned(), group_state(group));
+                        }
+                    }
+                }
+                match answer.next_token().filter(|next| !next.is_empty()) {
+                    // A token that does not move would loop forever.
+                    Some(next) if token.as_deref() == Some(next) => {
+                        return Err(failed(format!(
+                            "the API answered the same NextToken twice ({next})"
+                        )));
+                    }
+                    Some(next) => token = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn apply(&self, group: &GroupId, write: &Write) -> Result<(), GroupError> {
+        let failed = |message: String| GroupError::Apply {
+            group: group.clone(),
+            message,
+        };
+        let count = |value: u32, what: &str| {
+            i32::try_from(value).map_err(|_| failed(format!("{what} {value} is too large")))
+        };
+        let client = self.client(&group.region).await;
+        let name = group.name.as_str();
+        self.write_calls.fetch_add(1, Ordering::Relaxed);
+        let sent = match write {
+            Write::Desired(desired) => client
+                .set_desired_capacity()
+                .auto_scaling_group_name(name)
+                .desired_capacity(count(*desired, "desired capacity")?)
+                .honor_cooldown(false)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|err| error_message(&err)),
+            Write::DesiredAndBounds { desired, min, max } => client
+                .update_auto_scaling_group()
+                .auto_scaling_group_name(name)
+                .min_size(count(*min, "minimum size")?)
+                .max_size(count(*max, "maximum size")?)
+                .desired_capacity(count(*desired, "desired capacity")?)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|err| error_message(&err)),
+            Write::State(Some(value)) => client
+                .create_or_update_tags()
+                .tags(
+                    state_tag(name)
+                        .value(value)
+                        .propagate_at_launch(false)
+                        .build(),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|err| error_message(&err)),
+            Write::State(None) => client
+                .delete_tags()
+                .tags(state_tag(name).build())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|err| error_message(&err)),
+        };
+        sent.map_err(failed)
+    }
+}
+
+/// The [`STATE_TAG`] tag of group `name`, without its value.
+fn state_tag(name: &str) -> aws_sdk_autoscaling::types::builders::TagBuilder {
+    Tag::builder()
+        .resource_type("auto-scaling-group")
+        .resource_id(name)
+        .key(STATE_TAG)
+}
+
+/// What the tick needs of one described group.
+fn group_state(group: &AutoScalingGroup) -> GroupState {
+    let size = |value: Option<i32>| value.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+    let mut state = GroupState {
+        desired: size(group.desired_capacity()),
+        min: size(group.min_size()),
+        max: size(group.max_size()),
+        new_instances_protected: group.new_instances_protected_from_scale_in() == Some(true),
+        policy_state: group
+            .tags()
+            .iter()
+            .find(|tag| tag.key() == Some(STATE_TAG))
+            .and_then(|tag| tag.value())
+            .map(str::to_owned),
+        ..GroupState::default()
+    };
+    for instance in group.instances() {
+        match instance.lifecycle_state() {
+            Some(
+                LifecycleState::Pending
+                | LifecycleState::PendingWait
+                | LifecycleState::PendingProceed,
+            ) => state.pending += 1,
+            Some(LifecycleState::InService) => state.in_service += 1,
+            // Terminating*, Detaching, Standby, Warmed:*, and states newer
+            // than this SDK: none of them will take a task.
+            _ => state.terminating += 1,
+        }
+        if instance.protected_from_scale_in() == Some(true) {
+            state.protected += 1;
+        }
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_autoscaling::types::{Instance, TagDescription};
+
+    fn instance(state: &str, protected: bool) -> Instance {
+        Instance::builder()
+            .instance_id("i-1")
+            .lifecycle_state(LifecycleState::from(state))
+            .protected_from_scale_in(protected)
+            .build()
+    }
+
+    #[test]
+    fn instances_are_counted_by_lifecycle_state_and_protection() {
+        let group = AutoScalingGroup::builder()
+            .auto_scaling_group_name("g")
+            .desired_capacity(9)
+            .min_size(1)
+            .max_size(20)
+            .new_instances_protected_from_scale_in(true)
+            .set_instances(Some(
+                [
+                    ("Pending", true),
+                    ("Pending:Wait", true),
+                    ("Pending:Proceed", false),
+                    ("InService", true),
+                    ("InService", false),
+                    ("Terminating:Wait", true),
+                    ("Detaching", false),
+                    ("Standby", false),
+                    ("Warmed:Running", false),
+                    ("Something:New", false),
+                ]
+                .into_iter()
+                .map(|(state, protected)| instance(state, protected))
+                .collect(),
+            ))
+            .tags(TagDescription::builder().key("team").value("ci").build())
+            .tags(
+                TagDescription::builder()
+                    .key(STATE_TAG)
+                    .value("{\"n\":1}")
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            group_state(&group),
+            GroupState {
+                desired: 9,
+                min: 1,
+                max: 20,
+                pending: 3,
+                in_service: 2,
+                terminating: 5,
+                protected: 4,
+                new_instances_protected: true,
+                policy_state: Some("{\"n\":1}".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn a_sparse_answer_gives_zeros_not_a_panic() {
+        let group = AutoScalingGroup::builder().build();
+        assert_eq!(group_state(&group), GroupState::default());
+    }
+}

@@ -1,0 +1,91 @@
+//! Capacity targets: the groups whose desired capacity the scaler sets. The
+//! EC2 Auto Scaling group is the real one ([`asg`]); [`MemoryGroups`] is the
+//! in-memory one the tests, the benchmark and the simulator use.
+
+pub mod asg;
+mod memory;
+
+pub use memory::MemoryGroups;
+
+use std::collections::HashMap;
+use std::future::Future;
+
+/// The tag that keeps a policy's state on its group between ticks (and
+/// across restarts and Lambda cold starts).
+pub const STATE_TAG: &str = "runner-scaler:state";
+
+/// Group names per `DescribeAutoScalingGroups` call, the API's limit.
+pub const DESCRIBE_BATCH: usize = 50;
+
+/// Names a group: its region and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupId {
+    pub region: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for GroupId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name, self.region)
+    }
+}
+
+/// What the tick needs to know of a group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupState {
+    pub desired: u32,
+    /// The group's own bounds; the host widens them to the pool's when it must.
+    pub min: u32,
+    pub max: u32,
+    /// Instances launching (`Pending*`).
+    pub pending: u32,
+    /// Instances in service (`InService`).
+    pub in_service: u32,
+    /// Instances leaving (`Terminating*`, `Detaching`, `Standby`, ...).
+    pub terminating: u32,
+    /// Instances protected from scale-in.
+    pub protected: u32,
+    /// Whether the group protects the instances it launches from scale-in.
+    pub new_instances_protected: bool,
+    /// The policy's state from the [`STATE_TAG`] tag.
+    pub policy_state: Option<String>,
+}
+
+/// One write to a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Set the desired capacity (`SetDesiredCapacity`).
+    Desired(u32),
+    /// Set the desired capacity and the group's own bounds, when the desired
+    /// capacity lies outside them (`UpdateAutoScalingGroup`).
+    DesiredAndBounds { desired: u32, min: u32, max: u32 },
+    /// Keep the policy's state in the group's tag, or remove the tag.
+    State(Option<String>),
+}
+
+/// Reads and writes groups.
+pub trait Groups: Send + Sync {
+    /// Describe the groups `names` of `region` in as few calls as the API
+    /// allows. A name missing from the answer is a group that does not exist.
+    fn describe(
+        &self,
+        region: &str,
+        names: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, GroupState>, GroupError>> + Send;
+
+    /// Make one write.
+    fn apply(
+        &self,
+        group: &GroupId,
+        write: &Write,
+    ) -> impl Future<Output = Result<(), GroupError>> + Send;
+}
+
+/// A group could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error("cannot describe the Auto Scaling groups of {region}: {message}")]
+    Describe { region: String, message: String },
+    #[error("cannot update the Auto Scaling group {group}: {message}")]
+    Apply { group: GroupId, message: String },
+}

@@ -1,0 +1,157 @@
+//! The ways the scaler runs: `once` (one tick), `run` (a daemon ticking on an
+//! interval) and `lambda` (a tick per invocation). They share [`Scaler`]: pools with their
+//! policies loaded, a queue source and a group API.
+
+pub mod daemon;
+pub mod http;
+pub mod lambda;
+pub mod once;
+
+use crate::config::{Config, PolicyRef, PoolConfig};
+use crate::groups::Groups;
+use crate::policy::{Policy, PolicyEngine, WasmPolicy};
+use crate::sources::QueueSource;
+use crate::tick::{self, Pool, PoolReport, TickOptions};
+use anyhow::Context;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Pools ready to tick against a queue source and a group API.
+pub struct Scaler<Q, G> {
+    pub pools: Vec<Pool>,
+    pub queues: Q,
+    pub groups: G,
+}
+
+impl<Q: QueueSource, G: Groups> Scaler<Q, G> {
+    /// One tick, now.
+    pub async fn tick(&self, options: TickOptions) -> Vec<PoolReport> {
+        tick::tick(
+            &self.pools,
+            &self.queues,
+            &self.groups,
+            jiff::Timestamp::now(),
+            options,
+        )
+        .await
+    }
+}
+
+/// The pools of `config`, each policy file loaded (once, however many pools
+/// share it). `secret_resource_class` serves pools that name none (the
+/// original tool's set-up keeps it in the token's secret).
+pub fn load_pools(
+    config: &Config,
+    engine: &PolicyEngine,
+    secret_resource_class: Option<&str>,
+) -> anyhow::Result<Vec<Pool>> {
+    let mut loaded: HashMap<PathBuf, WasmPolicy> = HashMap::new();
+    config
+        .pools
+        .iter()
+        .map(|pool| {
+            let policy = match &pool.policy {
+                PolicyRef::Builtin(rule) => Policy::Builtin(*rule),
+                PolicyRef::File(path) => match loaded.get(path) {
+                    Some(policy) => Policy::Wasm(policy.clone()),
+                    None => {
+                        let policy = engine.load(path).with_context(|| {
+                            format!("{}: pool {:?}: policy", config.origin, pool.name)
+                        })?;
+                        loaded.insert(path.clone(), policy.clone());
+                        Policy::Wasm(policy)
+                    }
+                },
+            };
+            ready(pool, policy, secret_resource_class)
+        })
+        .collect()
+}
+
+fn ready(
+    pool: &PoolConfig,
+    policy: Policy,
+    secret_resource_class: Option<&str>,
+) -> anyhow::Result<Pool> {
+    let resource_class = pool
+        .resource_class
+        .as_deref()
+        .or(secret_resource_class)
+        .with_context(|| {
+            format!(
+                "pool {:?} has no resource_class, and its token's secret gives none",
+                pool.name
+            )
+        })?;
+    Ok(Pool {
+        name: pool.name.clone(),
+        resource_class: resource_class.to_string(),
+        group: pool.group.clone(),
+        policy,
+        fallback: pool.fallback,
+        bounds: pool.bounds,
+        time_zone: pool.time_zone.clone(),
+        params: pool.params.clone(),
+    })
+}
+
+/// The production scaler for `config`: the token (from its variable or its
+/// secret), CircleCI's runner API, and Auto Scaling through the AWS SDK.
+pub async fn connect(
+    config: &Config,
+    engine: &PolicyEngine,
+) -> anyhow::Result<Scaler<crate::sources::circleci::CircleCi, crate::groups::asg::AsgGroups>> {
+    use crate::config::TokenSource;
+    use crate::secret::Secret;
+    let aws = crate::aws::AwsOptions {
+        endpoint_url: config.aws_endpoint_url.clone(),
+        credentials: None,
+    };
+    let (token, secret_resource_class) = match &config.circleci.token {
+        TokenSource::Env(var) => {
+            let token = std::env::var(var).ok().filter(|t| !t.trim().is_empty()).with_context(|| {
+                format!(
+                    "{}: circleci.token_env: the variable {var} is not set; export a CircleCI personal API token in it",
+                    config.origin
+                )
+            })?;
+            (Secret::new(token), None)
+        }
+        TokenSource::Secret { name, region } => {
+            let secret = crate::secrets::read_runner_secret(name, region, &aws).await?;
+            (secret.token, Some(secret.resource_class))
+        }
+    };
+    let pools = load_pools(config, engine, secret_resource_class.as_deref())?;
+    let queues = crate::sources::circleci::CircleCi::new(
+        &config.circleci.base_url,
+        token,
+        Default::default(),
+    )?;
+    Ok(Scaler {
+        pools,
+        queues,
+        groups: crate::groups::asg::AsgGroups::new(aws),
+    })
+}
+
+/// Say, once at start, which groups would let EC2 terminate a busy
+/// instance, and that the scaler will not scale them in.
+pub async fn warn_unprotected<Q: QueueSource, G: Groups>(scaler: &Scaler<Q, G>) {
+    let groups = tick::read_groups(&scaler.pools, &scaler.groups).await;
+    for pool in &scaler.pools {
+        let Some(Ok(group)) = groups.get(&pool.group) else {
+            continue;
+        };
+        if !group.new_instances_protected && !pool.bounds.allow_unprotected_scale_in {
+            tracing::warn!(
+                pool = %pool.name,
+                group = %pool.group,
+                "the group does not protect new instances from scale-in, so lowering its desired capacity \
+                 could terminate an instance that runs a job; runner-scaler will not scale it in. Enable \
+                 scale-in protection for new instances on the group (and on its running instances), or set \
+                 allow_unprotected_scale_in = true for the pool"
+            );
+        }
+    }
+}

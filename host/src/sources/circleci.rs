@@ -1,0 +1,531 @@
+//! CircleCI's self-hosted runner API as a [`QueueSource`]: the unclaimed and
+//! running task counts of a resource class, read with bounded retries.
+
+use super::{QueueSource, SourceError};
+use crate::observation::Queue;
+use crate::secret::Secret;
+use rand::Rng;
+use reqwest::header::{HeaderValue, RETRY_AFTER};
+use reqwest::{redirect, StatusCode, Url};
+use std::fmt;
+use std::time::Duration;
+
+/// Where CircleCI cloud serves the runner API.
+pub const DEFAULT_BASE_URL: &str = "https://runner.circleci.com";
+
+/// The header the runner API reads a personal API token from.
+const TOKEN_HEADER: &str = "Circle-Token";
+
+/// The name errors carry in [`SourceError`].
+const SOURCE_NAME: &str = "CircleCI";
+
+/// The answers are a few bytes of JSON; anything bigger is not one of them.
+const MAX_BODY: usize = 64 * 1024;
+
+/// How requests to the runner API are timed and retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// The most one request may take, connection and body included.
+    pub timeout: Duration,
+    /// Tries per count and tick, the first one included (at least 1).
+    pub attempts: u32,
+    /// The backoff before the second try; it doubles with each further try
+    /// and is drawn at random below that bound (full jitter).
+    pub base_delay: Duration,
+    /// The upper bound of the backoff.
+    pub max_delay: Duration,
+    /// The longest `Retry-After` (on 429 and 503) that is waited for; a longer
+    /// one ends this tick's reading with an error, the next tick tries again.
+    pub max_retry_after: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            timeout: Duration::from_secs(5),
+            attempts: 4,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A [`CircleCi`] source could not be built from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The base URL is not an absolute `http` or `https` URL.
+    #[error(
+        "the CircleCI base URL {url:?} is not usable: {why} (expected e.g. {DEFAULT_BASE_URL})"
+    )]
+    BaseUrl { url: String, why: String },
+    /// The token cannot be sent as an HTTP header value.
+    #[error("the CircleCI token contains characters an HTTP header cannot carry (a line break or a control character?): check how it was stored")]
+    Token,
+    /// The HTTP client could not be set up (TLS roots, for instance).
+    #[error("could not set up the HTTP client for CircleCI: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// The runner API of CircleCI cloud or server, read with a personal API token.
+pub struct CircleCi {
+    client: reqwest::Client,
+    base: Url,
+    token: Secret,
+    header: HeaderValue,
+    options: HttpOptions,
+}
+
+impl fmt::Debug for CircleCi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircleCi")
+            .field("base", &self.base.as_str())
+            .field("token", &self.token)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The two counts the runner API gives for a resource class.
+#[derive(Debug, Clone, Copy)]
+enum Count {
+    Unclaimed,
+    Running,
+}
+
+impl Count {
+    fn path(self) -> &'static str {
+        match self {
+            Count::Unclaimed => "/api/v3/runner/tasks",
+            Count::Running => "/api/v3/runner/tasks/running",
+        }
+    }
+
+    fn field(self) -> &'static str {
+        match self {
+            Count::Unclaimed => "unclaimed_task_count",
+            Count::Running => "running_runner_tasks",
+        }
+    }
+}
+
+/// What one try came to.
+enum Outcome {
+    Count(u32),
+    /// Retrying will not help.
+    Refused(String),
+    /// Worth another try, after `after` when the server said how long.
+    Retry {
+        why: String,
+        after: Option<Duration>,
+    },
+}
+
+impl CircleCi {
+    /// A source for CircleCI cloud ([`DEFAULT_BASE_URL`]) with default timing.
+    pub fn cloud(token: Secret) -> Result<Self, BuildError> {
+        CircleCi::new(DEFAULT_BASE_URL, token, HttpOptions::default())
+    }
+
+    /// A source for the runner API at `base_url` (CircleCI server's runner
+    /// host, or a fake in tests), authenticated with a personal API `token`.
+    pub fn new(base_url: &str, token: Secret, options: HttpOptions) -> Result<Self, BuildError> {
+        let bad = |why: &str| BuildError::BaseUrl {
+            url: base_url.to_string(),
+            why: why.to_string(),
+        };
+        let base = Url::parse(base_url).map_err(|e| bad(&e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(bad("the scheme must be http or https"));
+        }
+        if base.cannot_be_a_base() || base.host().is_none() {
+            return Err(bad("it has no host"));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(bad("it must not have a query or a fragment"));
+        }
+        let mut header = HeaderValue::from_str(token.expose()).map_err(|_| BuildError::Token)?;
+        // Keeps the value out of any Debug of the request's headers.
+        header.set_sensitive(true);
+        let client = reqwest::Client::builder()
+            .connect_timeout(options.timeout)
+            // A redirect would carry the token to wherever it points:
+            // reqwest strips only the headers it knows to be credentials.
+            .redirect(redirect::Policy::none())
+            .user_agent(concat!("runner-scaler/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(BuildError::Client)?;
+        Ok(CircleCi {
+            client,
+            base,
+            token,
+            header,
+            options,
+        })
+    }
+
+    /// The URL of one count for `resource_class`, the class encoded as a
+    /// query value (its `/` included).
+    fn url(&self, count: Count, resource_class: &str) -> Url {
+        let mut url = self.base.clone();
+        let prefix = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{prefix}{}", count.path()));
+        url.query_pairs_mut()
+            .append_pair("resource-class", resource_class);
+        url
+    }
+
+    /// One count, with retries.
+    async fn count(&self, count: Count, resource_class: &str) -> Result<u32, SourceError> {
+        let attempts = self.options.attempts.max(1);
+        let url = self.url(count, resource_class);
+        let mut attempt = 1;
+        loop {
+            let (why, after) = match self.attempt(count, resource_class, url.clone()).await {
+                Outcome::Count(n) => return Ok(n),
+                Outcome::Refused(message) => {
+                    return Err(SourceError::Refused {
+                        source_name: SOURCE_NAME,
+                        message: self.redact(message),
+                    })
+                }
+                Outcome::Retry { why, after } => (self.redact(why), after),
+            };
+            if let Some(after) = after {
+                if after > self.options.max_retry_after {
+                    return Err(SourceError::Unavailable {
+                        source_name: SOURCE_NAME,
+                        attempts: attempt,
+                        last: format!(
+                            "{why}; it asked to retry after {}, longer than the {} a tick waits, so this tick gives up (the next one tries again)",
+                            secs(after),
+                            secs(self.options.max_retry_after)
+                        ),
+                    });
+                }
+            }
+            if attempt >= attempts {
+                return Err(SourceError::Unavailable {
+                    source_name: SOURCE_NAME,
+                    attempts: attempt,
+                    last: why,
+                });
+            }
+            let delay = after.unwrap_or_else(|| backoff(&self.options, attempt));
+            tracing::warn!(
+                resource_class,
+                endpoint = count.path(),
+                attempt,
+                attempts,
+                delay_ms = delay.as_millis() as u64,
+                why = %why,
+                "CircleCI gave no usable answer; retrying"
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// One request, classified.
+    async fn attempt(&self, count: Count, resource_class: &str, url: Url) -> Outcome {
+        let path = count.path();
+        let sent = self
+            .client
+            .get(url)
+            .header(TOKEN_HEADER, self.header.clone())
+            .timeout(self.options.timeout)
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                return Outcome::Retry {
+                    why: self.describe(path, e),
+                    after: None,
+                }
+            }
+        };
+        let status = response.status();
+        if !status.is_success() {
+            return self.refusal_or_retry(status, &response, path, resource_class);
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > MAX_BODY {
+                        return Outcome::Retry {
+                            why: format!(
+                                "{path} answered with a body over {} KiB, not a task count",
+                                MAX_BODY / 1024
+                            ),
+                            after: None,
+                        };
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Outcome::Retry {
+                        why: self.describe(path, e),
+                        after: None,
+                    }
+                }
+            }
+        }
+        match parse_count(&body, count.field()) {
+            Ok(n) => Outcome::Count(n),
+            Err(why) => Outcome::Retry {
+                why: format!("{path} answered HTTP {status} with {why}"),
+                after: None,
+            },
+        }
+    }
+
+    fn refusal_or_retry(
+        &self,
+        status: StatusCode,
+        response: &reqwest::Response,
+        path: &str,
+        resource_class: &str,
+    ) -> Outcome {
+        match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                let namespace = resource_class.split('/').next().unwrap_or(resource_class);
+                Outcome::Refused(format!(
+                    "the token was refused (HTTP {status} from {path}) for resource class {resource_class:?}: \
+                     use a CircleCI personal API token (not a runner resource-class token) of a user \
+                     with access to the namespace {namespace:?}"
+                ))
+            }
+            StatusCode::NOT_FOUND => Outcome::Refused(format!(
+                "resource class {resource_class:?} was not found (HTTP {status} from {path}): \
+                 check that it is written namespace/name and exists \
+                 (`circleci runner resource-class list <namespace>`), and that the base URL {} \
+                 is the runner API of your CircleCI",
+                self.base
+            )),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                let header = response.headers().get(RETRY_AFTER);
+                let after = header
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| retry_after(v, jiff::Timestamp::now()));
+                let hint = match (header, after) {
+                    (None, _) => String::new(),
+                    (Some(_), Some(after)) => format!(", Retry-After {}", secs(after)),
+                    (Some(_), None) => ", with a Retry-After it could not read".to_string(),
+                };
+                Outcome::Retry {
+                    why: format!("{path} answered HTTP {status}{hint}"),
+                    after,
+                }
+            }
+            s if s.is_server_error() => Outcome::Retry {
+                why: format!("{path} answered HTTP {status}"),
+                after: None,
+            },
+            s if s.is_redirection() => Outcome::Refused(format!(
+                "{path} answered HTTP {status} (a redirect, to {:?}): the base URL {} is probably \
+                 not the runner API; the token is not sent on to another address",
+                response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("nowhere"),
+                self.base
+            )),
+            _ => Outcome::Refused(format!(
+                "{path} answered HTTP {status} for resource class {resource_class:?}"
+            )),
+        }
+    }
+
+    /// A transport error in words, without the URL (the path is named instead).
+    fn describe(&self, path: &str, error: reqwest::Error) -> String {
+        if error.is_timeout() {
+            return format!(
+                "{path} gave no answer within {}",
+                secs(self.options.timeout)
+            );
+        }
+        let kind = if error.is_connect() {
+            "could not connect to"
+        } else {
+            "failed reading"
+        };
+        let mut text = format!("{kind} {path}");
+        let error = error.without_url();
+        let mut source: Option<&dyn std::error::Error> = Some(&error);
+        while let Some(e) = source {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            source = e.source();
+        }
+        text
+    }
+
+    /// Every message leaving this module passes here: whatever a server or a
+    /// library echoed, the token does not get through.
+    fn redact(&self, message: String) -> String {
+        let token = self.token.expose();
+        if token.is_empty() || !message.contains(token) {
+            message
+        } else {
+            message.replace(token, "***")
+        }
+    }
+}
+
+impl QueueSource for CircleCi {
+    async fn queue(&self, resource_class: &str) -> Result<Queue, SourceError> {
+        let (waiting, running) = tokio::try_join!(
+            self.count(Count::Unclaimed, resource_class),
+            self.count(Count::Running, resource_class),
+        )?;
+        Ok(Queue { waiting, running })
+    }
+}
+
+/// The count in `field` of a JSON object, or what is wrong with the body.
+fn parse_count(body: &[u8], field: &str) -> Result<u32, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("a body that is not JSON ({e})"))?;
+    let Some(found) = value.get(field) else {
+        return Err(format!("JSON without the field {field:?}"));
+    };
+    found
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| format!("{field} = {found}, not a whole number of tasks"))
+}
+
+/// The wait a `Retry-After` value asks for: delay-seconds, or an HTTP date
+/// (IMF-fixdate, which RFC 2822 parsing covers) relative to `now`.
+fn retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(value)
+        .ok()?;
+    let wait = at.duration_since(now);
+    // A date already past means "now".
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+}
+
+/// Full jitter: a random wait below `base_delay · 2^(attempt-1)`, capped.
+fn backoff(options: &HttpOptions, attempt: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+    let cap = options
+        .base_delay
+        .saturating_mul(factor)
+        .min(options.max_delay);
+    let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rand::rng().random_range(0..=nanos))
+}
+
+/// A duration for people: "1.5 s", "300 ms".
+fn secs(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_whole_non_negative_numbers() {
+        let field = "unclaimed_task_count";
+        assert_eq!(parse_count(br#"{"unclaimed_task_count": 7}"#, field), Ok(7));
+        for bad in [
+            &br#"{"unclaimed_task_count": -1}"#[..],
+            br#"{"unclaimed_task_count": 1.5}"#,
+            br#"{"unclaimed_task_count": "3"}"#,
+            br#"{"unclaimed_task_count": 5000000000}"#,
+            br#"{"other": 1}"#,
+            br#"[1]"#,
+            b"not json",
+        ] {
+            assert!(
+                parse_count(bad, field).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now: jiff::Timestamp = "2026-11-28T08:49:30Z".parse().unwrap();
+        assert_eq!(retry_after(" 3 ", now), Some(Duration::from_secs(3)));
+        assert_eq!(
+            retry_after("Sat, 28 Nov 2026 08:49:37 GMT", now),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_after("Sat, 28 Nov 2026 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn backoff_stays_under_its_doubling_cap() {
+        let options = HttpOptions {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(300),
+            ..HttpOptions::default()
+        };
+        for _ in 0..200 {
+            assert!(backoff(&options, 1) <= Duration::from_millis(100));
+            assert!(backoff(&options, 2) <= Duration::from_millis(200));
+            assert!(backoff(&options, 3) <= Duration::from_millis(300));
+            assert!(backoff(&options, 40) <= Duration::from_millis(300));
+        }
+    }
+
+    #[test]
+    fn the_resource_class_is_a_query_value_and_base_paths_are_kept() {
+        let token = Secret::new("t");
+        let cloud = CircleCi::cloud(token.clone()).unwrap();
+        assert_eq!(
+            cloud.url(Count::Running, "acme/linux large&x").as_str(),
+            "https://runner.circleci.com/api/v3/runner/tasks/running?resource-class=acme%2Flinux+large%26x"
+        );
+        let server = CircleCi::new(
+            "https://ci.example.com/runner/",
+            token,
+            HttpOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            server.url(Count::Unclaimed, "a/b").as_str(),
+            "https://ci.example.com/runner/api/v3/runner/tasks?resource-class=a%2Fb"
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_explained_without_the_token() {
+        let options = HttpOptions::default();
+        for url in ["runner.circleci.com", "ftp://x", "https://x/?a=b"] {
+            let err = CircleCi::new(url, Secret::new("t"), options.clone()).unwrap_err();
+            assert!(matches!(err, BuildError::BaseUrl { .. }), "{url}: {err}");
+        }
+        let err = CircleCi::new(
+            DEFAULT_BASE_URL,
+            Secret::new("CCIPAT_canary\n"),
+            options.clone(),
+        )
+        .unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("CCIPAT_canary"));
+        let source =
+            CircleCi::new(DEFAULT_BASE_URL, Secret::new("CCIPAT_canary"), options).unwrap();
+        assert!(!format!("{source:?}").contains("CCIPAT_canary"));
+    }
+}

@@ -1,0 +1,394 @@
+//! The EC2 Auto Scaling adapter and the runner secret against moto's server
+//! (a local AWS). Each test starts its own moto, so tests share no state.
+//!
+//! moto is laxer than AWS: it accepts a desired capacity above the group's
+//! maximum (AWS refuses it with a ValidationError), launches every instance
+//! straight into `InService` (no `Pending*` or `Terminating*` instances: those
+//! counts are covered by the unit tests in `groups/asg.rs`), and answers a
+//! write to a missing group with a server error where AWS says ValidationError.
+
+mod support;
+
+use runner_scaler::aws::AwsOptions;
+use runner_scaler::groups::asg::{ApiCalls, AsgGroups};
+use runner_scaler::groups::{GroupId, GroupState, Groups, Write, STATE_TAG};
+use runner_scaler::secrets::{read_runner_secret, SecretError};
+use std::time::{Duration, Instant};
+use support::moto::{Moto, TestGroup};
+
+const REGION: &str = "us-east-1";
+
+fn id(name: &str) -> GroupId {
+    GroupId {
+        region: REGION.into(),
+        name: name.into(),
+    }
+}
+
+fn names(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| name.to_string()).collect()
+}
+
+async fn describe_one(groups: &AsgGroups, name: &str) -> GroupState {
+    groups
+        .describe(REGION, &names(&[name]))
+        .await
+        .unwrap()
+        .remove(name)
+        .unwrap_or_else(|| panic!("{name} was not described"))
+}
+
+#[tokio::test]
+async fn describe_counts_instances_protection_and_the_state_tag() {
+    let moto = Moto::start();
+    moto.create_group(
+        REGION,
+        &TestGroup::new("protected")
+            .bounds(1, 8)
+            .desired(3)
+            .protected()
+            .tag(STATE_TAG, r#"{"streak":2}"#)
+            .tag("team", "ci"),
+    )
+    .await;
+    moto.create_group(REGION, &TestGroup::new("plain").desired(3))
+        .await;
+    // In "plain": one instance to standby (desired follows it down), and one
+    // protected by hand although the group does not protect new ones.
+    let client = moto.autoscaling(REGION).await;
+    let plain = moto.group(REGION, "plain").await.unwrap();
+    let instances: Vec<String> = plain
+        .instances()
+        .iter()
+        .filter_map(|instance| instance.instance_id().map(str::to_owned))
+        .collect();
+    assert_eq!(instances.len(), 3);
+    client
+        .enter_standby()
+        .auto_scaling_group_name("plain")
+        .instance_ids(&instances[0])
+        .should_decrement_desired_capacity(true)
+        .send()
+        .await
+        .unwrap();
+    client
+        .set_instance_protection()
+        .auto_scaling_group_name("plain")
+        .instance_ids(&instances[1])
+        .protected_from_scale_in(true)
+        .send()
+        .await
+        .unwrap();
+
+    let groups = moto.groups();
+    let described = groups
+        .describe(REGION, &names(&["protected", "plain"]))
+        .await
+        .unwrap();
+    assert_eq!(described.len(), 2);
+    assert_eq!(
+        described["protected"],
+        GroupState {
+            desired: 3,
+            min: 1,
+            max: 8,
+            pending: 0,
+            in_service: 3,
+            terminating: 0,
+            protected: 3,
+            new_instances_protected: true,
+            policy_state: Some(r#"{"streak":2}"#.into()),
+        }
+    );
+    assert_eq!(
+        described["plain"],
+        GroupState {
+            desired: 2,
+            min: 0,
+            max: 10,
+            pending: 0,
+            in_service: 2,
+            terminating: 1,
+            protected: 1,
+            new_instances_protected: false,
+            policy_state: None,
+        }
+    );
+    assert_eq!(
+        groups.calls(),
+        ApiCalls {
+            describe: 1,
+            write: 0
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_120_groups_is_described_in_3_calls() {
+    let moto = Moto::start();
+    let all: Vec<String> = (0..120).map(|i| format!("pool-{i:03}")).collect();
+    for (i, name) in all.iter().enumerate() {
+        moto.create_group(REGION, &TestGroup::new(name).desired((i % 3) as i32))
+            .await;
+    }
+    let groups = moto.groups();
+    let described = groups.describe(REGION, &all).await.unwrap();
+    assert_eq!(described.len(), 120);
+    for (i, name) in all.iter().enumerate() {
+        let state = &described[name];
+        assert_eq!(
+            (state.desired, state.in_service),
+            ((i % 3) as u32, (i % 3) as u32),
+            "{name}"
+        );
+    }
+    // 50 + 50 + 20 names; moto pages at 50 too, so one page per batch.
+    assert_eq!(groups.calls().describe, 3);
+    // A name given twice is asked for once.
+    let twice: Vec<String> = all.iter().chain(&all[..10]).cloned().collect();
+    assert_eq!(groups.describe(REGION, &twice).await.unwrap().len(), 120);
+    assert_eq!(groups.calls().describe, 6);
+}
+
+#[tokio::test]
+async fn each_write_changes_what_describe_sees() {
+    let moto = Moto::start();
+    moto.create_group(REGION, &TestGroup::new("pool").bounds(0, 5).desired(1))
+        .await;
+    let groups = moto.groups();
+    let pool = id("pool");
+
+    groups.apply(&pool, &Write::Desired(3)).await.unwrap();
+    let state = describe_one(&groups, "pool").await;
+    assert_eq!((state.desired, state.in_service), (3, 3));
+
+    groups
+        .apply(
+            &pool,
+            &Write::DesiredAndBounds {
+                desired: 8,
+                min: 2,
+                max: 12,
+            },
+        )
+        .await
+        .unwrap();
+    let state = describe_one(&groups, "pool").await;
+    assert_eq!((state.desired, state.min, state.max), (8, 2, 12));
+    assert_eq!(state.in_service, 8);
+
+    groups.apply(&pool, &Write::Desired(0)).await.unwrap();
+    let state = describe_one(&groups, "pool").await;
+    assert_eq!((state.desired, state.min, state.max), (0, 2, 12));
+
+    groups
+        .apply(&pool, &Write::State(Some(r#"{"last":1}"#.into())))
+        .await
+        .unwrap();
+    assert_eq!(
+        describe_one(&groups, "pool").await.policy_state.as_deref(),
+        Some(r#"{"last":1}"#)
+    );
+    groups
+        .apply(&pool, &Write::State(Some("x".repeat(256))))
+        .await
+        .unwrap();
+    assert_eq!(
+        describe_one(&groups, "pool").await.policy_state,
+        Some("x".repeat(256))
+    );
+    // The state tag is not copied onto the instances the group launches.
+    let group = moto.group(REGION, "pool").await.unwrap();
+    let tag = group
+        .tags()
+        .iter()
+        .find(|tag| tag.key() == Some(STATE_TAG))
+        .unwrap();
+    assert_eq!(tag.propagate_at_launch(), Some(false));
+
+    groups.apply(&pool, &Write::State(None)).await.unwrap();
+    assert_eq!(describe_one(&groups, "pool").await.policy_state, None);
+
+    assert_eq!(
+        groups.calls(),
+        ApiCalls {
+            describe: 6,
+            write: 6
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_missing_group_is_absent_and_a_write_to_it_names_it() {
+    let moto = Moto::start();
+    moto.create_group(REGION, &TestGroup::new("here").desired(1))
+        .await;
+    let groups = moto.groups();
+    let described = groups
+        .describe(REGION, &names(&["here", "gone"]))
+        .await
+        .unwrap();
+    assert_eq!(described.keys().collect::<Vec<_>>(), ["here"]);
+    assert!(groups
+        .describe(REGION, &names(&["gone"]))
+        .await
+        .unwrap()
+        .is_empty());
+
+    let err = groups
+        .apply(&id("gone"), &Write::Desired(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gone (us-east-1)"), "{err}");
+    // moto answers that one with an HTML 500; this one as AWS does.
+    let err = groups
+        .apply(
+            &id("gone"),
+            &Write::DesiredAndBounds {
+                desired: 1,
+                min: 0,
+                max: 2,
+            },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gone (us-east-1)"), "{err}");
+    assert!(
+        err.contains("ValidationError: AutoScalingGroup name not found"),
+        "{err}"
+    );
+    assert!(!err.contains("<html"), "{err}");
+}
+
+#[tokio::test]
+async fn a_region_without_groups_describes_to_nothing() {
+    let moto = Moto::start();
+    moto.create_group(REGION, &TestGroup::new("pool").desired(1))
+        .await;
+    let groups = moto.groups();
+    // Same name, another region: regions are separate.
+    let elsewhere = groups
+        .describe("ap-southeast-2", &names(&["pool"]))
+        .await
+        .unwrap();
+    assert!(elsewhere.is_empty());
+    // No names: no call at all (an empty list would ask for every group).
+    assert!(groups.describe(REGION, &[]).await.unwrap().is_empty());
+    assert_eq!(groups.calls().describe, 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_fails_within_the_timeout() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let groups = AsgGroups::new(AwsOptions::local(
+        format!("http://{closed}"),
+        "testing",
+        "testing",
+    ));
+    let started = Instant::now();
+    let err = groups
+        .describe("eu-west-1", &names(&["pool"]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("eu-west-1"), "{err}");
+    assert!(err.contains("Connection refused"), "{err}");
+}
+
+const TOKEN: &str = "CCIPAT_moto_test_token_4f9a";
+
+fn assert_no_token(err: &SecretError) -> String {
+    let message = format!("{err} {err:?}");
+    assert!(!message.contains(TOKEN), "the token leaked: {message}");
+    err.to_string()
+}
+
+#[tokio::test]
+async fn the_runner_secret_is_read() {
+    let moto = Moto::start();
+    moto.create_secret(
+        "eu-west-1",
+        "circleci/runner",
+        &format!(r#"{{"circle_token": "{TOKEN}", "resource_class": "acme/linux-large"}}"#),
+    )
+    .await;
+    let secret = read_runner_secret("circleci/runner", "eu-west-1", &moto.options())
+        .await
+        .unwrap();
+    assert_eq!(secret.token.expose(), TOKEN);
+    assert_eq!(secret.resource_class, "acme/linux-large");
+    assert!(!format!("{secret:?}").contains(TOKEN));
+}
+
+#[tokio::test]
+async fn a_secret_missing_a_field_names_the_field_not_the_token() {
+    let moto = Moto::start();
+    moto.create_secret(
+        REGION,
+        "no-class",
+        &format!(r#"{{"circle_token": "{TOKEN}"}}"#),
+    )
+    .await;
+    moto.create_secret(REGION, "no-token", r#"{"resource_class": "acme/large"}"#)
+        .await;
+    moto.create_secret(REGION, "not-json", TOKEN).await;
+
+    let err = read_runner_secret("no-class", REGION, &moto.options())
+        .await
+        .unwrap_err();
+    let message = assert_no_token(&err);
+    assert!(matches!(
+        err,
+        SecretError::MissingField {
+            field: "resource_class",
+            ..
+        }
+    ));
+    assert!(
+        message.contains("no-class") && message.contains("`resource_class`"),
+        "{message}"
+    );
+
+    let err = read_runner_secret("no-token", REGION, &moto.options())
+        .await
+        .unwrap_err();
+    let message = assert_no_token(&err);
+    assert!(
+        message.contains("no-token") && message.contains("`circle_token`"),
+        "{message}"
+    );
+
+    let err = read_runner_secret("not-json", REGION, &moto.options())
+        .await
+        .unwrap_err();
+    let message = assert_no_token(&err);
+    assert!(
+        message.contains("not-json") && message.contains("not a JSON object"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_nonexistent_secret_is_named() {
+    let moto = Moto::start();
+    let err = read_runner_secret("circleci/missing", REGION, &moto.options())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SecretError::NotFound { .. }), "{err:?}");
+    let message = assert_no_token(&err);
+    assert!(
+        message.contains("circleci/missing") && message.contains(REGION),
+        "{message}"
+    );
+    assert!(message.contains("SECRET_NAME"), "{message}");
+}

@@ -1,0 +1,510 @@
+//! The control loop against real servers on loopback: moto as EC2 Auto
+//! Scaling and Secrets Manager, the fake CircleCI runner API, and the
+//! compiled example policies. Some tests run the `runner-scaler` binary as
+//! a user would; the fault tests drive the tick with the real adapters.
+
+mod support;
+
+use runner_scaler::policy::{BuiltinRule, Limits, Policy, PolicyEngine};
+use runner_scaler::secret::Secret;
+use runner_scaler::sources::circleci::{CircleCi, HttpOptions};
+use runner_scaler::tick::{tick, Action, TickOptions};
+use std::process::Output;
+use std::time::Duration;
+use support::fake_circleci::{Endpoint, FakeCircleCi, Fault};
+use support::moto::{Moto, TestGroup};
+
+const REGION: &str = "eu-west-1";
+const TOKEN: &str = "CCIPAT_redaction_canary_0123456789";
+
+/// Run the binary with `args`, the test token and moto's credentials.
+async fn runner_scaler(args: &[&str], env: &[(&str, &str)]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
+        .args(args)
+        .env("CIRCLECI_TOKEN", TOKEN)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env(
+            "RUNNER_SCALER_CACHE_DIR",
+            std::env::temp_dir().join("runner-scaler-test-cache"),
+        )
+        .env("RUST_LOG", "debug")
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("run runner-scaler")
+}
+
+async fn desired(moto: &Moto, name: &str) -> i32 {
+    moto.group(REGION, name)
+        .await
+        .unwrap()
+        .desired_capacity()
+        .unwrap()
+}
+
+async fn state_tag(moto: &Moto, name: &str) -> Option<String> {
+    let group = moto.group(REGION, name).await.unwrap();
+    group
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(runner_scaler::groups::STATE_TAG))
+        .and_then(|t| t.value().map(String::from))
+}
+
+fn config(moto: &Moto, circleci: &FakeCircleCi, pools: &str) -> tempfile::NamedTempFile {
+    let text = format!(
+        "[circleci]\nbase_url = \"{}\"\n[aws]\nendpoint_url = \"{}\"\n[defaults]\nregion = \"{REGION}\"\n{pools}",
+        circleci.base_url(),
+        moto.endpoint()
+    );
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
+fn pool(name: &str, policy: &str, params: &str) -> String {
+    let policy = match policy {
+        "queue" | "hold" => policy.to_string(),
+        file => support::policies_dir()
+            .join(format!("{file}.wasm"))
+            .display()
+            .to_string(),
+    };
+    format!(
+        "[[pool]]\nname = \"{name}\"\nresource_class = \"acme/{name}\"\ngroup = \"ci-{name}\"\npolicy = \"{policy}\"\nparams = {{ {params} }}\nmax = 10\n"
+    )
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test]
+async fn once_applies_every_example_policy_to_its_group() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    // (pool, policy, params, waiting, running, desired now, expected after)
+    let pools = [
+        ("depth", "queue-depth", "", 4, 1, 0, 5),
+        (
+            "hours",
+            "business-hours",
+            "warm = \"2\", days = \"mon-sun\", hours = \"00-24\"",
+            0,
+            0,
+            0,
+            2,
+        ),
+        ("cool", "cooldown", "minutes = \"10\"", 0, 0, 3, 3),
+        ("buffer", "buffered", "buffer = \"1\"", 3, 0, 0, 4),
+        ("builtin", "queue", "", 2, 0, 5, 2),
+    ];
+    let mut text_pools = String::new();
+    for (name, policy, params, waiting, running, now, _) in pools {
+        moto.create_group(
+            REGION,
+            &TestGroup::new(&format!("ci-{name}"))
+                .desired(now)
+                .protected(),
+        )
+        .await;
+        circleci.set_queue(&format!("acme/{name}"), waiting, running);
+        text_pools.push_str(&pool(name, policy, params));
+    }
+    let file = config(&moto, &circleci, &text_pools);
+    let output = runner_scaler(&["once", "--config", file.path().to_str().unwrap()], &[]).await;
+    assert!(output.status.success(), "{}", text(&output));
+    for (name, _, _, _, _, _, expected) in pools {
+        assert_eq!(
+            desired(&moto, &format!("ci-{name}")).await,
+            expected,
+            "{name}: {}",
+            text(&output)
+        );
+    }
+    let kept = state_tag(&moto, "ci-cool").await;
+    assert!(
+        kept.as_deref()
+            .is_some_and(|s| s.starts_with("empty_since=")),
+        "{kept:?}"
+    );
+    assert!(
+        !text(&output).contains(TOKEN),
+        "the token leaked into the output"
+    );
+}
+
+#[tokio::test]
+async fn an_unprotected_group_is_not_scaled_in_and_the_output_says_how_to_fix_it() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    moto.create_group(REGION, &TestGroup::new("ci-open").desired(3))
+        .await;
+    circleci.set_queue("acme/open", 0, 0);
+    let file = config(&moto, &circleci, &pool("open", "queue", ""));
+    let output = runner_scaler(&["once", "--config", file.path().to_str().unwrap()], &[]).await;
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(desired(&moto, "ci-open").await, 3);
+    assert!(
+        text(&output).contains("allow_unprotected_scale_in"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[tokio::test]
+async fn dry_run_writes_nothing() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    moto.create_group(REGION, &TestGroup::new("ci-dry").desired(1).protected())
+        .await;
+    circleci.set_queue("acme/dry", 6, 0);
+    let file = config(&moto, &circleci, &pool("dry", "cooldown", ""));
+    let output = runner_scaler(
+        &[
+            "once",
+            "--dry-run",
+            "--config",
+            file.path().to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("would apply"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(desired(&moto, "ci-dry").await, 1);
+    assert_eq!(state_tag(&moto, "ci-dry").await, None);
+}
+
+#[tokio::test]
+async fn the_original_tools_environment_drives_a_full_tick() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    moto.create_group(
+        REGION,
+        &TestGroup::new("cci-runner-asg").desired(0).protected(),
+    )
+    .await;
+    let secret = format!("{{\"circle_token\": \"{TOKEN}\", \"resource_class\": \"acme/seed\"}}");
+    moto.create_secret(REGION, "cci-runner-lambda-secrets", &secret)
+        .await;
+    circleci.set_queue("acme/seed", 9, 3);
+    let env = [
+        ("SECRET_NAME", "cci-runner-lambda-secrets"),
+        ("SECRET_REGION", REGION),
+        ("AUTO_SCALING_MAX", "8"),
+        ("AUTO_SCALING_GROUP_NAME", "cci-runner-asg"),
+        ("AUTO_SCALING_GROUP_REGION", REGION),
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("CIRCLECI_RUNNER_API_URL", &circleci.base_url()),
+    ];
+    let output = runner_scaler(&["once"], &env).await;
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        desired(&moto, "cci-runner-asg").await,
+        8,
+        "min(9 + 3, max 8)"
+    );
+    assert!(
+        !text(&output).contains(TOKEN),
+        "the token leaked into the output"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_token_is_reported_without_the_token() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start("another-token").await;
+    moto.create_group(REGION, &TestGroup::new("ci-deny").desired(2).protected())
+        .await;
+    let file = config(&moto, &circleci, &pool("deny", "queue", ""));
+    let output = runner_scaler(&["once", "--config", file.path().to_str().unwrap()], &[]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("HELD"), "{}", text(&output));
+    assert!(
+        !text(&output).contains(TOKEN),
+        "the token leaked: {}",
+        text(&output)
+    );
+    assert_eq!(desired(&moto, "ci-deny").await, 2);
+}
+
+/// Every CircleCI fault: retried as specified, then the pool is held, its
+/// group untouched, and the other pool still decided.
+#[tokio::test]
+async fn circleci_faults_hold_the_pool_and_spare_the_others() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    let options = HttpOptions {
+        timeout: Duration::from_millis(300),
+        attempts: 3,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+        max_retry_after: Duration::from_secs(2),
+    };
+    let queues = CircleCi::new(&circleci.base_url(), Secret::new(TOKEN), options).unwrap();
+    let groups = moto.groups();
+    let pool = |name: &str| support::pool(name, Policy::Builtin(BuiltinRule::Queue));
+    let faults: [(&str, Fault); 5] = [
+        ("server-error", Fault::Status(500)),
+        (
+            "too-many",
+            Fault::TooMany {
+                retry_after_secs: 1,
+            },
+        ),
+        ("slow", Fault::Slow(Duration::from_secs(2))),
+        ("malformed", Fault::Malformed),
+        ("missing-field", Fault::MissingField),
+    ];
+    moto.create_group(REGION, &TestGroup::new("ci-healthy").desired(0).protected())
+        .await;
+    circleci.set_queue("acme/healthy", 2, 0);
+    for (name, fault) in faults {
+        moto.create_group(
+            REGION,
+            &TestGroup::new(&format!("ci-{name}")).desired(4).protected(),
+        )
+        .await;
+        circleci.set_queue(&format!("acme/{name}"), 0, 0);
+        // More faults than attempts: the fault persists through the tick.
+        circleci.push_faults(&format!("acme/{name}"), Endpoint::Unclaimed, vec![fault; 3]);
+        let before = circleci.requests(Endpoint::Unclaimed);
+        let pools = [pool(name), pool("healthy")];
+        let reports = tick(
+            &pools,
+            &queues,
+            &groups,
+            jiff::Timestamp::now(),
+            TickOptions::default(),
+        )
+        .await;
+        let faulty = reports.iter().find(|r| r.pool == name).unwrap();
+        let healthy = reports.iter().find(|r| r.pool == "healthy").unwrap();
+        assert_eq!(faulty.action, Action::Held, "{name}: {:?}", faulty.why);
+        assert!(healthy.decided(), "{name}: the healthy pool is decided");
+        assert_eq!(
+            desired(&moto, &format!("ci-{name}")).await,
+            4,
+            "{name}: group untouched"
+        );
+        // Both pools' unclaimed counts were asked: 3 attempts for the faulty one, 1 for the healthy one.
+        assert_eq!(
+            circleci.requests(Endpoint::Unclaimed) - before,
+            3 + 1,
+            "{name}: attempts"
+        );
+        assert!(!faulty.why.as_deref().unwrap().contains(TOKEN));
+    }
+    assert_eq!(desired(&moto, "ci-healthy").await, 2);
+}
+
+#[tokio::test]
+async fn an_unchanged_decision_makes_no_write_call() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    moto.create_group(REGION, &TestGroup::new("ci-same").desired(0).protected())
+        .await;
+    circleci.set_queue("acme/same", 3, 0);
+    let queues = CircleCi::new(
+        &circleci.base_url(),
+        Secret::new(TOKEN),
+        HttpOptions::default(),
+    )
+    .unwrap();
+    let groups = moto.groups();
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let policy = Policy::Wasm(
+        engine
+            .load(&support::policies_dir().join("queue-depth.wasm"))
+            .unwrap(),
+    );
+    let pools = [support::pool("same", policy)];
+    let first = tick(
+        &pools,
+        &queues,
+        &groups,
+        jiff::Timestamp::now(),
+        TickOptions::default(),
+    )
+    .await;
+    assert_eq!(first[0].action, Action::Applied);
+    assert_eq!(groups.calls().write, 1);
+    let second = tick(
+        &pools,
+        &queues,
+        &groups,
+        jiff::Timestamp::now(),
+        TickOptions::default(),
+    )
+    .await;
+    assert_eq!(second[0].action, Action::Unchanged);
+    assert_eq!(
+        groups.calls().write,
+        1,
+        "no write for an unchanged decision"
+    );
+    assert_eq!(groups.calls().describe, 2, "one describe per tick");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn run_ticks_until_sigterm_and_exits_cleanly() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    moto.create_group(REGION, &TestGroup::new("ci-daemon").desired(0).protected())
+        .await;
+    circleci.set_queue("acme/daemon", 1, 0);
+    let file = config(&moto, &circleci, &pool("daemon", "queue", ""));
+    // A top-level key must come before the tables.
+    let text = std::fs::read_to_string(file.path()).unwrap();
+    std::fs::write(file.path(), format!("interval = \"1s\"\n{text}")).unwrap();
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
+        .args(["run", "--config", file.path().to_str().unwrap()])
+        .env("CIRCLECI_TOKEN", TOKEN)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first tick scales to 1; the queue then grows and a later tick follows it.
+    for expected in [1, 3] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while desired(&moto, "ci-daemon").await != expected {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no tick reached {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        circleci.set_queue("acme/daemon", 3, 0);
+    }
+    let pid = child.id().unwrap() as i32;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("run did not stop on SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+    assert!(!stderr.contains(TOKEN));
+}
+
+/// The daemon's /metrics after real ticks, read with a Prometheus parser;
+/// /healthz turns unhealthy after consecutive failed ticks and back.
+#[tokio::test]
+async fn run_serves_metrics_and_health() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    moto.create_group(REGION, &TestGroup::new("ci-watched").desired(0).protected())
+        .await;
+    circleci.set_queue("acme/watched", 2, 1);
+    let file = config(&moto, &circleci, &pool("watched", "queue", ""));
+    let text = std::fs::read_to_string(file.path()).unwrap();
+    let settings = "interval = \"1s\"\n[daemon]\nunhealthy_after = 2\n";
+    std::fs::write(file.path(), format!("{settings}{text}")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
+        .args([
+            "run",
+            "--listen",
+            &listen,
+            "--config",
+            file.path().to_str().unwrap(),
+        ])
+        .env("CIRCLECI_TOKEN", TOKEN)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let body = wait_until(&listen, "/metrics", |_, body| {
+        body.contains("runner_scaler_decisions_total{pool=\"watched\"}")
+    })
+    .await;
+    let value = |body: &str, name: &str| sample(body, "watched", name);
+    assert_eq!(value(&body, "runner_scaler_queue_waiting"), Some(2.0));
+    assert_eq!(value(&body, "runner_scaler_queue_running"), Some(1.0));
+    assert_eq!(value(&body, "runner_scaler_desired_decided"), Some(3.0));
+    assert!(value(&body, "runner_scaler_decisions_total").unwrap() >= 1.0);
+    assert_eq!(desired(&moto, "ci-watched").await, 3);
+    wait_until(&listen, "/healthz", |status, _| status == 200).await;
+
+    // Every read fails for a while (4 attempts per tick): unhealthy after 2 such ticks...
+    circleci.push_faults(
+        "acme/watched",
+        Endpoint::Unclaimed,
+        vec![Fault::Status(500); 4 * 4],
+    );
+    wait_until(&listen, "/healthz", |status, _| status == 503).await;
+    // ...and healthy again once a tick decides.
+    wait_until(&listen, "/healthz", |status, _| status == 200).await;
+    let body = http_get(&listen, "/metrics").await.unwrap().1;
+    assert!(value(&body, "runner_scaler_source_errors_total").unwrap() >= 2.0);
+    child.kill().await.unwrap();
+}
+
+async fn http_get(listen: &str, path: &str) -> Option<(u16, String)> {
+    let answer = reqwest::get(format!("http://{listen}{path}")).await.ok()?;
+    Some((answer.status().as_u16(), answer.text().await.ok()?))
+}
+
+/// The body of `path` once `check` accepts it (within 30 s).
+async fn wait_until(listen: &str, path: &str, check: impl Fn(u16, &str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((status, body)) = http_get(listen, path).await {
+            if check(status, &body) {
+                return body;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} never as expected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of metric `name` for `pool`, read with a Prometheus parser.
+fn sample(body: &str, pool: &str, name: &str) -> Option<f64> {
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && s.labels.get("pool") == Some(pool))
+        .and_then(|s| match s.value {
+            // OpenMetrics names counter samples `_total`; the parser then
+            // reads them as untyped.
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}

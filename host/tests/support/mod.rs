@@ -1,0 +1,52 @@
+//! Test doubles of the services runner-scaler talks to, shared by the
+//! integration tests (each test file declares `mod support;`).
+
+// Each test crate compiles all of support and uses only part of it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+pub mod fake_circleci;
+pub mod fake_lambda;
+pub mod moto;
+
+/// Where `cargo xtask policies` puts the compiled policies:
+/// `$RUNNER_SCALER_TEST_POLICIES`, else the workspace's `target/policies/`.
+pub fn policies_dir() -> PathBuf {
+    std::env::var_os("RUNNER_SCALER_TEST_POLICIES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/policies"))
+}
+
+/// The compiled policy `name`; fails saying how to build it when missing.
+pub fn policy_file(name: &str) -> PathBuf {
+    let file = policies_dir().join(format!("{name}.wasm"));
+    assert!(
+        file.is_file(),
+        "{} is missing: build the policies first with `cargo xtask policies`",
+        file.display()
+    );
+    file
+}
+
+/// A pool as the tests use it: resource class `acme/NAME`, group `ci-NAME`
+/// in eu-west-1, bounds 0..=10, the `hold` fallback, UTC.
+pub fn pool(name: &str, policy: runner_scaler::policy::Policy) -> runner_scaler::tick::Pool {
+    runner_scaler::tick::Pool {
+        name: name.into(),
+        resource_class: format!("acme/{name}"),
+        group: runner_scaler::groups::GroupId {
+            region: "eu-west-1".into(),
+            name: format!("ci-{name}"),
+        },
+        policy,
+        fallback: runner_scaler::policy::BuiltinRule::Hold,
+        bounds: runner_scaler::plan::Bounds {
+            min: 0,
+            max: 10,
+            allow_unprotected_scale_in: false,
+        },
+        time_zone: jiff::tz::TimeZone::UTC,
+        params: vec![],
+    }
+}

@@ -1,0 +1,281 @@
+//! moto's server as a local AWS for the tests: started on a free loopback
+//! port, killed when dropped, with helpers that build clients pointed at it
+//! and create fixtures (launch configurations, groups, secrets) through the
+//! AWS APIs themselves.
+
+use aws_sdk_autoscaling::types::{AutoScalingGroup, Tag};
+use runner_scaler::aws::AwsOptions;
+use runner_scaler::groups::asg::AsgGroups;
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The credentials moto is called with.
+pub const KEY: &str = "testing";
+/// An image moto knows (from its bundled AMI list).
+pub const AMI: &str = "ami-12c6146b";
+/// The launch configuration every test group launches from.
+pub const LAUNCH_CONFIGURATION: &str = "runner-scaler-test";
+
+const HOW_TO_INSTALL: &str = "moto's server is not installed: run the tests through \
+    `cargo xtask test`, which installs moto, or `python3 -m pip install 'moto[server]'`";
+
+/// A running moto server.
+pub struct Moto {
+    child: Child,
+    endpoint: String,
+    log: PathBuf,
+    launch_configurations: tokio::sync::Mutex<HashSet<String>>,
+}
+
+impl Moto {
+    /// Start moto on a free port and wait until it accepts connections.
+    /// Panics, saying how to install it, when moto is missing.
+    pub fn start() -> Moto {
+        let mut last_log = String::new();
+        // Another process may take the port between our probe and moto's
+        // bind; a second port then does.
+        for _ in 0..3 {
+            let port = free_port();
+            let log = std::env::temp_dir().join(format!(
+                "runner-scaler-moto-{}-{port}.log",
+                std::process::id()
+            ));
+            let child = spawn(port, &log);
+            let mut moto = Moto {
+                child,
+                endpoint: format!("http://127.0.0.1:{port}"),
+                log,
+                launch_configurations: Default::default(),
+            };
+            match moto.wait_until_listening(port) {
+                Ok(()) => return moto,
+                Err(output) if output.contains("No module named") => {
+                    panic!("{HOW_TO_INSTALL}\n{output}")
+                }
+                Err(output) if output.contains("in use") => last_log = output,
+                Err(output) => panic!("moto's server did not start:\n{output}"),
+            }
+        }
+        panic!("moto's server found no free port:\n{last_log}")
+    }
+
+    /// Its URL, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Options that reach this server with the test credentials.
+    pub fn options(&self) -> AwsOptions {
+        AwsOptions::local(&self.endpoint, KEY, KEY)
+    }
+
+    /// The scaler's groups, pointed at this server.
+    pub fn groups(&self) -> AsgGroups {
+        AsgGroups::new(self.options())
+    }
+
+    /// A plain Auto Scaling client for `region`, for fixtures and checks.
+    pub async fn autoscaling(&self, region: &str) -> aws_sdk_autoscaling::Client {
+        aws_sdk_autoscaling::Client::new(&self.options().sdk_config(region).await)
+    }
+
+    /// A plain Secrets Manager client for `region`.
+    pub async fn secrets(&self, region: &str) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.options().sdk_config(region).await)
+    }
+
+    /// Create `group` in `region` (and, the first time, the launch
+    /// configuration it launches from). moto launches `desired` instances
+    /// at once, all `InService`.
+    pub async fn create_group(&self, region: &str, group: &TestGroup) {
+        let client = self.autoscaling(region).await;
+        {
+            let mut created = self.launch_configurations.lock().await;
+            if created.insert(region.to_owned()) {
+                client
+                    .create_launch_configuration()
+                    .launch_configuration_name(LAUNCH_CONFIGURATION)
+                    .image_id(AMI)
+                    .instance_type("t3.micro")
+                    .send()
+                    .await
+                    .expect("create the launch configuration on moto");
+            }
+        }
+        let mut request = client
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(&group.name)
+            .launch_configuration_name(LAUNCH_CONFIGURATION)
+            .availability_zones(format!("{region}a"))
+            .min_size(group.min)
+            .max_size(group.max)
+            .desired_capacity(group.desired)
+            .new_instances_protected_from_scale_in(group.protected);
+        for (key, value) in &group.tags {
+            request = request.tags(
+                Tag::builder()
+                    .resource_type("auto-scaling-group")
+                    .resource_id(&group.name)
+                    .key(key)
+                    .value(value)
+                    .propagate_at_launch(false)
+                    .build(),
+            );
+        }
+        request
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("create the group {} on moto: {err:?}", group.name));
+    }
+
+    /// The group as the API describes it, for checks the scaler's view does
+    /// not cover.
+    pub async fn group(&self, region: &str, name: &str) -> Option<AutoScalingGroup> {
+        self.autoscaling(region)
+            .await
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send()
+            .await
+            .expect("describe a group on moto")
+            .auto_scaling_groups()
+            .iter()
+            .find(|group| group.auto_scaling_group_name() == Some(name))
+            .cloned()
+    }
+
+    /// Store a secret with the text `value`.
+    pub async fn create_secret(&self, region: &str, name: &str, value: &str) {
+        self.secrets(region)
+            .await
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("create the secret {name} on moto: {err:?}"));
+    }
+
+    fn wait_until_listening(&mut self, port: u16) -> Result<(), String> {
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("it exited ({status}):\n{}", self.log_text()));
+            }
+            if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "it did not listen on {address} within a minute:\n{}",
+                    self.log_text()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A group to create: no instances and bounds 0..=10 unless told.
+#[derive(Debug, Clone)]
+pub struct TestGroup {
+    pub name: String,
+    /// `MinSize`.
+    pub min: i32,
+    /// `MaxSize`.
+    pub max: i32,
+    /// `DesiredCapacity`: moto launches this many instances at once.
+    pub desired: i32,
+    /// `NewInstancesProtectedFromScaleIn`.
+    pub protected: bool,
+    /// Group tags (key, value), not propagated at launch.
+    pub tags: Vec<(String, String)>,
+}
+
+impl TestGroup {
+    pub fn new(name: &str) -> Self {
+        TestGroup {
+            name: name.into(),
+            min: 0,
+            max: 10,
+            desired: 0,
+            protected: false,
+            tags: vec![],
+        }
+    }
+
+    pub fn desired(mut self, desired: i32) -> Self {
+        self.desired = desired;
+        self
+    }
+
+    pub fn bounds(mut self, min: i32, max: i32) -> Self {
+        (self.min, self.max) = (min, max);
+        self
+    }
+
+    pub fn protected(mut self) -> Self {
+        self.protected = true;
+        self
+    }
+
+    pub fn tag(mut self, key: &str, value: &str) -> Self {
+        self.tags.push((key.into(), value.into()));
+        self
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("find a free loopback port")
+        .port()
+}
+
+/// `moto_server`, or the same module through `python3 -m` when the console
+/// script is not on PATH (a `pip install --user` puts it elsewhere).
+fn spawn(port: u16, log: &Path) -> Child {
+    let port = port.to_string();
+    let args = ["-H", "127.0.0.1", "-p", port.as_str()];
+    let mut last = None;
+    for (program, prefix) in [
+        ("moto_server", &[][..]),
+        ("python3", &["-m", "moto.server"][..]),
+    ] {
+        let output = File::create(log).expect("create moto's log file");
+        let errors = output.try_clone().expect("share moto's log file");
+        match Command::new(program)
+            .args(prefix)
+            .args(args)
+            .stdin(Stdio::null())
+            // moto logs every request: to a file, since an unread pipe would
+            // fill and stall it.
+            .stdout(output)
+            .stderr(errors)
+            .spawn()
+        {
+            Ok(child) => return child,
+            Err(err) if err.kind() == ErrorKind::NotFound => last = Some(err),
+            Err(err) => panic!("cannot run {program}: {err}"),
+        }
+    }
+    panic!("{HOW_TO_INSTALL} ({:?})", last)
+}

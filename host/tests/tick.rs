@@ -1,0 +1,240 @@
+//! The tick over the in-memory queue and groups: every rule of the data
+//! path, one named case at a time.
+
+mod support;
+
+use runner_scaler::groups::{GroupState, MemoryGroups, Write};
+use runner_scaler::policy::{BuiltinRule, Limits, Policy, PolicyEngine};
+use runner_scaler::sources::MemoryQueue;
+use runner_scaler::tick::{tick, Action, Pool, TickOptions};
+use runner_scaler::Queue;
+
+fn group(desired: u32) -> GroupState {
+    GroupState {
+        desired,
+        min: 0,
+        max: 10,
+        in_service: desired,
+        protected: desired,
+        new_instances_protected: true,
+        ..GroupState::default()
+    }
+}
+
+/// A world of pools, queues and groups.
+struct World {
+    pools: Vec<Pool>,
+    queues: MemoryQueue,
+    groups: MemoryGroups,
+}
+
+impl World {
+    fn new(pools: Vec<Pool>) -> World {
+        World {
+            pools,
+            queues: MemoryQueue::new(),
+            groups: MemoryGroups::new(),
+        }
+    }
+
+    fn set(&self, pool: usize, waiting: u32, running: u32, state: GroupState) {
+        let p = &self.pools[pool];
+        self.queues
+            .set(&p.resource_class, Queue { waiting, running });
+        self.groups.insert(p.group.clone(), state);
+    }
+
+    async fn tick(&self, dry_run: bool) -> Vec<runner_scaler::tick::PoolReport> {
+        let mut reports = tick(
+            &self.pools,
+            &self.queues,
+            &self.groups,
+            "2026-11-23T09:00:00Z".parse().unwrap(),
+            TickOptions { dry_run },
+        )
+        .await;
+        reports.sort_by(|a, b| a.pool.cmp(&b.pool));
+        reports
+    }
+
+    fn desired(&self, pool: usize) -> u32 {
+        self.groups.get(&self.pools[pool].group).unwrap().desired
+    }
+}
+
+const QUEUE: Policy = Policy::Builtin(BuiltinRule::Queue);
+
+#[tokio::test]
+async fn scales_out_to_the_queue_and_writes_once() {
+    let w = World::new(vec![support::pool("a", QUEUE)]);
+    w.set(0, 3, 1, group(1));
+    let r = w.tick(false).await;
+    assert_eq!((r[0].action, r[0].desired), (Action::Applied, Some(4)));
+    assert_eq!(w.desired(0), 4);
+    assert_eq!(w.groups.writes().len(), 1);
+    assert_eq!(w.groups.describe_calls(), 1);
+}
+
+#[tokio::test]
+async fn an_unchanged_decision_writes_nothing() {
+    let w = World::new(vec![support::pool("a", QUEUE)]);
+    w.set(0, 2, 2, group(4));
+    let r = w.tick(false).await;
+    assert_eq!(r[0].action, Action::Unchanged);
+    assert!(w.groups.writes().is_empty());
+}
+
+#[tokio::test]
+async fn dry_run_reads_real_state_and_writes_nothing() {
+    let w = World::new(vec![support::pool("a", QUEUE)]);
+    w.set(0, 7, 0, group(2));
+    let r = w.tick(true).await;
+    assert_eq!((r[0].action, r[0].desired), (Action::WouldApply, Some(7)));
+    assert_eq!(r[0].capacity.unwrap().desired, 2, "read the real group");
+    assert!(w.groups.writes().is_empty());
+    assert_eq!(w.desired(0), 2);
+}
+
+#[tokio::test]
+async fn a_pool_whose_queue_cannot_be_read_is_held_and_others_go_on() {
+    let w = World::new(vec![support::pool("a", QUEUE), support::pool("b", QUEUE)]);
+    w.set(0, 0, 0, group(5));
+    w.set(1, 2, 0, group(0));
+    w.queues.fail(&w.pools[0].resource_class, "HTTP 500");
+    let r = w.tick(false).await;
+    assert_eq!(r[0].action, Action::Held, "{:?}", r[0].why);
+    assert!(r[0].why.as_deref().unwrap().contains("HTTP 500"));
+    assert_eq!(w.desired(0), 5, "missing data never scales in");
+    assert_eq!((r[1].action, w.desired(1)), (Action::Applied, 2));
+}
+
+#[tokio::test]
+async fn a_region_whose_groups_cannot_be_read_is_held() {
+    let mut other = support::pool("b", QUEUE);
+    other.group.region = "us-east-1".into();
+    let w = World::new(vec![support::pool("a", QUEUE), other]);
+    w.set(0, 0, 0, group(5));
+    w.set(1, 1, 0, group(0));
+    w.groups.fail_describe("eu-west-1");
+    let r = w.tick(false).await;
+    assert_eq!(r[0].action, Action::Held);
+    assert_eq!((r[1].action, w.desired(1)), (Action::Applied, 1));
+}
+
+#[tokio::test]
+async fn a_missing_group_is_held_with_a_message_naming_it() {
+    let w = World::new(vec![support::pool("a", QUEUE)]);
+    w.queues.set(
+        "acme/a",
+        Queue {
+            waiting: 1,
+            running: 0,
+        },
+    );
+    let r = w.tick(false).await;
+    assert_eq!(r[0].action, Action::Held);
+    let why = r[0].why.as_deref().unwrap();
+    assert!(why.contains("ci-a") && why.contains("eu-west-1"), "{why}");
+}
+
+#[tokio::test]
+async fn a_failed_write_holds_only_that_pool() {
+    let w = World::new(vec![support::pool("a", QUEUE), support::pool("b", QUEUE)]);
+    w.set(0, 3, 0, group(0));
+    w.set(1, 3, 0, group(0));
+    w.groups.fail_writes(&w.pools[0].group);
+    let r = w.tick(false).await;
+    assert_eq!(r[0].action, Action::Held);
+    assert_eq!((r[1].action, w.desired(1)), (Action::Applied, 3));
+}
+
+#[tokio::test]
+async fn scale_in_is_refused_on_an_unprotected_group() {
+    let w = World::new(vec![support::pool("a", QUEUE)]);
+    w.set(
+        0,
+        0,
+        0,
+        GroupState {
+            new_instances_protected: false,
+            ..group(3)
+        },
+    );
+    let r = w.tick(false).await;
+    assert_eq!((r[0].action, r[0].desired), (Action::Unchanged, Some(3)));
+    assert!(r[0]
+        .why
+        .as_deref()
+        .unwrap()
+        .contains("allow_unprotected_scale_in"));
+    assert_eq!(w.desired(0), 3);
+}
+
+#[tokio::test]
+async fn the_group_is_widened_when_the_pool_allows_more() {
+    let w = World::new(vec![support::pool("a", QUEUE)]);
+    w.set(0, 4, 0, GroupState { max: 0, ..group(0) });
+    w.tick(false).await;
+    assert_eq!(
+        w.groups.writes()[0].1,
+        Write::DesiredAndBounds {
+            desired: 4,
+            min: 0,
+            max: 10
+        }
+    );
+}
+
+#[tokio::test]
+async fn state_goes_to_the_group_tag_and_comes_back_next_tick() {
+    let policies = support::policies_dir();
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let cooldown = engine
+        .load(&policies.join("cooldown.wasm"))
+        .expect("build the policies with `cargo xtask policies`");
+    let w = World::new(vec![support::pool("a", Policy::Wasm(cooldown))]);
+    w.set(0, 0, 0, group(3));
+    let r = w.tick(false).await;
+    assert_eq!(w.desired(0), 3, "{:?}", r[0].reason);
+    let kept = w.groups.get(&w.pools[0].group).unwrap().policy_state;
+    assert!(
+        kept.as_deref().unwrap().starts_with("empty_since="),
+        "{kept:?}"
+    );
+    // The same tick again: same state, nothing written.
+    let writes = w.groups.writes().len();
+    w.tick(false).await;
+    assert_eq!(w.groups.writes().len(), writes);
+}
+
+#[tokio::test]
+async fn a_failing_policy_falls_back_and_says_why() {
+    let policies = support::policies_dir();
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let refuses = engine.load(&policies.join("refuses.wasm")).unwrap();
+    let mut p = support::pool("a", Policy::Wasm(refuses));
+    p.fallback = BuiltinRule::Queue;
+    let w = World::new(vec![p]);
+    w.set(0, 2, 0, group(0));
+    let r = w.tick(false).await;
+    assert_eq!((r[0].action, w.desired(0)), (Action::Applied, 2));
+    assert_eq!(r[0].policy_error_kind, Some("refused"));
+    assert!(r[0].decided_by.as_deref().unwrap().contains("fallback"));
+}
+
+#[tokio::test]
+async fn many_pools_share_one_describe_per_fifty_groups() {
+    let pools: Vec<Pool> = (0..120)
+        .map(|i| support::pool(&format!("p{i:03}"), QUEUE))
+        .collect();
+    let w = World::new(pools);
+    for i in 0..120 {
+        w.set(i, (i % 3) as u32, 0, group(1));
+    }
+    let r = w.tick(false).await;
+    assert!(r.iter().all(|r| r.decided()));
+    assert_eq!(w.groups.describe_calls(), 3);
+    assert_eq!(w.queues.reads(), 120);
+    // Only pools whose desired changed were written: i % 3 == 1 stays at 1.
+    assert_eq!(w.groups.writes().len(), 80);
+}
