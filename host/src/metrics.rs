@@ -1,0 +1,369 @@
+//! What operators watch: per-pool gauges and counters from every tick's
+//! decision records, in a Prometheus registry the daemon serves at
+//! `/metrics`, and the health `/healthz` reports.
+
+use crate::tick::{Action, HeldBecause, PoolReport};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabel {
+    pool: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyErrorLabels {
+    pool: String,
+    kind: String,
+}
+
+/// The scaler's metrics.
+pub struct Metrics {
+    registry: Registry,
+    waiting: Family<PoolLabel, Gauge>,
+    running: Family<PoolLabel, Gauge>,
+    in_service: Family<PoolLabel, Gauge>,
+    pending: Family<PoolLabel, Gauge>,
+    decided_desired: Family<PoolLabel, Gauge>,
+    applied_desired: Family<PoolLabel, Gauge>,
+    decisions: Family<PoolLabel, Counter>,
+    holds: Family<PoolLabel, Counter>,
+    policy_errors: Family<PolicyErrorLabels, Counter>,
+    source_errors: Family<PoolLabel, Counter>,
+    apply_errors: Family<PoolLabel, Counter>,
+    policy_seconds: Family<PoolLabel, Histogram, fn() -> Histogram>,
+    tick_seconds: Histogram,
+    ticks: Counter,
+    failed_ticks: Counter,
+    consecutive_failed_ticks: AtomicU32,
+    unhealthy_after: u32,
+}
+
+impl Metrics {
+    /// Metrics whose health turns bad after `unhealthy_after` consecutive
+    /// failed ticks (ticks where no pool could be decided).
+    pub fn new(unhealthy_after: u32) -> Metrics {
+        let mut registry = Registry::with_prefix("runner_scaler");
+        let m = Metrics {
+            waiting: Family::default(),
+            running: Family::default(),
+            in_service: Family::default(),
+            pending: Family::default(),
+            decided_desired: Family::default(),
+            applied_desired: Family::default(),
+            decisions: Family::default(),
+            holds: Family::default(),
+            policy_errors: Family::default(),
+            source_errors: Family::default(),
+            apply_errors: Family::default(),
+            // 10 µs to ~0.7 s: a decision takes microseconds; the deadline is 100 ms.
+            policy_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_01, 3.0, 11))
+            }),
+            // 10 ms to ~40 s.
+            tick_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 13)),
+            ticks: Counter::default(),
+            failed_ticks: Counter::default(),
+            consecutive_failed_ticks: AtomicU32::new(0),
+            unhealthy_after: unhealthy_after.max(1),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "queue_waiting",
+            "Jobs waiting for a runner",
+            m.waiting.clone(),
+        );
+        r.register(
+            "queue_running",
+            "Jobs running on a runner",
+            m.running.clone(),
+        );
+        r.register(
+            "instances_in_service",
+            "Instances in service",
+            m.in_service.clone(),
+        );
+        r.register(
+            "instances_pending",
+            "Instances launching",
+            m.pending.clone(),
+        );
+        r.register(
+            "desired_decided",
+            "Desired capacity after clamping and safety rules",
+            m.decided_desired.clone(),
+        );
+        r.register(
+            "desired_applied",
+            "Desired capacity last written to the group",
+            m.applied_desired.clone(),
+        );
+        r.register(
+            "decisions",
+            "Ticks on which the pool was decided",
+            m.decisions.clone(),
+        );
+        r.register(
+            "holds",
+            "Ticks on which the pool was held (nothing written)",
+            m.holds.clone(),
+        );
+        r.register(
+            "policy_errors",
+            "Policy failures, by kind (the fallback decided)",
+            m.policy_errors.clone(),
+        );
+        r.register(
+            "source_errors",
+            "Ticks on which the queue could not be read",
+            m.source_errors.clone(),
+        );
+        r.register(
+            "apply_errors",
+            "Ticks on which writing the group failed",
+            m.apply_errors.clone(),
+        );
+        r.register(
+            "policy_evaluation_seconds",
+            "Time a policy took to decide",
+            m.policy_seconds.clone(),
+        );
+        r.register(
+            "tick_seconds",
+            "Time a whole tick took",
+            m.tick_seconds.clone(),
+        );
+        r.register("ticks", "Ticks run", m.ticks.clone());
+        r.register(
+            "failed_ticks",
+            "Ticks on which no pool could be decided",
+            m.failed_ticks.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Take in one tick's records.
+    pub fn record(&self, reports: &[PoolReport], tick: Duration) {
+        for r in reports {
+            let pool = PoolLabel {
+                pool: r.pool.clone(),
+            };
+            if let Some(queue) = r.queue {
+                self.waiting.get_or_create(&pool).set(queue.waiting.into());
+                self.running.get_or_create(&pool).set(queue.running.into());
+            }
+            if let Some(capacity) = r.capacity {
+                self.in_service
+                    .get_or_create(&pool)
+                    .set(capacity.in_service.into());
+                self.pending
+                    .get_or_create(&pool)
+                    .set(capacity.pending.into());
+            }
+            if let Some(desired) = r.desired {
+                self.decided_desired
+                    .get_or_create(&pool)
+                    .set(desired.into());
+            }
+            if let Some(ms) = r.policy_ms {
+                self.policy_seconds
+                    .get_or_create(&pool)
+                    .observe(ms / 1000.0);
+            }
+            if let Some(kind) = r.policy_error_kind {
+                let labels = PolicyErrorLabels {
+                    pool: r.pool.clone(),
+                    kind: kind.into(),
+                };
+                self.policy_errors.get_or_create(&labels).inc();
+            }
+            match r.action {
+                Action::Held => {
+                    self.holds.get_or_create(&pool).inc();
+                    match r.held_because {
+                        Some(HeldBecause::Queue) => self.source_errors.get_or_create(&pool).inc(),
+                        Some(HeldBecause::Apply) => self.apply_errors.get_or_create(&pool).inc(),
+                        _ => 0,
+                    };
+                }
+                Action::Applied | Action::Unchanged => {
+                    self.decisions.get_or_create(&pool).inc();
+                    if let Some(desired) = r.desired {
+                        self.applied_desired
+                            .get_or_create(&pool)
+                            .set(desired.into());
+                    }
+                }
+                Action::WouldApply => {
+                    self.decisions.get_or_create(&pool).inc();
+                }
+            }
+        }
+        self.tick_seconds.observe(tick.as_secs_f64());
+        self.ticks.inc();
+        if !reports.is_empty() && reports.iter().all(|r| !r.decided()) {
+            self.failed_ticks.inc();
+            self.consecutive_failed_ticks
+                .fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.consecutive_failed_ticks.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Healthy unless the last `unhealthy_after` ticks all failed.
+    pub fn healthy(&self) -> bool {
+        self.consecutive_failed_ticks.load(Ordering::Relaxed) < self.unhealthy_after
+    }
+
+    /// The Prometheus (OpenMetrics) text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observation::{Capacity, Queue};
+    use crate::tick::PoolReport;
+
+    fn report(pool: &str, action: Action, held_because: Option<HeldBecause>) -> PoolReport {
+        let decided = action != Action::Held;
+        PoolReport {
+            pool: pool.into(),
+            group: format!("ci-{pool}"),
+            region: "eu-west-1".into(),
+            queue: (held_because != Some(HeldBecause::Queue)).then_some(Queue {
+                waiting: 3,
+                running: 1,
+            }),
+            capacity: decided.then_some(Capacity {
+                desired: 2,
+                in_service: 2,
+                pending: 1,
+                ..Capacity::default()
+            }),
+            decided_by: decided.then(|| "queue".into()),
+            policy_desired: decided.then_some(4),
+            reason: None,
+            policy_error: None,
+            policy_error_kind: None,
+            desired: decided.then_some(4),
+            action,
+            held_because,
+            why: None,
+            policy_ms: decided.then_some(0.05),
+            duration_ms: 10.0,
+        }
+    }
+
+    /// The value of `name` for `pool`, read with a Prometheus parser.
+    fn value(text: &str, name: &str, pool: &str) -> Option<f64> {
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition");
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("pool") == Some(pool))
+            .and_then(|s| match s.value {
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => Some(v),
+                _ => None,
+            })
+    }
+
+    #[test]
+    fn a_tick_shows_in_the_exposition() {
+        let metrics = Metrics::new(3);
+        let mut errored = report("b", Action::Applied, None);
+        errored.policy_error_kind = Some("deadline");
+        metrics.record(
+            &[report("a", Action::Applied, None), errored],
+            Duration::from_millis(40),
+        );
+        metrics.record(
+            &[report("a", Action::Unchanged, None)],
+            Duration::from_millis(40),
+        );
+        let text = metrics.encode();
+        assert_eq!(value(&text, "runner_scaler_queue_waiting", "a"), Some(3.0));
+        assert_eq!(value(&text, "runner_scaler_queue_running", "a"), Some(1.0));
+        assert_eq!(
+            value(&text, "runner_scaler_instances_pending", "a"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, "runner_scaler_desired_decided", "a"),
+            Some(4.0)
+        );
+        assert_eq!(
+            value(&text, "runner_scaler_desired_applied", "a"),
+            Some(4.0)
+        );
+        assert_eq!(
+            value(&text, "runner_scaler_decisions_total", "a"),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&text, "runner_scaler_policy_errors_total", "b"),
+            Some(1.0)
+        );
+        assert!(text.contains("kind=\"deadline\""), "{text}");
+    }
+
+    #[test]
+    fn holds_are_counted_by_cause() {
+        let metrics = Metrics::new(3);
+        metrics.record(
+            &[
+                report("q", Action::Held, Some(HeldBecause::Queue)),
+                report("w", Action::Held, Some(HeldBecause::Apply)),
+            ],
+            Duration::from_millis(5),
+        );
+        let text = metrics.encode();
+        assert_eq!(value(&text, "runner_scaler_holds_total", "q"), Some(1.0));
+        assert_eq!(
+            value(&text, "runner_scaler_source_errors_total", "q"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, "runner_scaler_apply_errors_total", "w"),
+            Some(1.0)
+        );
+        assert_eq!(value(&text, "runner_scaler_decisions_total", "q"), None);
+    }
+
+    #[test]
+    fn health_turns_bad_after_consecutive_failed_ticks_and_back_after_a_success() {
+        let metrics = Metrics::new(2);
+        let failed = [report("a", Action::Held, Some(HeldBecause::Queue))];
+        let mixed = [
+            report("a", Action::Held, Some(HeldBecause::Queue)),
+            report("b", Action::Applied, None),
+        ];
+        metrics.record(&failed, Duration::ZERO);
+        assert!(metrics.healthy(), "one failed tick is not yet unhealthy");
+        metrics.record(&mixed, Duration::ZERO);
+        metrics.record(&failed, Duration::ZERO);
+        assert!(
+            metrics.healthy(),
+            "a tick that decided a pool resets the count"
+        );
+        metrics.record(&failed, Duration::ZERO);
+        assert!(!metrics.healthy());
+        metrics.record(&mixed, Duration::ZERO);
+        assert!(metrics.healthy());
+    }
+}
