@@ -1,0 +1,207 @@
+//! The CloudFormation template (`examples/cloudformation/runner-scaler.yaml`)
+//! and the hand-set-up IAM policies (`examples/iam/`): least privilege as
+//! the issue defines it, the user data identical to `userdata/`, and the
+//! function wired as the Lambda mode expects. cfn-lint runs in the xtask.
+
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn template() -> Value {
+    let path = repo().join("examples/cloudformation/runner-scaler.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_norway::from_str(&text).unwrap_or_else(|err| {
+        panic!(
+            "{}: not plain YAML ({err}); write intrinsic functions in the long form (Fn::Sub, not !Sub)",
+            path.display()
+        )
+    })
+}
+
+fn resource<'a>(template: &'a Value, name: &str) -> &'a Value {
+    &template["Resources"][name]["Properties"]
+}
+
+/// Every (actions, resource) pair allowed by a role's inline policies.
+fn statements(role: &Value) -> Vec<(Vec<String>, Value)> {
+    let mut out = vec![];
+    for policy in role["Policies"].as_array().unwrap() {
+        for statement in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
+            assert_eq!(statement["Effect"], "Allow", "{statement}");
+            out.push((strings(&statement["Action"]), statement["Resource"].clone()));
+        }
+    }
+    out
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().flat_map(strings).collect(),
+        other => panic!("not a string or list: {other}"),
+    }
+}
+
+/// Whether `resource` is `*` (or a list that holds it).
+fn is_star(resource: &Value) -> bool {
+    match resource {
+        Value::String(s) => s == "*",
+        Value::Array(items) => items.iter().any(is_star),
+        _ => false,
+    }
+}
+
+/// The only action the APIs force onto `*`.
+const DESCRIBE: &str = "autoscaling:DescribeAutoScalingGroups";
+const GROUP_ARN: &str = "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:autoScalingGroupName/${AWS::StackName}-runners";
+
+#[test]
+fn the_scaler_role_has_no_write_on_star_and_each_grant_is_scoped() {
+    let template = template();
+    let statements = statements(resource(&template, "ScalerRole"));
+    for (actions, resource) in &statements {
+        if is_star(resource) {
+            assert_eq!(actions, &[DESCRIBE], "only describe may be on *");
+        }
+        for action in actions {
+            assert!(!action.contains('*'), "no wildcard actions: {action}");
+        }
+    }
+    let granted = |action: &str| -> Value {
+        statements
+            .iter()
+            .find(|(actions, _)| actions.iter().any(|a| a == action))
+            .unwrap_or_else(|| panic!("{action} is not granted"))
+            .1
+            .clone()
+    };
+    for write in [
+        "autoscaling:SetDesiredCapacity",
+        "autoscaling:UpdateAutoScalingGroup",
+        "autoscaling:CreateOrUpdateTags",
+        "autoscaling:DeleteTags",
+    ] {
+        assert_eq!(granted(write)["Fn::Sub"], GROUP_ARN, "{write}");
+    }
+    assert_eq!(
+        granted("secretsmanager:GetSecretValue")["Ref"],
+        "ScalerSecret"
+    );
+    assert_eq!(
+        granted("logs:PutLogEvents")["Fn::GetAtt"],
+        serde_json::json!(["ScalerLogGroup", "Arn"])
+    );
+    // The group the ARN names is the group the template creates.
+    assert_eq!(
+        resource(&template, "RunnerGroup")["AutoScalingGroupName"]["Fn::Sub"],
+        "${AWS::StackName}-runners"
+    );
+}
+
+#[test]
+fn the_runner_role_reads_its_token_and_leaves_its_group_only() {
+    let template = template();
+    let mut statements = statements(resource(&template, "RunnerRole"));
+    statements.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(statements.len(), 2, "{statements:?}");
+    assert_eq!(
+        statements[0].0,
+        ["autoscaling:TerminateInstanceInAutoScalingGroup"]
+    );
+    assert_eq!(statements[0].1["Fn::Sub"], GROUP_ARN);
+    assert_eq!(statements[1].0, ["secretsmanager:GetSecretValue"]);
+    assert_eq!(statements[1].1["Ref"], "RunnerTokenSecret");
+}
+
+#[test]
+fn the_launch_template_carries_the_user_data_and_the_safety_settings() {
+    let template = template();
+    let data = &resource(&template, "RunnerLaunchTemplate")["LaunchTemplateData"];
+    assert_eq!(data["InstanceInitiatedShutdownBehavior"], "terminate");
+    assert_eq!(data["MetadataOptions"]["HttpTokens"], "required");
+    let parts = &data["UserData"]["Fn::Base64"]["Fn::Join"][1];
+    let settings = parts[0]["Fn::Sub"].as_str().unwrap();
+    assert!(settings.starts_with("#!/bin/bash\n"), "{settings}");
+    for variable in [
+        "RUNNER_TOKEN_SOURCE=secretsmanager",
+        "RUNNER_TOKEN_NAME='${RunnerTokenSecret}'",
+        "RUNNER_TOKEN_REGION=",
+    ] {
+        assert!(settings.contains(variable), "{variable}: {settings}");
+    }
+    let script = std::fs::read_to_string(repo().join("userdata/install-runner-ubuntu.sh")).unwrap();
+    assert!(
+        parts[1].as_str() == Some(script.as_str()),
+        "the template's user data differs from userdata/install-runner-ubuntu.sh: run scripts/sync-template-userdata.sh"
+    );
+    // EC2 takes at most 16 KiB of user data before base64.
+    assert!(settings.len() + script.len() < 16 * 1024);
+
+    let group = resource(&template, "RunnerGroup");
+    assert_eq!(group["NewInstancesProtectedFromScaleIn"], true);
+    assert_eq!(group["MinSize"], "0");
+    assert!(
+        group.get("DesiredCapacity").is_none(),
+        "the scaler owns the desired capacity"
+    );
+}
+
+#[test]
+fn the_function_runs_the_bootstrap_with_the_original_tools_variables() {
+    let template = template();
+    let function = resource(&template, "ScalerFunction");
+    assert_eq!(function["Runtime"], "provided.al2023");
+    assert_eq!(function["Architectures"], serde_json::json!(["arm64"]));
+    let variables = function["Environment"]["Variables"].as_object().unwrap();
+    for name in [
+        "SECRET_NAME",
+        "SECRET_REGION",
+        "AUTO_SCALING_MAX",
+        "AUTO_SCALING_GROUP_NAME",
+        "AUTO_SCALING_GROUP_REGION",
+        "RUNNER_SCALER_POLICY",
+        "RUNNER_SCALER_POLICY_PARAMS",
+    ] {
+        assert!(variables.contains_key(name), "{name}");
+    }
+    let logs = resource(&template, "ScalerLogGroup");
+    assert!(logs["RetentionInDays"].is_object() || logs["RetentionInDays"].is_number());
+    assert_eq!(
+        resource(&template, "ScalerSchedule")["ScheduleExpression"],
+        "rate(1 minute)"
+    );
+    for secret in ["CircleToken", "RunnerToken"] {
+        assert_eq!(template["Parameters"][secret]["NoEcho"], true, "{secret}");
+    }
+}
+
+#[test]
+fn the_hand_set_up_policies_match_the_template() {
+    for (file, star_ok) in [
+        ("scaler-role-policy.json", true),
+        ("instance-role-policy.json", false),
+    ] {
+        let path = repo().join("examples/iam").join(file);
+        let policy: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        for statement in policy["Statement"].as_array().unwrap() {
+            let actions = strings(&statement["Action"]);
+            if is_star(&statement["Resource"]) {
+                assert!(star_ok && actions == [DESCRIBE], "{file}: {statement}");
+            }
+            if actions
+                .iter()
+                .any(|a| a.starts_with("autoscaling:") && a != DESCRIBE)
+            {
+                let resource = statement["Resource"].as_str().unwrap();
+                assert!(
+                    resource.ends_with(":autoScalingGroupName/GROUP-NAME"),
+                    "{file}: {resource}"
+                );
+            }
+        }
+    }
+}
