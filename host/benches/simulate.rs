@@ -1,0 +1,70 @@
+//! 30 days of 1-minute ticks through the compiled `queue-depth` policy:
+//! `cargo bench --bench simulate` (after `cargo xtask policies`). The trace
+//! is the embedded weekday, thirty times over. Prints the wall time of the
+//! run (target ≤ 1 s), per tick, and the run's figures.
+
+use runner_scaler::policy::{BuiltinRule, Limits, Policy, PolicyEngine};
+use runner_scaler::simulate::trace::Job;
+use runner_scaler::simulate::{run, Boot, Exit, Scenario, Summary, Trace, WorldSettings};
+use std::path::PathBuf;
+use std::time::Instant;
+
+const DAYS: u64 = 30;
+
+fn main() {
+    let policies = std::env::var_os("RUNNER_SCALER_TEST_POLICIES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/policies"));
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let policy = engine
+        .load(&policies.join("queue-depth.wasm"))
+        .expect("build the policies first: cargo xtask policies");
+
+    let day = Trace::find("weekday", None).unwrap();
+    let jobs: Vec<Job> = (0..DAYS)
+        .flat_map(|d| {
+            day.jobs.iter().map(move |j| Job {
+                submit: j.submit + d * 86_400,
+                ..j.clone()
+            })
+        })
+        .collect();
+    let month = Trace { jobs, ..day };
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    println!(
+        "{:>10} {:>8} {:>8} {:>10} {:>10} {:>10}",
+        "policy", "ticks", "jobs", "wall", "per tick", "inst-min"
+    );
+    for policy in [Policy::Wasm(policy), Policy::Builtin(BuiltinRule::Queue)] {
+        let scenario = Scenario {
+            label: policy.name().to_string(),
+            policy,
+            params: vec![],
+            fallback: BuiltinRule::Hold,
+            tick: 60,
+            time_zone: jiff::tz::TimeZone::UTC,
+            world: WorldSettings {
+                boot: Boot::Uniform { low: 60, high: 150 },
+                idle_timeout: 300,
+                exit: Exit::Decrement,
+                min: 0,
+                max: 20,
+                seed: 1,
+            },
+        };
+        let started = Instant::now();
+        let result = runtime.block_on(run(&month, &scenario, &mut || {}));
+        let wall = started.elapsed();
+        let summary = Summary::of(&result, 0.1, 300);
+        println!(
+            "{:>10} {:>8} {:>8} {:>8.0}ms {:>8.1}µs {:>10.0}",
+            scenario.label,
+            result.ticks,
+            summary.jobs,
+            wall.as_secs_f64() * 1000.0,
+            wall.as_secs_f64() * 1e6 / result.ticks as f64,
+            summary.instance_minutes(),
+        );
+    }
+}

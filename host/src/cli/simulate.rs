@@ -1,0 +1,391 @@
+//! `runner-scaler simulate`: replay a trace through policies, print the
+//! figures side by side, draw the chart.
+
+use crate::policy::{BuiltinRule, CompileCache, Limits, Policy, PolicyEngine};
+use crate::simulate::{self, chart, report, Boot, Exit, Scenario, Summary, Trace, WorldSettings};
+use anyhow::{bail, ensure, Context};
+use clap::{Args, ValueEnum};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const AFTER_HELP: &str = "\
+With no arguments: the built-in `queue` rule over the embedded weekday trace, \
+once with each exit behaviour, side by side. The example WebAssembly policies \
+are files, not part of the binary: build them with `cargo xtask policies`, then \
+e.g. `--policy target/policies/cooldown.wasm --policy queue`.
+
+Ticks are at one tick interval after the trace's start and every interval \
+after. Scale-in never terminates an instance that runs a job; it takes \
+booting and idle ones, youngest first. A tick on which a policy fails is \
+decided by the `hold` rule (production's default fallback) and counted in \
+the table. Traces: examples/traces/README.md.";
+
+/// Replay a day of CI jobs through scaling policies against a simulated
+/// Auto Scaling group; report job waits and instance cost.
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct SimulateArgs {
+    /// A policy: a .wasm file or a built-in rule (`queue`, `hold`). Repeat
+    /// to compare [default: queue].
+    #[arg(long = "policy", value_name = "P.wasm|queue|hold")]
+    policies: Vec<String>,
+    /// An embedded trace (weekday, release-day, weekend) or a CSV file of
+    /// `submit,duration[,resource_class]` lines.
+    #[arg(long, default_value = "weekday")]
+    trace: String,
+    /// Second 0 of the trace [default: the embedded trace's day, the first
+    /// job of an RFC 3339 trace, else 2026-11-23T00:00:00Z, a Monday].
+    #[arg(long)]
+    start: Option<jiff::Timestamp>,
+    /// The pool's time zone, as policies see the clock.
+    #[arg(long, default_value = "UTC")]
+    time_zone: String,
+    /// Simulate only this resource class's jobs (needed when the trace has several).
+    #[arg(long)]
+    resource_class: Option<String>,
+    /// Seeds random boot times (`--boot LOW..HIGH`).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Time between ticks.
+    #[arg(long, default_value = "60s", value_parser = seconds)]
+    tick: u64,
+    /// Boot time of an instance: fixed (`90s`), or uniform between two (`60s..150s`).
+    #[arg(long, default_value = "90s", value_parser = boot)]
+    boot: Boot,
+    /// An instance whose runner gets no job in this time leaves.
+    #[arg(long, default_value = "5m", value_parser = seconds)]
+    idle_timeout: u64,
+    /// The pool's and group's least capacity (the group starts there).
+    #[arg(long, default_value_t = 0)]
+    min: u32,
+    /// The pool's and group's most instances.
+    #[arg(long, default_value_t = 20)]
+    max: u32,
+    /// How an instance leaves: `decrement` (lowers desired by one, as
+    /// runner-scaler's user data does), `poweroff` (the group replaces it,
+    /// as the original tool's script) or `both` [default: both without
+    /// --policy, else decrement].
+    #[arg(long, value_enum)]
+    exit: Option<ExitArg>,
+    /// What an instance costs per hour, for the estimate.
+    #[arg(long, default_value_t = 0.10)]
+    price_per_hour: f64,
+    /// Count the jobs that waited longer than this.
+    #[arg(long, default_value = "5m", value_parser = seconds)]
+    slow_wait: u64,
+    /// Write the chart (queue, desired capacity, instances over time; a
+    /// panel per run) to this SVG file.
+    #[arg(long, value_name = "OUT.svg")]
+    chart: Option<PathBuf>,
+    /// A param for the policies (`minutes=5`), or for one policy by name
+    /// (`cooldown:minutes=5`). Repeat for more.
+    #[arg(long = "params", value_name = "[POLICY:]KEY=VALUE")]
+    params: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExitArg {
+    Decrement,
+    Poweroff,
+    Both,
+}
+
+/// Run the simulations, print the table, write the chart.
+pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    ensure!(
+        args.max >= 1,
+        "--max {} leaves no room for an instance; use 1 or more",
+        args.max
+    );
+    ensure!(
+        args.min <= args.max,
+        "--min {} is above --max {}; lower --min or raise --max",
+        args.min,
+        args.max
+    );
+    ensure!(
+        args.price_per_hour.is_finite() && args.price_per_hour >= 0.0,
+        "--price-per-hour {} is not a price; use e.g. 0.10",
+        args.price_per_hour
+    );
+    let time_zone = jiff::tz::TimeZone::get(&args.time_zone).with_context(|| {
+        format!(
+            "--time-zone {:?} is not an IANA time zone, e.g. Europe/Berlin",
+            args.time_zone
+        )
+    })?;
+    let trace = Trace::find(&args.trace, args.start)?.for_class(args.resource_class.as_deref())?;
+
+    let default_run = args.policies.is_empty();
+    let names = if default_run {
+        vec!["queue".to_string()]
+    } else {
+        args.policies.clone()
+    };
+    let exits = match args.exit {
+        Some(ExitArg::Decrement) => vec![Exit::Decrement],
+        Some(ExitArg::Poweroff) => vec![Exit::Poweroff],
+        Some(ExitArg::Both) => vec![Exit::Decrement, Exit::Poweroff],
+        None if default_run => vec![Exit::Decrement, Exit::Poweroff],
+        None => vec![Exit::Decrement],
+    };
+    let policies = load_policies(&names)?;
+    let params = parse_params(&args.params, &policies)?;
+
+    let mut scenarios = Vec::new();
+    for policy in &policies {
+        for &exit in &exits {
+            let label = if exits.len() > 1 {
+                format!("{} ({})", policy.name(), exit.name())
+            } else {
+                policy.name().to_string()
+            };
+            scenarios.push(Scenario {
+                label,
+                policy: policy.clone(),
+                params: params_for(&params, policy.name()),
+                fallback: BuiltinRule::Hold,
+                tick: args.tick,
+                time_zone: time_zone.clone(),
+                world: WorldSettings {
+                    boot: args.boot,
+                    idle_timeout: args.idle_timeout,
+                    exit,
+                    min: args.min,
+                    max: args.max,
+                    seed: args.seed,
+                },
+            });
+        }
+    }
+
+    let progress = progress_bar(&trace, &scenarios, args.tick);
+    let mut runs = Vec::new();
+    for scenario in &scenarios {
+        progress.set_message(scenario.label.clone());
+        runs.push(simulate::run(&trace, scenario, &mut || progress.inc(1)).await);
+    }
+    progress.finish_and_clear();
+
+    let settings = format!(
+        "tick {}, boot {}, idle timeout {}, max {}{}",
+        report::duration(args.tick),
+        args.boot,
+        report::duration(args.idle_timeout),
+        args.max,
+        if args.min > 0 {
+            format!(", min {}", args.min)
+        } else {
+            String::new()
+        }
+    );
+    let day = trace
+        .start
+        .to_zoned(time_zone.clone())
+        .strftime("%a %Y-%m-%d %H:%M %Z");
+    // The whole text is written at once, after the chart: a reader that
+    // stops early (`| head`) must not keep the chart from being written.
+    let mut out = format!(
+        "{}: {} jobs from {day}; {settings}; ${:.2} per instance-hour\n\n",
+        trace.origin,
+        trace.jobs.len(),
+        args.price_per_hour
+    );
+    let summaries: Vec<Summary> = runs
+        .iter()
+        .map(|r| Summary::of(r, args.price_per_hour, args.slow_wait))
+        .collect();
+    out += &report::table(&summaries, args.slow_wait);
+    for run in &runs {
+        if let Some(err) = &run.first_policy_error {
+            out += &format!(
+                "\n{}: the policy failed on {} ticks, decided by `hold` instead; the first failure: {err}\n",
+                run.label, run.policy_errors
+            );
+        }
+    }
+    if exits.len() > 1 {
+        out += "\ndecrement: an instance that leaves lowers desired by one (runner-scaler's user data).\n\
+                poweroff: it only terminates; the group launches a replacement while desired is above\n\
+                the instance count (the original tool), until the next tick lowers desired.\n";
+    }
+    if default_run {
+        out += "\nCompare a WebAssembly policy: cargo xtask policies, then\n  \
+                runner-scaler simulate --policy target/policies/cooldown.wasm --policy queue\n";
+    }
+    if let Some(path) = &args.chart {
+        let title = format!("{}, {settings}", trace.origin);
+        let svg = chart::svg(&runs, &title, trace.start, &time_zone)?;
+        std::fs::write(path, svg)
+            .with_context(|| format!("cannot write the chart to {}", path.display()))?;
+        out += &format!("\nchart: {}\n", path.display());
+    }
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(err).context("cannot write to stdout")
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Built-in rules by name, files through one engine (and the compile cache).
+fn load_policies(names: &[String]) -> anyhow::Result<Vec<Policy>> {
+    let mut engine = None;
+    let mut policies = Vec::new();
+    for name in names {
+        if let Some(rule) = BuiltinRule::from_name(name) {
+            policies.push(Policy::Builtin(rule));
+            continue;
+        }
+        if engine.is_none() {
+            let cache = CompileCache::new(CompileCache::default_dir());
+            engine = Some(PolicyEngine::new(Limits::default(), Some(cache))?);
+        }
+        let engine = engine.as_ref().expect("set above");
+        let policy = engine.load(Path::new(name)).with_context(|| {
+            format!(
+                "--policy {name}: not a built-in rule (queue, hold), and not a loadable policy file; \
+                 the examples are built into target/policies/ by `cargo xtask policies`"
+            )
+        })?;
+        policies.push(Policy::Wasm(policy));
+    }
+    Ok(policies)
+}
+
+/// `[POLICY:]KEY=VALUE` → (policy, key, value); a named policy must be one
+/// of those simulated.
+fn parse_params(
+    raw: &[String],
+    policies: &[Policy],
+) -> anyhow::Result<Vec<(Option<String>, String, String)>> {
+    raw.iter()
+        .map(|text| {
+            let Some((target, value)) = text.split_once('=') else {
+                bail!("--params {text:?} is not KEY=VALUE (or POLICY:KEY=VALUE), e.g. minutes=5");
+            };
+            let (policy, key) = match target.split_once(':') {
+                Some((policy, key)) => (Some(policy.to_string()), key),
+                None => (None, target),
+            };
+            ensure!(
+                !key.is_empty(),
+                "--params {text:?} has no key, e.g. minutes=5"
+            );
+            if let Some(policy) = &policy {
+                let known: Vec<&str> = policies.iter().map(|p| p.name()).collect();
+                ensure!(
+                    known.contains(&policy.as_str()),
+                    "--params {text:?} names the policy {policy:?}, which is not simulated ({})",
+                    known.join(", ")
+                );
+            }
+            Ok((policy, key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+fn params_for(params: &[(Option<String>, String, String)], policy: &str) -> Vec<(String, String)> {
+    params
+        .iter()
+        .filter(|(target, ..)| target.as_deref().is_none_or(|t| t == policy))
+        .map(|(_, key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+/// A bar over every run's ticks, on stderr when it is a terminal.
+fn progress_bar(trace: &Trace, scenarios: &[Scenario], tick: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    // An estimate: runs end once the last job is done and the group drained.
+    let last_end = trace
+        .jobs
+        .iter()
+        .map(|j| j.submit + j.duration)
+        .max()
+        .unwrap_or(0);
+    let per_run = last_end.div_ceil(tick) + 1;
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(per_run * scenarios.len() as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} ticks  {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// "90s", "5m", "1h 30m", or a number of seconds; whole seconds, at least 1.
+fn seconds(text: &str) -> Result<u64, String> {
+    let seconds = if let Ok(seconds) = text.trim().parse::<u64>() {
+        seconds
+    } else {
+        let span: jiff::SignedDuration = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not a duration; write e.g. 90s, 5m or 1h"))?;
+        u64::try_from(span.as_secs()).map_err(|_| format!("{text:?} is negative"))?
+    };
+    if seconds == 0 {
+        return Err(format!("{text:?} is zero; use at least 1s"));
+    }
+    Ok(seconds)
+}
+
+/// `90s` (fixed) or `60s..150s` (uniform).
+fn boot(text: &str) -> Result<Boot, String> {
+    match text.split_once("..") {
+        None => Ok(Boot::Fixed(seconds(text)?)),
+        Some((low, high)) => {
+            let (low, high) = (seconds(low)?, seconds(high)?);
+            if low > high {
+                return Err(format!(
+                    "{text:?}: the low end is above the high end; write e.g. 60s..150s"
+                ));
+            }
+            Ok(Boot::Uniform { low, high })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_boots() {
+        assert_eq!(seconds("90"), Ok(90));
+        assert_eq!(seconds("90s"), Ok(90));
+        assert_eq!(seconds("5m"), Ok(300));
+        assert_eq!(seconds("1h 30m"), Ok(5400));
+        assert!(seconds("0s").unwrap_err().contains("zero"));
+        assert!(seconds("soon").unwrap_err().contains("90s, 5m or 1h"));
+        assert_eq!(boot("90s"), Ok(Boot::Fixed(90)));
+        assert_eq!(boot("1m..2m"), Ok(Boot::Uniform { low: 60, high: 120 }));
+        assert!(boot("2m..1m").unwrap_err().contains("low end"));
+    }
+
+    #[test]
+    fn params_go_to_every_policy_or_the_one_named() {
+        let policies = [
+            Policy::Builtin(BuiltinRule::Queue),
+            Policy::Builtin(BuiltinRule::Hold),
+        ];
+        let raw = ["a=1".to_string(), "hold:b=2".to_string()];
+        let params = parse_params(&raw, &policies).unwrap();
+        assert_eq!(params_for(&params, "queue"), vec![("a".into(), "1".into())]);
+        assert_eq!(
+            params_for(&params, "hold"),
+            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
+        let err = parse_params(&["cooldown:m=1".into()], &policies).unwrap_err();
+        assert!(
+            err.to_string().contains("not simulated (queue, hold)"),
+            "{err}"
+        );
+        assert!(parse_params(&["m".into()], &policies).is_err());
+    }
+}

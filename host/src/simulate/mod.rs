@@ -1,0 +1,30 @@
+//! The simulator: replay a trace of CI jobs through a policy, with a
+//! simulated Auto Scaling group and queue in place of AWS and CircleCI, and
+//! report what the jobs waited and what the instances cost.
+//!
+//! The simulated [`World`] implements the same traits as the real group and
+//! queue, so [`run`] drives the production [`tick`](crate::tick::tick) — the
+//! policy, its fallback, clamping and the safety rules are the ones that
+//! would run in production.
+//!
+//! - [`trace`]: the CSV format and the embedded traces;
+//! - [`world`]: the group, its instances and the queue;
+//! - [`run`](mod@run): ticks over simulated time;
+//! - [`report`]: the figures and the side-by-side table;
+//! - [`chart`]: the SVG.
+
+pub mod chart;
+pub mod report;
+pub mod run;
+pub mod trace;
+pub mod world;
+
+pub use report::Summary;
+pub use run::{run, Run, Scenario};
+pub use trace::Trace;
+pub use world::{Boot, Exit, World, WorldSettings};
+
+/// The log filter for `simulate` when `RUST_LOG` is not set: each tick's
+/// decision record (info) and a failing policy's error (logged every tick)
+/// would flood the terminal; the report counts policy failures instead.
+pub const LOG_FILTER: &str = "warn,decision=off,runner_scaler::policy=off";

@@ -1,0 +1,189 @@
+//! The numbers of a run ([`Summary`]) and the table that shows several runs
+//! side by side.
+
+use super::run::Run;
+
+/// What a run cost and how long its jobs waited.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub label: String,
+    pub jobs: usize,
+    /// Jobs no runner ever claimed (their waits count up to the end).
+    pub never_ran: usize,
+    /// Waits in seconds, nearest-rank percentiles.
+    pub wait_p50: u64,
+    pub wait_p95: u64,
+    pub wait_max: u64,
+    /// Jobs that waited longer than the slow-wait threshold.
+    pub slow: usize,
+    /// Billed instance time: per second, a minute at least per instance.
+    pub instance_seconds: u64,
+    pub cost: f64,
+    pub peak: u32,
+    pub launches: usize,
+    /// Launches that replaced an instance that left on its own.
+    pub replacements: usize,
+    /// Replacements that left without running a job, and their time: what
+    /// the exit behaviour cost.
+    pub idle_replacements: usize,
+    pub idle_replacement_seconds: u64,
+    pub policy_errors: u64,
+}
+
+impl Summary {
+    /// Summarize `run` at `price_per_hour` per instance; `slow_wait` in seconds.
+    pub fn of(run: &Run, price_per_hour: f64, slow_wait: u64) -> Summary {
+        let mut waits: Vec<u64> = run.jobs.iter().map(|j| j.wait(run.end)).collect();
+        waits.sort_unstable();
+        let instance_seconds = run
+            .instances
+            .iter()
+            .map(|i| i.billed_seconds(run.end))
+            .sum();
+        let idle_replacements: Vec<_> = run
+            .instances
+            .iter()
+            .filter(|i| i.replacement && i.job.is_none())
+            .collect();
+        Summary {
+            label: run.label.clone(),
+            jobs: run.jobs.len(),
+            never_ran: run.jobs.iter().filter(|j| j.claimed.is_none()).count(),
+            wait_p50: percentile(&waits, 50),
+            wait_p95: percentile(&waits, 95),
+            wait_max: waits.last().copied().unwrap_or(0),
+            slow: waits.iter().filter(|&&w| w > slow_wait).count(),
+            instance_seconds,
+            cost: instance_seconds as f64 / 3600.0 * price_per_hour,
+            peak: run.peak,
+            launches: run.instances.len(),
+            replacements: run.instances.iter().filter(|i| i.replacement).count(),
+            idle_replacements: idle_replacements.len(),
+            idle_replacement_seconds: idle_replacements
+                .iter()
+                .map(|i| i.billed_seconds(run.end))
+                .sum(),
+            policy_errors: run.policy_errors,
+        }
+    }
+
+    /// Billed instance time in minutes.
+    pub fn instance_minutes(&self) -> f64 {
+        self.instance_seconds as f64 / 60.0
+    }
+
+    /// Billed time of the replacements that ran no job, in minutes.
+    pub fn idle_replacement_minutes(&self) -> f64 {
+        self.idle_replacement_seconds as f64 / 60.0
+    }
+}
+
+/// The nearest-rank `p`th percentile of sorted `values` (0 when empty).
+pub fn percentile(sorted: &[u64], p: u64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len() as u64).div_ceil(100).max(1);
+    sorted[rank as usize - 1]
+}
+
+/// Seconds as `45s`, `2m30s`, `1h05m`.
+pub fn duration(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => match s % 60 {
+            0 => format!("{}m", s / 60),
+            r => format!("{}m{r:02}s", s / 60),
+        },
+        s => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// The runs side by side: a row per figure, a column per run.
+pub fn table(summaries: &[Summary], slow_wait: u64) -> String {
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut row = |name: &str, cell: &dyn Fn(&Summary) -> String| {
+        rows.push((name.to_string(), summaries.iter().map(cell).collect()));
+    };
+    row("jobs", &|s| s.jobs.to_string());
+    if summaries.iter().any(|s| s.never_ran > 0) {
+        row("  never ran", &|s| s.never_ran.to_string());
+    }
+    row("wait p50", &|s| duration(s.wait_p50));
+    row("wait p95", &|s| duration(s.wait_p95));
+    row("wait max", &|s| duration(s.wait_max));
+    row(&format!("waited > {}", duration(slow_wait)), &|s| {
+        s.slow.to_string()
+    });
+    row("instance-minutes", &|s| {
+        format!("{:.1}", s.instance_minutes())
+    });
+    row("estimated cost", &|s| format!("${:.2}", s.cost));
+    row("peak instances", &|s| s.peak.to_string());
+    row("launches", &|s| s.launches.to_string());
+    row("replacement launches", &|s| s.replacements.to_string());
+    row("  that ran no job", &|s| s.idle_replacements.to_string());
+    row("    their instance-minutes", &|s| {
+        format!("{:.1}", s.idle_replacement_minutes())
+    });
+    if summaries.iter().any(|s| s.policy_errors > 0) {
+        row("ticks decided by fallback", &|s| {
+            s.policy_errors.to_string()
+        });
+    }
+
+    let name_width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = summaries
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            rows.iter()
+                .map(|(_, cells)| cells[i].len())
+                .chain([s.label.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = format!("{:name_width$}", "");
+    for (s, width) in summaries.iter().zip(&widths) {
+        out += &format!("  {:>width$}", s.label);
+    }
+    out = out.trim_end().to_string() + "\n";
+    for (name, cells) in &rows {
+        out += &format!("{name:name_width$}");
+        for (cell, width) in cells.iter().zip(&widths) {
+            out += &format!("  {cell:>width$}");
+        }
+        out += "\n";
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u64> = (1..=20).collect();
+        assert_eq!(percentile(&v, 50), 10);
+        assert_eq!(percentile(&v, 95), 19);
+        assert_eq!(percentile(&v, 100), 20);
+        assert_eq!(percentile(&[7], 95), 7);
+        assert_eq!(percentile(&[], 50), 0);
+    }
+
+    #[test]
+    fn durations_read_like_durations() {
+        let cases = [
+            (0, "0s"),
+            (45, "45s"),
+            (60, "1m"),
+            (150, "2m30s"),
+            (3900, "1h05m"),
+        ];
+        for (seconds, text) in cases {
+            assert_eq!(duration(seconds), text);
+        }
+    }
+}
