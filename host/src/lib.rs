@@ -5,8 +5,22 @@
 //! (capacity) → [`Observation`] → [`policy`] (a WebAssembly component or a
 //! built-in rule) → [`Decision`] → clamp and safety rules → apply.
 
+pub mod aws;
+pub mod cases;
 pub mod cli;
+pub mod config;
+pub mod emf;
+pub mod groups;
+pub mod metrics;
+pub mod modes;
 pub mod observation;
+pub mod plan;
 pub mod policy;
+pub mod sample;
+pub mod secret;
+pub mod secrets;
+pub mod simulate;
+pub mod sources;
+pub mod tick;
 
 pub use observation::{Capacity, Clock, Decision, Observation, Queue, Weekday};

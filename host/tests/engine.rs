@@ -5,6 +5,8 @@
 //! The policies are built by `cargo xtask policies` (or `cargo xtask test`)
 //! into `target/policies/`.
 
+mod support;
+
 use runner_scaler::policy::{
     BuiltinRule, CompileCache, Limits, Policy, PolicyEngine, PolicyError, WasmPolicy,
 };
@@ -12,22 +14,9 @@ use runner_scaler::{Capacity, Clock, Observation, Queue};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-fn policy_file(name: &str) -> PathBuf {
-    let dir = std::env::var_os("RUNNER_SCALER_TEST_POLICIES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/policies"));
-    let file = dir.join(format!("{name}.wasm"));
-    assert!(
-        file.is_file(),
-        "{} is missing: build the policies first with `cargo xtask policies`",
-        file.display()
-    );
-    file
-}
-
 fn load(engine: &PolicyEngine, name: &str) -> WasmPolicy {
     engine
-        .load(&policy_file(name))
+        .load(&support::policy_file(name))
         .unwrap_or_else(|err| panic!("{name}: {err}"))
 }
 
@@ -284,7 +273,7 @@ async fn a_flood_of_log_lines_is_bounded() {
 #[tokio::test]
 async fn a_policy_for_another_contract_version_is_refused_at_load() {
     let engine = PolicyEngine::new(Limits::default(), None).unwrap();
-    let path = policy_file("wrong-version");
+    let path = support::policy_file("wrong-version");
     let err = engine.load(&path).err().expect("must not load");
     let message = err.to_string();
     assert!(
@@ -359,7 +348,7 @@ async fn the_compile_cache_is_used_and_never_trusted_blindly() {
     // A foreign entry with a valid checksum, compiled by an engine with other
     // settings, is refused by wasmtime's own check and rebuilt.
     let other = wasmtime::Engine::new(&wasmtime::Config::new()).unwrap();
-    let bytes = std::fs::read(policy_file("queue-depth")).unwrap();
+    let bytes = std::fs::read(support::policy_file("queue-depth")).unwrap();
     let foreign = other.precompile_component(&bytes).unwrap();
     cache.write(entry, &foreign);
     assert_ne!(std::fs::read(entry).unwrap(), written);

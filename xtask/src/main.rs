@@ -2,7 +2,9 @@
 //!
 //! - `test`: everything CI checks, on a fresh machine: formatting, a WASM
 //!   toolchain (found or installed), every policy built, the whole test
-//!   suite, clippy, the user-data tests.
+//!   suite, every example policy's `cases.toml` (`runner-scaler policy
+//!   test`), clippy, the user-data tests, cfn-lint on the CloudFormation
+//!   template (installed from PyPI when missing).
 //! - `policies`: only find the toolchain and build the policies into
 //!   `target/policies/` (what `cargo test` and `cargo bench` read).
 //!
@@ -34,10 +36,40 @@ fn test(root: &Path) -> Result<()> {
     step("formatting", cargo(["fmt", "--all", "--check"]))?;
     let toolchain = find_wasm_toolchain()?;
     let policies = build_policies(root, &toolchain)?;
+    // The scaffold test (host/tests/policy_cli.rs) builds WebAssembly: it gets
+    // the toolchain under names of its own, so the host's build is untouched.
+    let wasm_env: Vec<String> = toolchain
+        .env
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    ensure_moto()?;
     step(
         "tests",
-        cargo(["test", "--workspace"]).env("RUNNER_SCALER_TEST_POLICIES", &policies),
+        cargo(["test", "--workspace"])
+            .env("RUNNER_SCALER_TEST_POLICIES", &policies)
+            .env("RUNNER_SCALER_TEST_WASM_TARGET", toolchain.target)
+            .env("RUNNER_SCALER_TEST_WASM_ENV", wasm_env.join(";")),
     )?;
+    // Every example policy's cases, through the command users run.
+    let binary = root.join("target/debug/runner-scaler");
+    for dir in crate_dirs(&root.join("policies"))? {
+        let name = dir_name(&dir);
+        let cases = dir.join("cases.toml");
+        if !cases.is_file() {
+            bail!(
+                "{} is missing: every example policy ships a cases.toml",
+                cases.display()
+            );
+        }
+        step(
+            &format!("policy test {name}"),
+            Command::new(&binary)
+                .args(["policy", "test"])
+                .arg(policies.join(format!("{name}.wasm")))
+                .arg(&cases),
+        )?;
+    }
     step(
         "clippy",
         cargo([
@@ -53,7 +85,61 @@ fn test(root: &Path) -> Result<()> {
         "user data",
         Command::new("bash").arg("userdata/tests/run.sh"),
     )?;
+    ensure_cfn_lint()?;
+    step(
+        "cfn-lint",
+        Command::new("cfn-lint").arg("examples/cloudformation/runner-scaler.yaml"),
+    )?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// moto's server, the local AWS the host's tests start
+/// (`host/tests/support/moto.rs`).
+fn ensure_moto() -> Result<()> {
+    ensure_from_pypi(
+        "moto[server]",
+        Command::new("python3").args(["-c", "import moto.server"]),
+    )
+}
+
+/// cfn-lint, which checks the CloudFormation template against AWS's resource
+/// schemas.
+fn ensure_cfn_lint() -> Result<()> {
+    ensure_from_pypi("cfn-lint", Command::new("cfn-lint").arg("--version"))
+}
+
+/// Install `package` from PyPI unless `works` already succeeds, then check
+/// that it does.
+fn ensure_from_pypi(package: &str, works: &mut Command) -> Result<()> {
+    let mut works = || {
+        works
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if works() {
+        return Ok(());
+    }
+    let pip = ["-m", "pip", "install", "--quiet", package];
+    // A Debian python refuses installs outside a venv (PEP 668) unless told.
+    if step(
+        &format!("install {package}"),
+        Command::new("python3").args(pip),
+    )
+    .is_err()
+    {
+        step(
+            &format!("install {package} (system python)"),
+            Command::new("python3")
+                .args(pip)
+                .arg("--break-system-packages"),
+        )?;
+    }
+    if !works() {
+        bail!("{package} is installed but still does not run: is pip's script directory on PATH?");
+    }
     Ok(())
 }
 

@@ -2,8 +2,13 @@
 //! printed once, an exit code out.
 
 mod policy;
+mod policy_new;
+mod policy_precompile;
+mod policy_test;
+mod scale;
+mod simulate;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 
 /// Keeps self-hosted CircleCI runner fleets on EC2 Auto Scaling sized to
@@ -27,15 +32,33 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run one tick over every pool, print what was decided, and exit
+    /// (0 when every pool was decided, 1 otherwise).
+    Once(scale::ScaleArgs),
+    /// Run as a daemon: a tick every interval until SIGTERM or SIGINT.
+    Run(scale::ScaleArgs),
+    /// Validate the configuration and load every policy, contacting nothing.
+    Check(scale::ConfigArgs),
     /// Build, evaluate and inspect scaling policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Run as an AWS Lambda function's runtime (the `bootstrap` of a
+    /// provided.al2023 function): a tick per invocation. Chosen by itself
+    /// when AWS_LAMBDA_RUNTIME_API is set and no subcommand is given.
+    Lambda,
+    /// Replay a day of CI jobs through scaling policies against a simulated
+    /// group: job waits and instance cost, side by side, and a chart.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Run the command line; the binary's `main`.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let cli = parse();
+    let default_filter = match cli.command {
+        Command::Simulate(_) => crate::simulate::LOG_FILTER,
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -45,7 +68,12 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Once(args) => scale::once(args).await,
+            Command::Run(args) => scale::run(args).await,
+            Command::Check(args) => scale::check(args).await,
             Command::Policy(command) => command.run().await,
+            Command::Lambda => crate::modes::lambda::run().await,
+            Command::Simulate(args) => simulate::simulate(args).await,
         }
     });
     match result {
@@ -57,9 +85,26 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+/// The command line, with Lambda's defaults inside Lambda: a bare
+/// `bootstrap` (no arguments) is the `lambda` subcommand, and log lines are
+/// JSON, which CloudWatch Logs Insights reads field by field.
+fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if !crate::modes::lambda::detected() {
+        return Cli::parse_from(args);
+    }
+    let mut args = args;
+    if args.len() == 1 {
+        args.push("lambda".into());
+    }
+    let command = Cli::command().mut_arg("log_format", |arg| arg.default_value("json"));
+    let matches = command.get_matches_from(args);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+}
+
+fn init_logging(format: LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_filter.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

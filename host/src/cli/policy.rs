@@ -1,7 +1,7 @@
 //! `runner-scaler policy ...`: the policy author's commands.
 
-use crate::observation::Observation;
 use crate::policy::{self, BuiltinRule, CompileCache, Limits, Policy, PolicyEngine};
+use crate::sample;
 use anyhow::{bail, ensure, Context};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -14,6 +14,12 @@ pub enum PolicyCommand {
     Build(BuildArgs),
     /// Ask a policy for one decision and print it as JSON.
     Eval(EvalArgs),
+    /// Run case files (sample observations and expected answers) through a policy.
+    Test(super::policy_test::TestArgs),
+    /// Create a new policy crate that builds and passes its own tests.
+    New(super::policy_new::NewArgs),
+    /// Compile policies ahead of time for an architecture, for a Lambda bundle.
+    Precompile(super::policy_precompile::PrecompileArgs),
 }
 
 #[derive(Debug, Args)]
@@ -33,7 +39,8 @@ pub struct BuildArgs {
 pub struct EvalArgs {
     /// A policy: a .wasm file, or a built-in rule (`queue`, `hold`).
     policy: String,
-    /// An observation, as JSON.
+    /// An observation: a .json or .toml file where any field left out takes
+    /// its default (see docs/writing-a-policy.md); the full JSON observation works too.
     observation: PathBuf,
     #[command(flatten)]
     sandbox: SandboxArgs,
@@ -78,19 +85,15 @@ impl PolicyCommand {
         match self {
             PolicyCommand::Build(args) => build(args),
             PolicyCommand::Eval(args) => eval(args).await,
+            PolicyCommand::Test(args) => super::policy_test::test(args).await,
+            PolicyCommand::New(args) => super::policy_new::new(args),
+            PolicyCommand::Precompile(args) => super::policy_precompile::precompile(args),
         }
     }
 }
 
 async fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.observation)
-        .with_context(|| format!("cannot read the observation {}", args.observation.display()))?;
-    let observation: Observation = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not an observation (see wit/policy.wit for its fields)",
-            args.observation.display()
-        )
-    })?;
+    let observation = sample::load_observation(&args.observation)?;
     let policy = args.sandbox.policy(&args.policy)?;
     let evaluation = policy.evaluate(&observation).await;
     for (level, line) in &evaluation.log.lines {

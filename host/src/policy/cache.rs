@@ -24,6 +24,11 @@ impl CompileCache {
         CompileCache { dir: dir.into() }
     }
 
+    /// The directory it reads and writes.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The cache's default home: `$RUNNER_SCALER_CACHE_DIR`, else the user's
     /// cache directory, else (as in Lambda, whose only writable place it is)
     /// the temporary directory.
@@ -70,20 +75,23 @@ impl CompileCache {
     /// Store `compiled` at `path`. A cache that cannot be written costs a
     /// compile on the next start, nothing more, so failure is only logged.
     pub fn write(&self, path: &Path, compiled: &[u8]) {
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(&self.dir)?;
-            // Write then rename, so a concurrent reader never sees half a file.
-            let partial = path.with_extension(format!("partial-{}", std::process::id()));
-            let mut bytes = Vec::with_capacity(MAGIC.len() + 32 + compiled.len());
-            bytes.extend_from_slice(MAGIC);
-            bytes.extend_from_slice(&Sha256::digest(compiled));
-            bytes.extend_from_slice(compiled);
-            std::fs::write(&partial, bytes)?;
-            std::fs::rename(&partial, path)
-        };
-        if let Err(err) = write() {
+        if let Err(err) = self.write_checked(path, compiled) {
             tracing::warn!(path = %path.display(), %err, "cannot write the compile cache; the policy will be compiled again next start");
         }
+    }
+
+    /// Store `compiled` at `path`, or say why not (`policy precompile`,
+    /// where the entry is the point).
+    pub fn write_checked(&self, path: &Path, compiled: &[u8]) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        // Write then rename, so a concurrent reader never sees half a file.
+        let partial = path.with_extension(format!("partial-{}", std::process::id()));
+        let mut bytes = Vec::with_capacity(MAGIC.len() + 32 + compiled.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&Sha256::digest(compiled));
+        bytes.extend_from_slice(compiled);
+        std::fs::write(&partial, bytes)?;
+        std::fs::rename(&partial, path)
     }
 }
 

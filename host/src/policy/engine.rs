@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Loads policies and runs their decisions under [`Limits`].
@@ -21,7 +23,53 @@ pub struct PolicyEngine {
     linker: Linker<HostState>,
     limits: Limits,
     cache: Option<CompileCache>,
+    /// A read-only directory of compiled policies shipped with the binary
+    /// (a Lambda bundle), read before `cache`.
+    precompiled: Option<CompileCache>,
     epoch_period: Duration,
+}
+
+/// How the engine is built, beyond the sandbox's limits.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Compile for this target triple with its baseline CPU features instead
+    /// of the host's detected ones. Set it (to [`linux_target`] of the host's
+    /// architecture) where code compiled elsewhere must be found by its
+    /// cache key: `policy precompile --target` builds with the same triple,
+    /// so both engines have the same compatibility hash.
+    pub target: Option<String>,
+    /// A directory of entries written by `policy precompile`, consulted
+    /// before the cache and never written.
+    pub precompiled: Option<PathBuf>,
+}
+
+/// The Linux target triple wasmtime compiles for on `arch` (`x86_64`,
+/// `aarch64`): what `policy precompile --target` and the Lambda engine use.
+pub fn linux_target(arch: &str) -> String {
+    format!("{arch}-unknown-linux-gnu")
+}
+
+/// The wasmtime configuration every policy engine uses; `target` as in
+/// [`EngineOptions::target`]. One function, so an engine that precompiles
+/// for another machine cannot drift from the one that loads the code.
+fn engine_config(limits: &Limits, target: Option<&str>) -> Result<Config, PolicyError> {
+    let mut config = Config::new();
+    if let Some(target) = target {
+        config.target(target).map_err(engine_error)?;
+    }
+    config.epoch_interruption(true);
+    // Instances come from a pool reserved up front: a decision's fresh
+    // instance then costs microseconds, not an mmap.
+    let mut pool = PoolingAllocationConfig::new();
+    let n = limits.concurrent_decisions;
+    pool.total_component_instances(n)
+        .total_core_instances(n * 4)
+        .total_memories(n * 2)
+        .total_tables(n * 4)
+        .total_stacks(n)
+        .max_memory_size(limits.memory_bytes);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Ok(config)
 }
 
 /// A loaded policy, ready to decide. Cheap to clone; safe to share between
@@ -53,20 +101,28 @@ impl PolicyEngine {
     /// An engine whose decisions run under `limits`, caching compiled code in
     /// `cache` when one is given.
     pub fn new(limits: Limits, cache: Option<CompileCache>) -> Result<Self, PolicyError> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        // Instances come from a pool reserved up front: a decision's fresh
-        // instance then costs microseconds, not an mmap.
-        let mut pool = PoolingAllocationConfig::new();
-        let n = limits.concurrent_decisions;
-        pool.total_component_instances(n)
-            .total_core_instances(n * 4)
-            .total_memories(n * 2)
-            .total_tables(n * 4)
-            .total_stacks(n)
-            .max_memory_size(limits.memory_bytes);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(engine_error)?;
+        PolicyEngine::with_options(limits, cache, EngineOptions::default())
+    }
+
+    /// [`PolicyEngine::new`], built as `options` say.
+    pub fn with_options(
+        limits: Limits,
+        cache: Option<CompileCache>,
+        options: EngineOptions,
+    ) -> Result<Self, PolicyError> {
+        let config = engine_config(&limits, options.target.as_deref())?;
+        let engine = Engine::new(&config).map_err(|err| match &options.target {
+            Some(target) => PolicyError::Compile {
+                path: PathBuf::from("<engine>"),
+                message: format!(
+                    "cannot compile for {target}: {}; this build of runner-scaler has only its own \
+                     architecture's code generator: precompile on a machine of that architecture, \
+                     or build runner-scaler with `--features cross-arch`",
+                    chain(&err)
+                ),
+            },
+            None => engine_error(err),
+        })?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
@@ -83,6 +139,7 @@ impl PolicyEngine {
             linker,
             limits,
             cache,
+            precompiled: options.precompiled.map(CompileCache::new),
             epoch_period,
         })
     }
@@ -135,6 +192,25 @@ impl PolicyEngine {
     /// Compiled code for `bytes`: from the cache when it holds an intact entry
     /// for this engine, else compiled (and stored).
     fn compile(&self, path: &Path, bytes: &[u8]) -> Result<Component, PolicyError> {
+        let started = std::time::Instant::now();
+        if let Some(precompiled) = &self.precompiled {
+            let at = precompiled.path_for(&self.engine, bytes);
+            if let Some(compiled) = precompiled.read(&at) {
+                // SAFETY: as for the cache below: the entry is intact, and
+                // wasmtime checks the version and settings in its header.
+                match unsafe { Component::deserialize(&self.engine, &compiled) } {
+                    Ok(component) => {
+                        tracing::debug!(policy = %path.display(), from = %at.display(), ms = started.elapsed().as_secs_f64() * 1e3, "loaded precompiled policy");
+                        return Ok(component);
+                    }
+                    Err(err) => {
+                        tracing::warn!(path = %at.display(), err = %chain(&err), "precompiled policy does not fit this engine; run `runner-scaler policy precompile` again for this version and architecture")
+                    }
+                }
+            } else {
+                tracing::warn!(policy = %path.display(), dir = %precompiled.dir().display(), "no precompiled code for this policy, engine and architecture; compiling it (slower start). Run `runner-scaler policy precompile` when packaging");
+            }
+        }
         let entry = self
             .cache
             .as_ref()
@@ -152,17 +228,11 @@ impl PolicyEngine {
                 }
             }
         }
-        let component = load::to_component(path, bytes)?;
-        let compiled = self
-            .engine
-            .precompile_component(&component)
-            .map_err(|err| PolicyError::Compile {
-                path: path.into(),
-                message: chain(&err),
-            })?;
+        let compiled = self.precompile(path, bytes)?;
         if let Some((cache, at)) = &entry {
             cache.write(at, &compiled);
         }
+        tracing::debug!(policy = %path.display(), ms = started.elapsed().as_secs_f64() * 1e3, "compiled policy");
         // SAFETY: `compiled` was produced just now by this engine.
         unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|err| {
             PolicyError::Compile {
@@ -170,6 +240,38 @@ impl PolicyEngine {
                 message: chain(&err),
             }
         })
+    }
+
+    /// Compile the policy at `path` for this engine's target and store it in
+    /// `out` under the key this engine's twin will look for; the entry's
+    /// path. Used with a cross-target engine, which cannot load what it
+    /// compiles, so the contract is not checked here: load the policy with a
+    /// host engine first.
+    pub fn precompile_into(&self, path: &Path, out: &CompileCache) -> Result<PathBuf, PolicyError> {
+        let bytes = std::fs::read(path).map_err(|source| PolicyError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let compiled = self.precompile(path, &bytes)?;
+        let at = out.path_for(&self.engine, &bytes);
+        out.write_checked(&at, &compiled)
+            .map_err(|err| PolicyError::Compile {
+                path: at.clone(),
+                message: format!("cannot write the precompiled entry: {err}"),
+            })?;
+        Ok(at)
+    }
+
+    /// `bytes` (a component or a core module with its contract) compiled
+    /// by this engine.
+    fn precompile(&self, path: &Path, bytes: &[u8]) -> Result<Vec<u8>, PolicyError> {
+        let component = load::to_component(path, bytes)?;
+        self.engine
+            .precompile_component(&component)
+            .map_err(|err| PolicyError::Compile {
+                path: path.into(),
+                message: chain(&err),
+            })
     }
 }
 

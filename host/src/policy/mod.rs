@@ -16,7 +16,7 @@ mod output;
 pub use bindings::{CONTRACT, DECIDER_EXPORT};
 pub use builtin::BuiltinRule;
 pub use cache::CompileCache;
-pub use engine::{PolicyEngine, WasmPolicy};
+pub use engine::{linux_target, EngineOptions, PolicyEngine, WasmPolicy};
 pub use error::PolicyError;
 pub use limits::{Limits, MAX_STATE_BYTES};
 pub use load::to_component;
