@@ -67,7 +67,20 @@ fn engine_config(limits: &Limits, target: Option<&str>) -> Result<Config, Policy
         .total_memories(n * 2)
         .total_tables(n * 4)
         .total_stacks(n)
-        .max_memory_size(limits.memory_bytes);
+        .max_memory_size(limits.memory_bytes)
+        // Give finished slots back to the kernel in batches, not with one
+        // madvise per decision.
+        .decommit_batch_size((n as usize / 4).max(1));
+    // Where the kernel can tell which pages a decision touched (PAGEMAP_SCAN,
+    // Linux 6.7+), reset those in place instead of unmapping them, so the
+    // next decision takes no page faults: half the cost of a decision.
+    // Without it, keeping memory resident means clearing all of it every
+    // time, which costs more than it saves.
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(4 << 20)
+            .table_keep_resident(64 << 10);
+    }
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Ok(config)
 }
