@@ -48,6 +48,8 @@ impl Default for DaemonConfig {
 pub struct CircleCiConfig {
     pub base_url: String,
     pub token: TokenSource,
+    /// Per-request timeout and attempts; the backoff keeps its defaults.
+    pub http: crate::sources::circleci::HttpOptions,
 }
 
 /// Where the CircleCI API token comes from.
@@ -129,6 +131,8 @@ struct RawCircleCi {
     base_url: Option<String>,
     token_env: Option<String>,
     token_secret: Option<RawSecretRef>,
+    timeout: Option<String>,
+    attempts: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +246,8 @@ impl Config {
             circleci: RawCircleCi {
                 base_url: var("CIRCLECI_RUNNER_API_URL"),
                 token_env: None,
+                timeout: None,
+                attempts: None,
                 token_secret: Some(RawSecretRef {
                     name: get("SECRET_NAME")?,
                     region: get("SECRET_REGION")?,
@@ -314,6 +320,26 @@ impl RawConfig {
                 "deadline_ms and memory_mib must be above 0".into(),
             ));
         }
+        let mut http = crate::sources::circleci::HttpOptions::default();
+        if let Some(text) = &self.circleci.timeout {
+            http.timeout = parse_duration(text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    invalid(
+                        "circleci.timeout",
+                        format!("{text:?} is not a duration above 0, e.g. \"5s\""),
+                    )
+                })?;
+        }
+        if let Some(attempts) = self.circleci.attempts {
+            if !(1..=10).contains(&attempts) {
+                return Err(invalid(
+                    "circleci.attempts",
+                    format!("{attempts} is not between 1 and 10 (tries per count and tick, the first included)"),
+                ));
+            }
+            http.attempts = attempts;
+        }
         let mut daemon = DaemonConfig::default();
         if let Some(listen) = &self.daemon.listen {
             daemon.listen = listen.parse().map_err(|_| {
@@ -366,6 +392,7 @@ impl RawConfig {
                     .base_url
                     .unwrap_or_else(|| CIRCLECI_URL.into()),
                 token,
+                http,
             },
             aws_endpoint_url: self.aws.endpoint_url,
             limits,
@@ -638,6 +665,14 @@ max = 4
             .unwrap_err()
             .to_string()
             .contains("names two pools"));
+        let slow = format!("[circleci]\ntimeout = \"2s\"\nattempts = 2\n{POOL}");
+        let http = parse(&slow).unwrap().circleci.http;
+        assert_eq!((http.timeout, http.attempts), (Duration::from_secs(2), 2));
+        let none = format!("[circleci]\nattempts = 0\n{POOL}");
+        assert!(parse(&none)
+            .unwrap_err()
+            .to_string()
+            .contains("circleci.attempts"));
         let both = format!("[circleci]\ntoken_env = \"T\"\ntoken_secret = {{ name = \"s\", region = \"r\" }}\n{POOL}");
         assert!(parse(&both).unwrap_err().to_string().contains("not both"));
     }

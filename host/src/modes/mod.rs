@@ -126,7 +126,7 @@ pub async fn connect(
     let queues = crate::sources::circleci::CircleCi::new(
         &config.circleci.base_url,
         token,
-        Default::default(),
+        config.circleci.http.clone(),
     )?;
     Ok(Scaler {
         pools,
