@@ -6,16 +6,14 @@
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, RETRY_AFTER};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// The two counts the runner API serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,7 +101,7 @@ impl FakeCircleCi {
             token: token.to_string(),
             state: Mutex::default(),
         });
-        let server = tokio::spawn(serve(listener, shared.clone()));
+        let server = tokio::spawn(super::serve_http(listener, shared.clone(), answer));
         FakeCircleCi {
             addr,
             shared,
@@ -167,24 +165,6 @@ impl Drop for FakeCircleCi {
         // Dropping the accept loop drops its JoinSet, which aborts every
         // connection, slow answers included.
         self.server.abort();
-    }
-}
-
-async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = shared.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |request| answer(shared.clone(), request));
-            // A client that gives up mid-answer is what the timeout tests do.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-        while connections.try_join_next().is_some() {}
     }
 }
 

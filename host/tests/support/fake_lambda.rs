@@ -6,9 +6,7 @@
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 const PREFIX: &str = "/2018-06-01/runtime";
 
@@ -106,7 +104,7 @@ impl FakeLambda {
                 state.events.push_back((id, event.to_string()));
             }
         }
-        let server = tokio::spawn(serve(listener, shared.clone()));
+        let server = tokio::spawn(super::serve_http(listener, shared.clone(), answer));
         FakeLambda {
             addr,
             shared,
@@ -152,23 +150,6 @@ impl FakeLambda {
 impl Drop for FakeLambda {
     fn drop(&mut self) {
         self.server.abort();
-    }
-}
-
-async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = shared.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |request| answer(shared.clone(), request));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-        while connections.try_join_next().is_some() {}
     }
 }
 

@@ -4,7 +4,15 @@
 // Each test crate compiles all of support and uses only part of it.
 #![allow(dead_code)]
 
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use std::convert::Infallible;
+use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 
 pub mod fake_circleci;
 pub mod fake_lambda;
@@ -48,5 +56,32 @@ pub fn pool(name: &str, policy: runner_scaler::policy::Policy) -> runner_scaler:
         },
         time_zone: jiff::tz::TimeZone::UTC,
         params: vec![],
+    }
+}
+
+/// Serve HTTP/1 on `listener` for a fake, each request answered by
+/// `answer(shared, request)`, until the task is aborted — which drops the
+/// connections' JoinSet and so aborts every connection, slow answers included.
+pub async fn serve_http<S, A, F>(listener: TcpListener, shared: Arc<S>, answer: A)
+where
+    S: Send + Sync + 'static,
+    A: Fn(Arc<S>, Request<Incoming>) -> F + Copy + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        connections.spawn(async move {
+            let service =
+                hyper::service::service_fn(move |request| answer(shared.clone(), request));
+            // A client that gives up mid-answer is what the timeout tests do.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+        while connections.try_join_next().is_some() {}
     }
 }
