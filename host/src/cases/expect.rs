@@ -1,6 +1,7 @@
 //! What a case expects of the policy's answer, and the check of an answer
 //! against it.
 
+use super::list;
 use crate::policy::{Evaluation, PolicyError};
 use serde::Serialize;
 
@@ -201,14 +202,6 @@ fn count(value: &toml::Value) -> Option<u32> {
 
 fn text(value: &toml::Value) -> Option<String> {
     value.as_str().filter(|s| !s.is_empty()).map(str::to_string)
-}
-
-fn list(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

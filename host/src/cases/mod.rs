@@ -162,7 +162,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Case>, InputError> {
     Ok(cases)
 }
 
-fn list(names: &[&str]) -> String {
+/// `names` as a list for messages: `` `a`, `b` ``.
+pub(super) fn list(names: &[&str]) -> String {
     names
         .iter()
         .map(|n| format!("`{n}`"))
