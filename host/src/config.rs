@@ -17,6 +17,9 @@ pub struct Config {
     pub origin: String,
     /// Time between ticks in `run`.
     pub interval: Duration,
+    /// The longest one tick may take, in every mode; pools still at work
+    /// then are cut (reported held, or unknown where a write was under way).
+    pub tick_deadline: Duration,
     pub circleci: CircleCiConfig,
     /// An endpoint for every AWS call instead of AWS's own (tests, LocalStack).
     pub aws_endpoint_url: Option<String>,
@@ -30,8 +33,11 @@ pub struct Config {
 pub struct DaemonConfig {
     /// Where `/metrics` and `/healthz` are served (loopback by default).
     pub listen: std::net::SocketAddr,
-    /// Consecutive ticks that decide no pool before `/healthz` says unhealthy.
+    /// Consecutive ticks that decide no pool, or intervals a tick may run
+    /// without completing, before `/healthz` says unhealthy.
     pub unhealthy_after: u32,
+    /// How long the tick in flight may go on after SIGTERM before it is cut.
+    pub stop_grace: Duration,
 }
 
 impl Default for DaemonConfig {
@@ -39,6 +45,7 @@ impl Default for DaemonConfig {
         DaemonConfig {
             listen: ([127, 0, 0, 1], 9464).into(),
             unhealthy_after: 3,
+            stop_grace: Duration::from_secs(10),
         }
     }
 }
@@ -86,10 +93,12 @@ pub enum PolicyRef {
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the configuration {path}: {source}")]
+    // The I/O error is part of the message, and so not also its `source`:
+    // the error chain would print it twice.
+    #[error("cannot read the configuration {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{origin}: {message}")]
     Parse { origin: String, message: String },
@@ -111,6 +120,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     interval: Option<String>,
+    tick_deadline: Option<String>,
     #[serde(default)]
     circleci: RawCircleCi,
     #[serde(default)]
@@ -153,6 +163,7 @@ struct RawAws {
 struct RawDaemon {
     listen: Option<String>,
     unhealthy_after: Option<u32>,
+    stop_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +192,18 @@ struct RawPool {
 /// The default CircleCI runner API.
 pub const CIRCLECI_URL: &str = "https://runner.circleci.com";
 
+/// The shortest default tick deadline: room for the upstream calls' own
+/// timeouts (10 s per AWS call) when the interval is shorter.
+pub const MIN_DEFAULT_TICK_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The longest `sandbox.deadline_ms`: a decision is arithmetic on a few
+/// numbers and takes microseconds; ten seconds is already a hung policy.
+pub const MAX_DEADLINE_MS: u64 = 10_000;
+
+/// The largest `sandbox.memory_mib`: a policy's memory is a 32-bit
+/// WebAssembly memory, which cannot grow past 4 GiB.
+pub const MAX_MEMORY_MIB: usize = 4096;
+
 impl Config {
     /// The configuration for this process: `path` (from `--config` or
     /// `RUNNER_SCALER_CONFIG`) if given, else the original tool's variables.
@@ -192,9 +215,9 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.into(),
-            source,
+            error,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Config::from_toml(&text, &path.display().to_string(), base)
@@ -302,6 +325,30 @@ impl RawConfig {
             },
             (env, None) => TokenSource::Env(env.unwrap_or_else(|| "CIRCLECI_TOKEN".into())),
         };
+        if let Some(ms) = self.sandbox.deadline_ms {
+            if ms > MAX_DEADLINE_MS {
+                return Err(invalid(
+                    "sandbox.deadline_ms",
+                    format!(
+                        "{ms} is above the ceiling of {MAX_DEADLINE_MS} ms: a decision takes microseconds, \
+                         and a policy still deciding after seconds is hung; leave it out for the default of {}",
+                        Limits::default().deadline.as_millis()
+                    ),
+                ));
+            }
+        }
+        if let Some(mib) = self.sandbox.memory_mib {
+            if mib > MAX_MEMORY_MIB {
+                return Err(invalid(
+                    "sandbox.memory_mib",
+                    format!(
+                        "{mib} is above the ceiling of {MAX_MEMORY_MIB} MiB, the most a (32-bit) \
+                         WebAssembly memory can hold; leave it out for the default of {}",
+                        Limits::default().memory_bytes / (1024 * 1024)
+                    ),
+                ));
+            }
+        }
         let defaults = Limits::default();
         let limits = Limits {
             deadline: self
@@ -319,6 +366,55 @@ impl RawConfig {
                 "sandbox",
                 "deadline_ms and memory_mib must be above 0".into(),
             ));
+        }
+        let tick_deadline = match &self.tick_deadline {
+            None => interval.max(MIN_DEFAULT_TICK_DEADLINE),
+            Some(text) => parse_duration(text)
+                .filter(|d| *d >= Duration::from_secs(1))
+                .ok_or_else(|| {
+                    invalid(
+                        "tick_deadline",
+                        format!("{text:?} is not a duration of 1s or more, e.g. \"60s\""),
+                    )
+                })?,
+        };
+        if tick_deadline <= limits.deadline {
+            return Err(invalid(
+                "tick_deadline",
+                format!(
+                    "{} s is not above the policy deadline (sandbox.deadline_ms = {}): a tick must \
+                     leave its policies time to decide; raise tick_deadline",
+                    tick_deadline.as_secs_f64(),
+                    limits.deadline.as_millis()
+                ),
+            ));
+        }
+        // The environment route names its variables, not the file's keys.
+        let from_env = origin == "environment";
+        let base_url = self
+            .circleci
+            .base_url
+            .unwrap_or_else(|| CIRCLECI_URL.into());
+        if let Err(err) = crate::sources::circleci::parse_base_url(&base_url) {
+            let field = if from_env {
+                "CIRCLECI_RUNNER_API_URL"
+            } else {
+                "circleci.base_url"
+            };
+            return Err(invalid(field, err.to_string()));
+        }
+        if let Some(url) = &self.aws.endpoint_url {
+            if let Err(why) = check_endpoint_url(url) {
+                let field = if from_env {
+                    "AWS_ENDPOINT_URL"
+                } else {
+                    "aws.endpoint_url"
+                };
+                return Err(invalid(
+                    field,
+                    format!("{url:?} is not usable: {why}; give a URL such as \"http://127.0.0.1:5000\", or leave it out to call AWS itself"),
+                ));
+            }
         }
         let mut http = crate::sources::circleci::HttpOptions::default();
         if let Some(text) = &self.circleci.timeout {
@@ -358,6 +454,14 @@ impl RawConfig {
             }
             daemon.unhealthy_after = n;
         }
+        if let Some(text) = &self.daemon.stop_grace {
+            daemon.stop_grace = parse_duration(text).ok_or_else(|| {
+                invalid(
+                    "daemon.stop_grace",
+                    format!("{text:?} is not a duration, e.g. \"10s\" (\"0s\" cuts the tick in flight at once)"),
+                )
+            })?;
+        }
         if self.pools.is_empty() {
             return Err(invalid(
                 "pool",
@@ -381,16 +485,24 @@ impl RawConfig {
                     format!("{:?} names two pools; names must be unique", pool.name),
                 ));
             }
+            if let Some(other) = pools.iter().find(|p: &&PoolConfig| p.group == pool.group) {
+                return Err(invalid(
+                    &format!("pool {:?}: group", pool.name),
+                    format!(
+                        "{} is also the group of pool {:?}: two pools would fight over its desired \
+                         capacity; give each pool a group of its own (or merge the two pools)",
+                        pool.group, other.name
+                    ),
+                ));
+            }
             pools.push(pool);
         }
         Ok(Config {
             origin: origin.into(),
             interval,
+            tick_deadline,
             circleci: CircleCiConfig {
-                base_url: self
-                    .circleci
-                    .base_url
-                    .unwrap_or_else(|| CIRCLECI_URL.into()),
+                base_url,
                 token,
                 http,
             },
@@ -529,6 +641,18 @@ fn validate_pool(
         time_zone,
         fallback,
     })
+}
+
+/// What is wrong with `url` as an AWS endpoint, if anything.
+fn check_endpoint_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|err| err.to_string())?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("the scheme must be http or https".into());
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("it has no host".into());
+    }
+    Ok(())
 }
 
 /// "90s", "2m", "1h 30m", or a number of seconds.
@@ -678,6 +802,120 @@ max = 4
     }
 
     #[test]
+    fn configurations_that_cannot_work_are_refused_naming_the_field() {
+        // (name, the file, the field the message names, words it must hold)
+        let cases = [
+            (
+                "one group in two pools",
+                format!("{POOL}{}", POOL.replace("\"linux\"", "\"linux-2\"")),
+                "pool \"linux-2\": group",
+                "ci-linux (eu-west-1) is also the group of pool \"linux\"",
+            ),
+            (
+                "a base URL that is not http(s)",
+                format!("[circleci]\nbase_url = \"ftp://runner.example.com\"\n{POOL}"),
+                "circleci.base_url",
+                "http or https",
+            ),
+            (
+                "a base URL without a scheme",
+                format!("[circleci]\nbase_url = \"runner.circleci.com\"\n{POOL}"),
+                "circleci.base_url",
+                "e.g. https://runner.circleci.com",
+            ),
+            (
+                "an endpoint that is not a URL",
+                format!("[aws]\nendpoint_url = \"not a url\"\n{POOL}"),
+                "aws.endpoint_url",
+                "is not usable",
+            ),
+            (
+                "an endpoint without a scheme",
+                format!("[aws]\nendpoint_url = \"localhost:5000\"\n{POOL}"),
+                "aws.endpoint_url",
+                "http or https",
+            ),
+            (
+                "a deadline of 46 days",
+                format!("[sandbox]\ndeadline_ms = 4000000000\n{POOL}"),
+                "sandbox.deadline_ms",
+                "ceiling of 10000 ms",
+            ),
+            (
+                "more memory than WebAssembly has",
+                format!("[sandbox]\nmemory_mib = 1000000\n{POOL}"),
+                "sandbox.memory_mib",
+                "ceiling of 4096 MiB",
+            ),
+            (
+                "a tick deadline under a second",
+                format!("tick_deadline = \"0.5s\"\n{POOL}"),
+                "tick_deadline",
+                "1s or more",
+            ),
+            (
+                "a tick deadline within the policy's",
+                format!("tick_deadline = \"2s\"\n[sandbox]\ndeadline_ms = 5000\n{POOL}"),
+                "tick_deadline",
+                "not above the policy deadline",
+            ),
+            (
+                "a stop grace that is not a duration",
+                format!("[daemon]\nstop_grace = \"soon\"\n{POOL}"),
+                "daemon.stop_grace",
+                "not a duration",
+            ),
+        ];
+        for (name, text, field, words) in cases {
+            let message = parse(&text)
+                .err()
+                .unwrap_or_else(|| panic!("{name}: accepted"))
+                .to_string();
+            assert!(
+                message.starts_with(&format!("test.toml: {field}: ")),
+                "{name}: {message}"
+            );
+            assert!(message.contains(words), "{name}: {message}");
+        }
+        // The same group name in another region is another group.
+        let elsewhere = POOL
+            .replace("\"linux\"", "\"linux-us\"")
+            .replace("eu-west-1", "us-east-1");
+        assert_eq!(parse(&format!("{POOL}{elsewhere}")).unwrap().pools.len(), 2);
+        // Bounds that can work are taken.
+        let config = parse(&format!(
+            "tick_deadline = \"90s\"\n[sandbox]\ndeadline_ms = 10000\nmemory_mib = 4096\n[aws]\nendpoint_url = \"http://127.0.0.1:5000\"\n[daemon]\nstop_grace = \"0s\"\n{POOL}"
+        ))
+        .unwrap();
+        assert_eq!(config.tick_deadline, Duration::from_secs(90));
+        assert_eq!(config.daemon.stop_grace, Duration::ZERO);
+    }
+
+    #[test]
+    fn the_tick_deadline_defaults_to_the_interval_and_at_least_ten_seconds() {
+        let deadline = |interval: &str| {
+            parse(&format!("interval = \"{interval}\"\n{POOL}"))
+                .unwrap()
+                .tick_deadline
+        };
+        assert_eq!(deadline("2m"), Duration::from_secs(120));
+        assert_eq!(deadline("1s"), Duration::from_secs(10));
+        assert_eq!(
+            parse(POOL).unwrap().daemon.stop_grace,
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn an_unreadable_file_says_its_os_error_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = anyhow::Error::new(Config::from_file(dir.path()).unwrap_err());
+        let chain = format!("{err:#}");
+        assert!(chain.contains("cannot read the configuration"), "{chain}");
+        assert_eq!(chain.matches("(os error").count(), 1, "{chain}");
+    }
+
+    #[test]
     fn the_original_tools_environment_defines_one_queue_pool() {
         let env = |name: &str| {
             Some(
@@ -717,6 +955,16 @@ max = 4
             Config::from_seed_env(&|_| None),
             Err(ConfigError::Missing)
         ));
+
+        let bad_url = |name: &str| match name {
+            "CIRCLECI_RUNNER_API_URL" => Some("runner.example.com".to_string()),
+            _ => env(name),
+        };
+        let err = Config::from_seed_env(&bad_url).unwrap_err().to_string();
+        assert!(
+            err.starts_with("environment: CIRCLECI_RUNNER_API_URL: "),
+            "{err}"
+        );
     }
 
     #[test]

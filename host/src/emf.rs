@@ -19,6 +19,11 @@ fn figures(r: &PoolReport) -> Vec<(&'static str, &'static str, f64)> {
             f64::from(u8::from(r.action == Action::Held)),
         ),
         (
+            "UnknownOutcomes",
+            "Count",
+            f64::from(u8::from(r.action == Action::Unknown)),
+        ),
+        (
             "PolicyErrors",
             "Count",
             f64::from(u8::from(r.policy_error_kind.is_some())),

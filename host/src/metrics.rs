@@ -1,6 +1,11 @@
 //! What operators watch: per-pool gauges and counters from every tick's
 //! decision records, in a Prometheus registry the daemon serves at
 //! `/metrics`, and the health `/healthz` reports.
+//!
+//! A gauge holds only what the last tick read: a value the tick could not
+//! read (a held pool's queue, say) is dropped from the exposition, not left
+//! at its last reading, and `last_decision_timestamp_seconds` says when the
+//! pool was last decided.
 
 use crate::tick::{Action, HeldBecause, PoolReport};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -9,8 +14,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabel {
@@ -32,8 +38,10 @@ pub struct Metrics {
     pending: Family<PoolLabel, Gauge>,
     decided_desired: Family<PoolLabel, Gauge>,
     applied_desired: Family<PoolLabel, Gauge>,
+    last_decision: Family<PoolLabel, Gauge<f64, AtomicU64>>,
     decisions: Family<PoolLabel, Counter>,
     holds: Family<PoolLabel, Counter>,
+    unknown_outcomes: Family<PoolLabel, Counter>,
     policy_errors: Family<PolicyErrorLabels, Counter>,
     source_errors: Family<PoolLabel, Counter>,
     apply_errors: Family<PoolLabel, Counter>,
@@ -41,14 +49,20 @@ pub struct Metrics {
     tick_seconds: Histogram,
     ticks: Counter,
     failed_ticks: Counter,
+    last_tick: Gauge<f64, AtomicU64>,
     consecutive_failed_ticks: AtomicU32,
     unhealthy_after: u32,
+    interval: Duration,
+    /// When the tick under way started, if one is.
+    tick_started: Mutex<Option<Instant>>,
 }
 
 impl Metrics {
     /// Metrics whose health turns bad after `unhealthy_after` consecutive
-    /// failed ticks (ticks where no pool could be decided).
-    pub fn new(unhealthy_after: u32) -> Metrics {
+    /// failed ticks (ticks where no pool could be decided), or when a tick
+    /// has run for more than `unhealthy_after` times the `interval` between
+    /// ticks (no tick has completed for that long).
+    pub fn new(unhealthy_after: u32, interval: Duration) -> Metrics {
         let mut registry = Registry::with_prefix("runner_scaler");
         let m = Metrics {
             waiting: Family::default(),
@@ -57,8 +71,10 @@ impl Metrics {
             pending: Family::default(),
             decided_desired: Family::default(),
             applied_desired: Family::default(),
+            last_decision: Family::default(),
             decisions: Family::default(),
             holds: Family::default(),
+            unknown_outcomes: Family::default(),
             policy_errors: Family::default(),
             source_errors: Family::default(),
             apply_errors: Family::default(),
@@ -70,8 +86,11 @@ impl Metrics {
             tick_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 13)),
             ticks: Counter::default(),
             failed_ticks: Counter::default(),
+            last_tick: Gauge::default(),
             consecutive_failed_ticks: AtomicU32::new(0),
             unhealthy_after: unhealthy_after.max(1),
+            interval,
+            tick_started: Mutex::new(None),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -106,6 +125,11 @@ impl Metrics {
             m.applied_desired.clone(),
         );
         r.register(
+            "last_decision_timestamp_seconds",
+            "When the pool was last decided (Unix time); the pool's other gauges are absent while it is not",
+            m.last_decision.clone(),
+        );
+        r.register(
             "decisions",
             "Ticks on which the pool was decided",
             m.decisions.clone(),
@@ -114,6 +138,11 @@ impl Metrics {
             "holds",
             "Ticks on which the pool was held (nothing written)",
             m.holds.clone(),
+        );
+        r.register(
+            "unknown_outcomes",
+            "Ticks on which a write to the pool's group was sent and its outcome is unknown (re-read next tick)",
+            m.unknown_outcomes.clone(),
         );
         r.register(
             "policy_errors",
@@ -146,32 +175,42 @@ impl Metrics {
             "Ticks on which no pool could be decided",
             m.failed_ticks.clone(),
         );
+        r.register(
+            "last_tick_timestamp_seconds",
+            "When the last tick completed (Unix time)",
+            m.last_tick.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// A tick starts now.
+    pub fn tick_started(&self) {
+        *self.tick_started.lock().unwrap() = Some(Instant::now());
     }
 
     /// Take in one tick's records.
     pub fn record(&self, reports: &[PoolReport], tick: Duration) {
+        let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
         for r in reports {
             let pool = PoolLabel {
                 pool: r.pool.clone(),
             };
-            if let Some(queue) = r.queue {
-                self.waiting.get_or_create(&pool).set(queue.waiting.into());
-                self.running.get_or_create(&pool).set(queue.running.into());
-            }
-            if let Some(capacity) = r.capacity {
-                self.in_service
-                    .get_or_create(&pool)
-                    .set(capacity.in_service.into());
-                self.pending
-                    .get_or_create(&pool)
-                    .set(capacity.pending.into());
-            }
-            if let Some(desired) = r.desired {
-                self.decided_desired
-                    .get_or_create(&pool)
-                    .set(desired.into());
-            }
+            // Each gauge shows this tick's reading, or nothing.
+            let show = |family: &Family<PoolLabel, Gauge>, value: Option<u32>| match value {
+                Some(value) => {
+                    family.get_or_create(&pool).set(value.into());
+                }
+                None => {
+                    family.remove(&pool);
+                }
+            };
+            show(&self.waiting, r.queue.map(|q| q.waiting));
+            show(&self.running, r.queue.map(|q| q.running));
+            show(&self.in_service, r.capacity.map(|c| c.in_service));
+            show(&self.pending, r.capacity.map(|c| c.pending));
+            show(&self.decided_desired, r.desired);
+            let applied = matches!(r.action, Action::Applied | Action::Unchanged);
+            show(&self.applied_desired, r.desired.filter(|_| applied));
             if let Some(ms) = r.policy_ms {
                 self.policy_seconds
                     .get_or_create(&pool)
@@ -193,21 +232,19 @@ impl Metrics {
                         _ => 0,
                     };
                 }
-                Action::Applied | Action::Unchanged => {
-                    self.decisions.get_or_create(&pool).inc();
-                    if let Some(desired) = r.desired {
-                        self.applied_desired
-                            .get_or_create(&pool)
-                            .set(desired.into());
-                    }
+                Action::Unknown => {
+                    self.unknown_outcomes.get_or_create(&pool).inc();
                 }
-                Action::WouldApply => {
+                Action::Applied | Action::Unchanged | Action::WouldApply => {
                     self.decisions.get_or_create(&pool).inc();
+                    self.last_decision.get_or_create(&pool).set(now);
                 }
             }
         }
         self.tick_seconds.observe(tick.as_secs_f64());
         self.ticks.inc();
+        self.last_tick.set(now);
+        *self.tick_started.lock().unwrap() = None;
         if !reports.is_empty() && reports.iter().all(|r| !r.decided()) {
             self.failed_ticks.inc();
             self.consecutive_failed_ticks
@@ -219,7 +256,37 @@ impl Metrics {
 
     /// Healthy unless the last `unhealthy_after` ticks all failed.
     pub fn healthy(&self) -> bool {
-        self.consecutive_failed_ticks.load(Ordering::Relaxed) < self.unhealthy_after
+        self.health().is_ok()
+    }
+
+    /// Healthy, or why not.
+    pub fn health(&self) -> Result<(), String> {
+        self.health_at(Instant::now())
+    }
+
+    /// [`Metrics::health`] at `now`: unhealthy when the last
+    /// `unhealthy_after` ticks decided no pool, or when the tick under way has
+    /// run for more than `unhealthy_after` intervals (no tick has completed
+    /// for that long: the loop is stuck).
+    fn health_at(&self, now: Instant) -> Result<(), String> {
+        let limit = self.interval.saturating_mul(self.unhealthy_after);
+        if let Some(started) = *self.tick_started.lock().unwrap() {
+            let running = now.saturating_duration_since(started);
+            if running > limit {
+                return Err(format!(
+                    "no tick has completed for {} intervals: the tick under way has run for {:.0} s; see the log",
+                    self.unhealthy_after,
+                    running.as_secs_f64()
+                ));
+            }
+        }
+        let failed = self.consecutive_failed_ticks.load(Ordering::Relaxed);
+        if failed >= self.unhealthy_after {
+            return Err(format!(
+                "the last {failed} ticks could not decide any pool; see the log"
+            ));
+        }
+        Ok(())
     }
 
     /// The Prometheus (OpenMetrics) text exposition.
@@ -285,7 +352,7 @@ mod tests {
 
     #[test]
     fn a_tick_shows_in_the_exposition() {
-        let metrics = Metrics::new(3);
+        let metrics = Metrics::new(3, Duration::from_secs(60));
         let mut errored = report("b", Action::Applied, None);
         errored.policy_error_kind = Some("deadline");
         metrics.record(
@@ -324,7 +391,7 @@ mod tests {
 
     #[test]
     fn holds_are_counted_by_cause() {
-        let metrics = Metrics::new(3);
+        let metrics = Metrics::new(3, Duration::from_secs(60));
         metrics.record(
             &[
                 report("q", Action::Held, Some(HeldBecause::Queue)),
@@ -346,8 +413,93 @@ mod tests {
     }
 
     #[test]
+    fn a_held_pools_gauges_are_dropped_not_left_at_their_last_reading() {
+        let metrics = Metrics::new(3, Duration::from_secs(60));
+        metrics.record(&[report("a", Action::Applied, None)], Duration::ZERO);
+        let text = metrics.encode();
+        assert_eq!(value(&text, "runner_scaler_queue_waiting", "a"), Some(3.0));
+        let decided_at = value(&text, "runner_scaler_last_decision_timestamp_seconds", "a")
+            .expect("a decision time");
+        let now = jiff::Timestamp::now().as_second() as f64;
+        assert!((now - decided_at).abs() < 60.0, "{decided_at} vs {now}");
+
+        // The queue could not be read: its numbers are gone, as is every
+        // figure of the decision that was not made; the time of the last
+        // decision stays, and says how old the last good reading is.
+        let mut held = report("a", Action::Held, Some(HeldBecause::Queue));
+        held.queue = None;
+        metrics.record(&[held], Duration::ZERO);
+        let text = metrics.encode();
+        for gauge in [
+            "runner_scaler_queue_waiting",
+            "runner_scaler_queue_running",
+            "runner_scaler_instances_in_service",
+            "runner_scaler_instances_pending",
+            "runner_scaler_desired_decided",
+            "runner_scaler_desired_applied",
+        ] {
+            assert_eq!(value(&text, gauge, "a"), None, "{gauge} is stale");
+        }
+        assert_eq!(
+            value(&text, "runner_scaler_last_decision_timestamp_seconds", "a"),
+            Some(decided_at)
+        );
+        assert_eq!(value(&text, "runner_scaler_holds_total", "a"), Some(1.0));
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_neither_a_decision_nor_a_hold() {
+        let metrics = Metrics::new(1, Duration::from_secs(60));
+        let mut unknown = report("a", Action::Unknown, None);
+        unknown.desired = Some(4);
+        metrics.record(&[unknown], Duration::ZERO);
+        let text = metrics.encode();
+        assert_eq!(
+            value(&text, "runner_scaler_unknown_outcomes_total", "a"),
+            Some(1.0)
+        );
+        assert_eq!(value(&text, "runner_scaler_decisions_total", "a"), None);
+        assert_eq!(value(&text, "runner_scaler_holds_total", "a"), None);
+        assert_eq!(
+            value(&text, "runner_scaler_desired_decided", "a"),
+            Some(4.0)
+        );
+        assert_eq!(
+            value(&text, "runner_scaler_desired_applied", "a"),
+            None,
+            "not known to be applied"
+        );
+        assert!(!metrics.healthy(), "a tick that decided nothing failed");
+    }
+
+    #[test]
+    fn health_turns_bad_when_no_tick_completes_for_n_intervals() {
+        let metrics = Metrics::new(2, Duration::from_secs(60));
+        metrics.tick_started();
+        let started = Instant::now();
+        assert!(metrics
+            .health_at(started + Duration::from_secs(119))
+            .is_ok());
+        let why = metrics
+            .health_at(started + Duration::from_secs(121))
+            .unwrap_err();
+        assert!(
+            why.contains("no tick has completed for 2 intervals"),
+            "{why}"
+        );
+        // A tick that completes, even one that decided nothing, ends it.
+        metrics.record(
+            &[report("a", Action::Held, Some(HeldBecause::Deadline))],
+            Duration::from_secs(121),
+        );
+        assert!(metrics
+            .health_at(started + Duration::from_secs(500))
+            .is_ok());
+    }
+
+    #[test]
     fn health_turns_bad_after_consecutive_failed_ticks_and_back_after_a_success() {
-        let metrics = Metrics::new(2);
+        let metrics = Metrics::new(2, Duration::from_secs(60));
         let failed = [report("a", Action::Held, Some(HeldBecause::Queue))];
         let mixed = [
             report("a", Action::Held, Some(HeldBecause::Queue)),

@@ -9,10 +9,13 @@ use crate::observation::{Capacity, Clock, Observation, Queue};
 use crate::plan::{self, Bounds};
 use crate::policy::{BuiltinRule, Policy};
 use crate::sources::{QueueSource, SourceError};
+use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::time::Instant;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A pool, ready to tick: its configuration with the policy loaded and the
 /// resource class known.
@@ -33,32 +36,70 @@ pub struct Pool {
 pub struct TickOptions {
     /// Decide and report, write nothing.
     pub dry_run: bool,
+    /// The longest the whole tick may take. Pools still at work when it
+    /// passes are cut: reported held (nothing was written) or with an
+    /// unknown outcome (a write was under way), never dropped. `None`: no
+    /// deadline (the simulator, whose clock is not the wall clock).
+    pub deadline: Option<Duration>,
 }
 
-/// What happened to one pool on one tick: the decision record.
+/// Why a tick was cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// The tick's own deadline passed.
+    Deadline(Duration),
+    /// The process is stopping (SIGTERM) and its grace passed.
+    Stopping { grace: Duration },
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cut::Deadline(limit) => write!(f, "the tick's deadline of {}", seconds(*limit)),
+            Cut::Stopping { grace } => {
+                write!(f, "the stop grace of {} after SIGTERM", seconds(*grace))
+            }
+        }
+    }
+}
+
+/// What happened to one pool on one tick: the decision record. A value
+/// that is not known (the input was not read, the policy was not asked) is
+/// `None`, and absent from the JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct PoolReport {
     pub pool: String,
     pub group: String,
     pub region: String,
     /// The inputs, when they could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<Queue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity: Option<Capacity>,
     /// The policy (or fallback) that decided, its answer and its reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_desired: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Why the pool's policy failed, if it did (the fallback decided).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_error_kind: Option<&'static str>,
     /// The desired capacity after clamping and the safety rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub desired: Option<u32>,
     pub action: Action,
     /// What kept the pool from being decided, when it was held.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub held_because: Option<HeldBecause>,
     /// Why the action: what was clamped or refused, what failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
     /// Time the policy (or fallback) took to decide.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_ms: Option<f64>,
     pub duration_ms: f64,
 }
@@ -73,6 +114,10 @@ pub enum HeldBecause {
     Group,
     /// The decision could not be written.
     Apply,
+    /// The tick's deadline passed before the pool's work was done.
+    Deadline,
+    /// The process stopped before the pool's work was done.
+    Stopped,
 }
 
 /// What the tick did to a group.
@@ -85,18 +130,29 @@ pub enum Action {
     Unchanged,
     /// Dry run: would have written the change.
     WouldApply,
-    /// Inputs missing or a write failed: the pool was not decided.
+    /// Inputs missing, the tick cut short before any write, or a write
+    /// refused: the pool was not decided, and nothing was written (`why`
+    /// names any earlier write of the same tick that was made).
     Held,
+    /// A write was sent and its outcome is not known (it timed out, the
+    /// connection dropped after sending, the tick was cut while it was under
+    /// way): the group may or may not have changed. Neither applied nor held;
+    /// the next tick reads the group again before deciding.
+    Unknown,
 }
 
 impl PoolReport {
-    /// Whether the pool got a decision (the tick's exit code counts these).
+    /// Whether the pool got a decision whose outcome is known (the tick's
+    /// exit code counts these).
     pub fn decided(&self) -> bool {
-        self.action != Action::Held
+        matches!(
+            self.action,
+            Action::Applied | Action::Unchanged | Action::WouldApply
+        )
     }
 }
 
-/// Run one tick over `pools` at `now`.
+/// Run one tick over `pools` at `now`, within `options.deadline`.
 pub async fn tick<Q: QueueSource, G: Groups>(
     pools: &[Pool],
     queues: &Q,
@@ -104,98 +160,266 @@ pub async fn tick<Q: QueueSource, G: Groups>(
     now: jiff::Timestamp,
     options: TickOptions,
 ) -> Vec<PoolReport> {
+    tick_until(pools, queues, groups, now, options, std::future::pending()).await
+}
+
+/// [`tick`], also cut short when `stop` resolves (the daemon's SIGTERM
+/// and its grace). The reports come in the order of `pools`.
+pub async fn tick_until<Q: QueueSource, G: Groups>(
+    pools: &[Pool],
+    queues: &Q,
+    groups: &G,
+    now: jiff::Timestamp,
+    options: TickOptions,
+    stop: impl Future<Output = Cut>,
+) -> Vec<PoolReport> {
     let started = Instant::now();
-    let (queue_by_class, group_by_id) =
-        futures::join!(read_queues(pools, queues), read_groups(pools, groups));
-    stream::iter(pools)
-        .map(|pool| {
-            let queue = &queue_by_class[&pool.resource_class];
-            let group = &group_by_id[&pool.group];
-            decide_and_apply(pool, queue, group, groups, now, options, started)
+    let reads = Reads::new(pools, queues, groups);
+    // Where each pool's work stands, so that a cut tick still reports every
+    // pool, with what was known when it was cut.
+    let stages: Vec<Mutex<Stage>> = pools.iter().map(|_| Mutex::new(Stage::Reading)).collect();
+    let work = stream::iter(pools.iter().zip(&stages)).for_each_concurrent(
+        PARALLEL_POOLS,
+        |(pool, stage)| async {
+            // Each pool goes on as soon as its own inputs are in: a read
+            // that hangs holds only the pools that need it.
+            let (queue, group) = futures::join!(reads.queue(pool), reads.group(pool));
+            decide_and_apply(pool, &queue, &group, groups, now, options, started, stage).await;
+        },
+    );
+    let deadline = async {
+        match options.deadline {
+            Some(limit) => {
+                tokio::time::sleep(limit).await;
+                Cut::Deadline(limit)
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let cut = tokio::select! {
+        () = work => None,
+        cut = deadline => Some(cut),
+        cut = stop => Some(cut),
+    };
+    if let Some(cut) = cut {
+        tracing::warn!(
+            pools = pools.len(),
+            unfinished = stages
+                .iter()
+                .filter(|s| !matches!(*s.lock().unwrap(), Stage::Done(_)))
+                .count(),
+            "{cut} passed: the tick is cut short; pools still at work are reported held, or unknown where a write was under way"
+        );
+    }
+    pools
+        .iter()
+        .zip(stages)
+        .map(|(pool, stage)| match (stage.into_inner().unwrap(), cut) {
+            (Stage::Done(report), _) => report,
+            (stage, Some(cut)) => finish(cut_short(pool, stage, &reads, cut), started),
+            (_, None) => unreachable!("a tick that was not cut finished every pool"),
         })
-        .buffer_unordered(PARALLEL_POOLS)
         .collect()
-        .await
 }
 
 /// Pools decided (and written) at once: enough to hide API latency, few
 /// enough to stay under Auto Scaling's request rate.
 const PARALLEL_POOLS: usize = 32;
 
-/// Each distinct resource class's queue, read once.
-async fn read_queues<Q: QueueSource>(
-    pools: &[Pool],
-    queues: &Q,
-) -> HashMap<String, Result<Queue, String>> {
-    let mut classes: Vec<&str> = pools.iter().map(|p| p.resource_class.as_str()).collect();
-    classes.sort_unstable();
-    classes.dedup();
-    stream::iter(classes)
-        .map(|class| async move {
-            let queue = queues
-                .queue(class)
-                .await
-                .map_err(|err: SourceError| err.to_string());
-            (class.to_string(), queue)
-        })
-        .buffer_unordered(PARALLEL_POOLS)
-        .collect()
-        .await
+/// What a read gave: the value, or why there is none.
+type Read<T> = Result<T, String>;
+
+/// A read every pool that needs it awaits, made once.
+type SharedRead<'a, T> = Shared<BoxFuture<'a, Arc<Read<T>>>>;
+
+/// The tick's reads: each resource class's queue once, and each region's
+/// groups in one describe (batched by the adapter), started by the first
+/// pool that needs them.
+struct Reads<'a> {
+    queues: HashMap<&'a str, SharedRead<'a, Queue>>,
+    regions: HashMap<&'a str, SharedRead<'a, HashMap<String, GroupState>>>,
 }
 
-/// Every pool's group, described in one batch per region.
+impl<'a> Reads<'a> {
+    fn new<Q: QueueSource, G: Groups>(pools: &'a [Pool], queues: &'a Q, groups: &'a G) -> Self {
+        let mut by_region: HashMap<&str, Vec<String>> = HashMap::new();
+        for pool in pools {
+            let names = by_region.entry(&pool.group.region).or_default();
+            if !names.contains(&pool.group.name) {
+                names.push(pool.group.name.clone());
+            }
+        }
+        let regions = by_region
+            .into_iter()
+            .map(|(region, names)| {
+                let read = async move {
+                    let answer = groups.describe(region, &names).await;
+                    Arc::new(answer.map_err(|err| err.to_string()))
+                };
+                (region, read.boxed().shared())
+            })
+            .collect();
+        let queues = pools
+            .iter()
+            .map(|pool| {
+                let class = pool.resource_class.as_str();
+                let read = async move {
+                    let queue = queues.queue(class).await;
+                    Arc::new(queue.map_err(|err: SourceError| err.to_string()))
+                };
+                (class, read.boxed().shared())
+            })
+            .collect();
+        Reads { queues, regions }
+    }
+
+    async fn queue(&self, pool: &Pool) -> Result<Queue, String> {
+        let read = self.queues[pool.resource_class.as_str()].clone().await;
+        (*read).clone()
+    }
+
+    async fn group(&self, pool: &Pool) -> Result<GroupState, String> {
+        let read = self.regions[pool.group.region.as_str()].clone().await;
+        group_of(pool, &read)
+    }
+
+    /// The pool's queue and group, each if it was read by now.
+    fn read_so_far(&self, pool: &Pool) -> (Option<Read<Queue>>, Option<Read<GroupState>>) {
+        let queue = self.queues[pool.resource_class.as_str()]
+            .peek()
+            .map(|read| (**read).clone());
+        let group = self.regions[pool.group.region.as_str()]
+            .peek()
+            .map(|read| group_of(pool, read));
+        (queue, group)
+    }
+}
+
+/// The pool's group in its region's describe.
+fn group_of(
+    pool: &Pool,
+    described: &Result<HashMap<String, GroupState>, String>,
+) -> Result<GroupState, String> {
+    let (name, region) = (&pool.group.name, &pool.group.region);
+    match described {
+        Ok(found) => found.get(name).cloned().ok_or_else(|| {
+            format!("the Auto Scaling group {name} does not exist in {region}; check the pool's group and region")
+        }),
+        Err(err) => Err(err.clone()),
+    }
+}
+
+/// Where one pool's work stands.
+enum Stage {
+    /// Its inputs are being read.
+    Reading,
+    /// The policy is deciding; the record so far.
+    Deciding(PoolReport),
+    /// The writes are under way, `made` of them done; the record so far.
+    Writing { report: PoolReport, made: usize },
+    /// Finished, the record logged.
+    Done(PoolReport),
+}
+
+/// The record of a pool whose work was cut at `stage`.
+fn cut_short(pool: &Pool, stage: Stage, reads: &Reads, cut: Cut) -> PoolReport {
+    let held_because = match cut {
+        Cut::Deadline(_) => HeldBecause::Deadline,
+        Cut::Stopping { .. } => HeldBecause::Stopped,
+    };
+    match stage {
+        Stage::Done(report) => report,
+        Stage::Reading => {
+            let (queue, group) = reads.read_so_far(pool);
+            let mut report = empty_report(pool, queue.clone().and_then(Result::ok));
+            report.capacity = group
+                .clone()
+                .and_then(Result::ok)
+                .map(|g| capacity(pool, &g));
+            let (because, why) = match (queue, group) {
+                (Some(Err(err)), _) => (
+                    HeldBecause::Queue,
+                    format!("held: the queue could not be read: {err}"),
+                ),
+                (_, Some(Err(err))) => (
+                    HeldBecause::Group,
+                    format!("held: the group could not be read: {err}"),
+                ),
+                (None, None) => (
+                    held_because,
+                    format!("held: {cut} passed before its queue and its group could be read; nothing was written"),
+                ),
+                (None, _) => (
+                    held_because,
+                    format!("held: {cut} passed before its queue ({}) could be read; nothing was written", pool.resource_class),
+                ),
+                (_, None) => (
+                    held_because,
+                    format!("held: {cut} passed before its group could be read; nothing was written"),
+                ),
+                (Some(Ok(_)), Some(Ok(_))) => (
+                    held_because,
+                    format!("held: {cut} passed before the pool's turn to be decided; nothing was written"),
+                ),
+            };
+            report.held_because = Some(because);
+            report.why = Some(why);
+            report
+        }
+        Stage::Deciding(mut report) => {
+            report.held_because = Some(held_because);
+            report.why = Some(format!(
+                "held: {cut} passed while the policy was deciding; nothing was written"
+            ));
+            report
+        }
+        Stage::Writing { mut report, made } => {
+            let earlier = match made {
+                0 => String::new(),
+                n => format!(", {n} write(s) made before the one under way"),
+            };
+            report.action = Action::Unknown;
+            report.why = Some(format!(
+                "unknown outcome: {cut} passed while writing the group{earlier}; the next tick reads the group again before deciding"
+            ));
+            report
+        }
+    }
+}
+
+/// Every pool's group, described in one batch per region (what `run` checks
+/// at start).
 pub(crate) async fn read_groups<G: Groups>(
     pools: &[Pool],
     groups: &G,
 ) -> HashMap<GroupId, Result<GroupState, String>> {
-    let mut by_region: HashMap<&str, Vec<String>> = HashMap::new();
-    for pool in pools {
-        let names = by_region.entry(&pool.group.region).or_default();
-        if !names.contains(&pool.group.name) {
-            names.push(pool.group.name.clone());
-        }
-    }
-    let described =
-        futures::future::join_all(by_region.into_iter().map(|(region, names)| async move {
-            let answer = groups.describe(region, &names).await;
-            (region, names, answer)
-        }))
-        .await;
-    let mut result = HashMap::new();
-    for (region, names, answer) in described {
-        for name in names {
-            let state = match &answer {
-                Ok(found) => found.get(&name).cloned().ok_or_else(|| {
-                    format!("the Auto Scaling group {name} does not exist in {region}; check the pool's group and region")
-                }),
-                Err(err) => Err(err.to_string()),
-            };
-            result.insert(
-                GroupId {
-                    region: region.to_string(),
-                    name,
-                },
-                state,
-            );
-        }
-    }
-    result
+    let reads = Reads::new(pools, &NoQueues, groups);
+    futures::future::join_all(
+        pools
+            .iter()
+            .map(|pool| async { (pool.group.clone(), reads.group(pool).await) }),
+    )
+    .await
+    .into_iter()
+    .collect()
 }
 
-async fn decide_and_apply<G: Groups>(
-    pool: &Pool,
-    queue: &Result<Queue, String>,
-    group: &Result<GroupState, String>,
-    groups: &G,
-    now: jiff::Timestamp,
-    options: TickOptions,
-    started: Instant,
-) -> PoolReport {
-    let mut report = PoolReport {
+/// A queue source for reads that need no queue.
+struct NoQueues;
+
+impl QueueSource for NoQueues {
+    async fn queue(&self, _resource_class: &str) -> Result<Queue, SourceError> {
+        unreachable!("read_groups reads no queue")
+    }
+}
+
+/// A record of `pool` with only its identity (and its queue, if known).
+fn empty_report(pool: &Pool, queue: Option<Queue>) -> PoolReport {
+    PoolReport {
         pool: pool.name.clone(),
         group: pool.group.name.clone(),
         region: pool.group.region.clone(),
-        queue: queue.as_ref().ok().copied(),
+        queue,
         capacity: None,
         decided_by: None,
         policy_desired: None,
@@ -208,43 +432,78 @@ async fn decide_and_apply<G: Groups>(
         why: None,
         policy_ms: None,
         duration_ms: 0.0,
-    };
-    let finish = |mut report: PoolReport| {
-        report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        log(&report);
-        report
-    };
+    }
+}
+
+/// The capacity the policy sees: the group's counts, the pool's bounds.
+fn capacity(pool: &Pool, group: &GroupState) -> Capacity {
+    Capacity {
+        desired: group.desired,
+        min: pool.bounds.min,
+        max: pool.bounds.max,
+        pending: group.pending,
+        in_service: group.in_service,
+        terminating: group.terminating,
+        protected: group.protected,
+    }
+}
+
+/// Stamp the record's duration and log it.
+fn finish(mut report: PoolReport, started: Instant) -> PoolReport {
+    report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    log(&report);
+    report
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn decide_and_apply<G: Groups>(
+    pool: &Pool,
+    queue: &Result<Queue, String>,
+    group: &Result<GroupState, String>,
+    groups: &G,
+    now: jiff::Timestamp,
+    options: TickOptions,
+    started: Instant,
+    stage: &Mutex<Stage>,
+) {
+    let report = decide_and_apply_inner(pool, queue, group, groups, now, options, stage).await;
+    *stage.lock().unwrap() = Stage::Done(finish(report, started));
+}
+
+async fn decide_and_apply_inner<G: Groups>(
+    pool: &Pool,
+    queue: &Result<Queue, String>,
+    group: &Result<GroupState, String>,
+    groups: &G,
+    now: jiff::Timestamp,
+    options: TickOptions,
+    stage: &Mutex<Stage>,
+) -> PoolReport {
+    let mut report = empty_report(pool, queue.as_ref().ok().copied());
     let (queue, group) = match (queue, group) {
         (Ok(queue), Ok(group)) => (*queue, group),
         (Err(err), _) => {
             report.held_because = Some(HeldBecause::Queue);
             report.why = Some(format!("held: the queue could not be read: {err}"));
-            return finish(report);
+            return report;
         }
         (_, Err(err)) => {
             report.held_because = Some(HeldBecause::Group);
             report.why = Some(format!("held: the group could not be read: {err}"));
-            return finish(report);
+            return report;
         }
     };
 
     let observation = Observation {
         pool: pool.name.clone(),
         queue,
-        capacity: Capacity {
-            desired: group.desired,
-            min: pool.bounds.min,
-            max: pool.bounds.max,
-            pending: group.pending,
-            in_service: group.in_service,
-            terminating: group.terminating,
-            protected: group.protected,
-        },
+        capacity: capacity(pool, group),
         clock: Clock::at(now, &pool.time_zone),
         params: pool.params.clone(),
         state: group.policy_state.clone(),
     };
     report.capacity = Some(observation.capacity);
+    *stage.lock().unwrap() = Stage::Deciding(report.clone());
     let outcome = pool
         .policy
         .decide_or_fallback(&observation, pool.fallback)
@@ -266,44 +525,75 @@ async fn decide_and_apply<G: Groups>(
     } else if options.dry_run {
         Action::WouldApply
     } else {
-        match apply(groups, &pool.group, &plan.writes).await {
+        *stage.lock().unwrap() = Stage::Writing {
+            report: report.clone(),
+            made: 0,
+        };
+        let made = |n: usize| {
+            if let Stage::Writing { made, .. } = &mut *stage.lock().unwrap() {
+                *made = n;
+            }
+        };
+        match apply(groups, &pool.group, &plan.writes, made).await {
             Ok(()) => Action::Applied,
-            Err(err) => {
-                report.held_because = Some(HeldBecause::Apply);
-                report.why = Some(format!("held: {err}"));
-                Action::Held
+            Err((made, err)) => {
+                let earlier = match made {
+                    0 => String::new(),
+                    n => format!(" ({n} of {} writes made before it)", plan.writes.len()),
+                };
+                if err.outcome_unknown() {
+                    report.why = Some(format!(
+                        "unknown outcome: {err}{earlier}; the next tick reads the group again before deciding"
+                    ));
+                    Action::Unknown
+                } else {
+                    report.held_because = Some(HeldBecause::Apply);
+                    report.why = Some(format!("held: {err}{earlier}"));
+                    Action::Held
+                }
             }
         }
     };
-    finish(report)
+    report
 }
 
-/// Make the writes in order, stopping at the first failure.
+/// Make the writes in order, stopping at the first failure; `made` hears
+/// how many are done. A failure comes with the number made before it.
 async fn apply<G: Groups>(
     groups: &G,
     group: &GroupId,
     writes: &[crate::groups::Write],
-) -> Result<(), GroupError> {
-    for write in writes {
-        groups.apply(group, write).await?;
+    made: impl Fn(usize),
+) -> Result<(), (usize, GroupError)> {
+    for (n, write) in writes.iter().enumerate() {
+        groups.apply(group, write).await.map_err(|err| (n, err))?;
+        made(n + 1);
     }
     Ok(())
 }
 
+/// A duration for people: "60 s", "1.5 s", "300 ms".
+fn seconds(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} s", d.as_secs_f64())
+    }
+}
+
 /// The decision record as one structured log line (JSON fields with
-/// `--log-format json`).
+/// `--log-format json`). A value that is not known is left out, never
+/// written as 0.
 fn log(r: &PoolReport) {
-    let queue = r.queue.unwrap_or_default();
-    let capacity = r.capacity.unwrap_or_default();
     macro_rules! record {
         ($level:ident) => {
             tracing::$level!(
                 target: "decision",
                 pool = %r.pool,
                 group = %r.group,
-                waiting = queue.waiting,
-                running = queue.running,
-                desired_before = capacity.desired,
+                waiting = r.queue.map(|q| q.waiting),
+                running = r.queue.map(|q| q.running),
+                desired_before = r.capacity.map(|c| c.desired),
                 decided_by = r.decided_by.as_deref(),
                 policy_desired = r.policy_desired,
                 desired = r.desired,
@@ -316,9 +606,9 @@ fn log(r: &PoolReport) {
             )
         };
     }
-    if r.action == Action::Held {
-        record!(warn);
-    } else {
+    if r.decided() {
         record!(info);
+    } else {
+        record!(warn);
     }
 }

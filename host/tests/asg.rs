@@ -14,7 +14,8 @@ use runner_scaler::groups::asg::{ApiCalls, AsgGroups};
 use runner_scaler::groups::{GroupId, GroupState, Groups, Write, STATE_TAG};
 use runner_scaler::secrets::{read_runner_secret, SecretError};
 use std::time::{Duration, Instant};
-use support::moto::{Moto, TestGroup};
+use support::aws_proxy::{Answer, AwsProxy};
+use support::moto::{Moto, TestGroup, KEY};
 
 const REGION: &str = "us-east-1";
 
@@ -252,8 +253,9 @@ async fn a_missing_group_is_absent_and_a_write_to_it_names_it() {
             },
         )
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    assert!(!err.outcome_unknown(), "AWS answered no: {err}");
+    let err = err.to_string();
     assert!(err.contains("gone (us-east-1)"), "{err}");
     assert!(
         err.contains("ValidationError: AutoScalingGroup name not found"),
@@ -303,6 +305,38 @@ async fn an_unreachable_endpoint_fails_within_the_timeout() {
     );
     assert!(err.contains("eu-west-1"), "{err}");
     assert!(err.contains("Connection refused"), "{err}");
+    // A write that never got a connection was not made, and says so.
+    let err = groups
+        .apply(&id("pool"), &Write::Desired(3))
+        .await
+        .unwrap_err();
+    assert!(!err.outcome_unknown(), "nothing was sent: {err}");
+}
+
+/// AWS made the write, and the connection closed before its answer came:
+/// the outcome is unknown — not refused — and describe shows what was made.
+#[tokio::test]
+async fn a_write_whose_answer_is_lost_has_an_unknown_outcome() {
+    let moto = Moto::start();
+    moto.create_group(REGION, &TestGroup::new("lost").desired(1).protected())
+        .await;
+    let proxy = AwsProxy::start(moto.endpoint(), Answer::Drop).await;
+    let groups = AsgGroups::new(AwsOptions::local(proxy.endpoint(), KEY, KEY));
+    let err = groups
+        .apply(&id("lost"), &Write::Desired(5))
+        .await
+        .unwrap_err();
+    assert!(err.outcome_unknown(), "{err}");
+    assert!(
+        err.to_string().contains("may or may not have been made"),
+        "{err}"
+    );
+    assert!(proxy.writes() >= 1);
+    assert_eq!(describe_one(&moto.groups(), "lost").await.desired, 5);
+    // Answers that come back are known outcomes again.
+    proxy.answer(Answer::Pass);
+    groups.apply(&id("lost"), &Write::Desired(2)).await.unwrap();
+    assert_eq!(describe_one(&groups, "lost").await.desired, 2);
 }
 
 const TOKEN: &str = "CCIPAT_moto_test_token_4f9a";

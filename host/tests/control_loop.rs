@@ -11,6 +11,7 @@ use runner_scaler::sources::circleci::{CircleCi, HttpOptions};
 use runner_scaler::tick::{tick, Action, TickOptions};
 use std::process::Output;
 use std::time::Duration;
+use support::aws_proxy::{Answer, AwsProxy};
 use support::fake_circleci::{Endpoint, FakeCircleCi, Fault};
 use support::moto::{Moto, TestGroup};
 
@@ -236,6 +237,88 @@ async fn a_refused_token_is_reported_without_the_token() {
         text(&output)
     );
     assert_eq!(desired(&moto, "ci-deny").await, 2);
+
+    // What was not read is absent from the record, not zero.
+    let output = runner_scaler(
+        &["once", "--json", "--config", file.path().to_str().unwrap()],
+        &[],
+    )
+    .await;
+    let records: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let record = records[0].as_object().unwrap();
+    assert_eq!(record["action"], "held");
+    assert!(!record.contains_key("queue"), "{record:?}");
+    assert!(!record.contains_key("desired"), "{record:?}");
+    assert_eq!(record["capacity"]["desired"], 2, "the group was read");
+    let log = String::from_utf8_lossy(&output.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.contains("decision") && l.contains("pool=deny"))
+        .unwrap_or_else(|| panic!("no decision line: {log}"));
+    assert!(!line.contains("waiting="), "{line}");
+    assert!(!line.contains("running="), "{line}");
+    assert!(line.contains("desired_before=2"), "{line}");
+}
+
+/// The reported bug: AWS made the write, the client timed out waiting for
+/// its answer, and the tick said HELD. Now it says the outcome is unknown,
+/// exits 1, and the next tick reads the group (desired 5) and writes nothing.
+#[tokio::test]
+async fn a_write_that_timed_out_is_reported_unknown_and_read_again_next_tick() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    let proxy = AwsProxy::start(moto.endpoint(), Answer::Hang).await;
+    moto.create_group(REGION, &TestGroup::new("ci-slow").desired(1).protected())
+        .await;
+    circleci.set_queue("acme/slow", 5, 0);
+    let file = config(&moto, &circleci, &pool("slow", "queue", ""));
+    let proxied = std::fs::read_to_string(file.path())
+        .unwrap()
+        .replace(moto.endpoint(), &proxy.endpoint());
+    std::fs::write(file.path(), proxied).unwrap();
+
+    let output = runner_scaler(&["once", "--config", file.path().to_str().unwrap()], &[]).await;
+    let table = String::from_utf8_lossy(&output.stdout).to_string();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(table.contains("UNKNOWN"), "{table}");
+    assert!(!table.contains("HELD"), "{table}");
+    assert!(
+        table.contains("0 of 1 pools decided; 1 written with an unknown outcome"),
+        "{table}"
+    );
+    assert_eq!(desired(&moto, "ci-slow").await, 5, "AWS made the write");
+
+    proxy.answer(Answer::Pass);
+    let writes = proxy.writes();
+    let output = runner_scaler(&["once", "--config", file.path().to_str().unwrap()], &[]).await;
+    let table = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(table.contains("unchanged"), "{table}");
+    assert_eq!(proxy.writes(), writes, "nothing written again");
+}
+
+/// `check` prints an operating-system error once, however deep the chain.
+#[tokio::test]
+async fn an_os_error_is_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = runner_scaler(&["check", "--config", dir.path().to_str().unwrap()], &[]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("(os error").count(), 1, "{stderr}");
+
+    let policy = dir.path().join("dir.wasm");
+    std::fs::create_dir(&policy).unwrap();
+    let file = dir.path().join("runner-scaler.toml");
+    std::fs::write(
+        &file,
+        "[[pool]]\nname = \"p\"\nresource_class = \"a/p\"\ngroup = \"g\"\nregion = \"eu-west-1\"\npolicy = \"dir.wasm\"\nmax = 1\n",
+    )
+    .unwrap();
+    let output = runner_scaler(&["check", "--config", file.to_str().unwrap()], &[]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot read policy"), "{stderr}");
+    assert_eq!(stderr.matches("(os error").count(), 1, "{stderr}");
 }
 
 /// Every CircleCI fault: retried as specified, then the pool is held, its
@@ -407,6 +490,139 @@ async fn run_ticks_until_sigterm_and_exits_cleanly() {
         .unwrap();
     assert!(stderr.contains("SIGTERM"), "{stderr}");
     assert!(!stderr.contains(TOKEN));
+}
+
+/// A tick stuck on an upstream that never answers (CircleCI here, whose own
+/// timeout is set longer than the tick's deadline): /healthz says no tick
+/// has completed, the tick is cut at its deadline with the pool reported
+/// held, the daemon goes on ticking, and SIGTERM during another stuck tick
+/// stops it after the stop grace — not after the tick.
+#[cfg(unix)]
+#[tokio::test]
+async fn run_cuts_a_stuck_tick_reports_it_and_stops_on_sigterm_without_it() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    moto.create_group(REGION, &TestGroup::new("ci-stuck").desired(0).protected())
+        .await;
+    circleci.set_queue("acme/stuck", 1, 0);
+    let settings = format!(
+        "interval = \"1s\"\ntick_deadline = \"8s\"\n\
+         [circleci]\nbase_url = \"{}\"\ntimeout = \"60s\"\nattempts = 1\n\
+         [aws]\nendpoint_url = \"{}\"\n\
+         [daemon]\nunhealthy_after = 2\nstop_grace = \"1s\"\n\
+         [defaults]\nregion = \"{REGION}\"\n{}",
+        circleci.base_url(),
+        moto.endpoint(),
+        pool("stuck", "queue", "")
+    );
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(file.path(), settings).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
+        .args([
+            "run",
+            "--listen",
+            &listen,
+            "--config",
+            file.path().to_str().unwrap(),
+        ])
+        .env("CIRCLECI_TOKEN", TOKEN)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while desired(&moto, "ci-stuck").await != 1 {
+        assert!(std::time::Instant::now() < deadline, "no tick decided");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The next read never answers: after 2 intervals /healthz says so...
+    circleci.push_faults(
+        "acme/stuck",
+        Endpoint::Unclaimed,
+        [Fault::Slow(Duration::from_secs(300))],
+    );
+    let body = wait_until(&listen, "/healthz", |status, _| status == 503).await;
+    assert!(
+        body.contains("no tick has completed for 2 intervals"),
+        "{body}"
+    );
+    // ...and after the deadline the tick is cut and the daemon goes on.
+    wait_until(&listen, "/healthz", |status, _| status == 200).await;
+    let body = wait_until(&listen, "/metrics", |_, body| {
+        sample(body, "stuck", "runner_scaler_holds_total").is_some()
+    })
+    .await;
+    assert!(sample(
+        &body,
+        "stuck",
+        "runner_scaler_last_decision_timestamp_seconds"
+    )
+    .is_some());
+
+    // SIGTERM while another tick is stuck: out after the 1 s grace.
+    circleci.set_queue("acme/stuck", 2, 0);
+    let before = circleci.requests(Endpoint::Unclaimed);
+    circleci.push_faults(
+        "acme/stuck",
+        Endpoint::Unclaimed,
+        [Fault::Slow(Duration::from_secs(300))],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while circleci.requests(Endpoint::Unclaimed) <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no tick read the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pid = child.id().unwrap().to_string();
+    let signalled = std::time::Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("run did not stop on SIGTERM")
+        .unwrap();
+    let stopped_after = signalled.elapsed();
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}: {stderr}");
+    // The tick's deadline (8 s) would have come later: the grace cut it.
+    assert!(
+        stopped_after < Duration::from_secs(6),
+        "{stopped_after:?}: {stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "held: the tick's deadline of 8 s passed before its queue (acme/stuck) could be read"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the stop grace of 1 s after SIGTERM passed"),
+        "{stderr}"
+    );
+    assert_eq!(
+        desired(&moto, "ci-stuck").await,
+        1,
+        "nothing written on a guess"
+    );
 }
 
 /// The daemon's /metrics after real ticks, read with a Prometheus parser;

@@ -6,8 +6,9 @@ mod support;
 use runner_scaler::groups::{GroupState, MemoryGroups, Write};
 use runner_scaler::policy::{BuiltinRule, Limits, Policy, PolicyEngine};
 use runner_scaler::sources::MemoryQueue;
-use runner_scaler::tick::{tick, Action, Pool, TickOptions};
+use runner_scaler::tick::{tick, Action, HeldBecause, Pool, PoolReport, TickOptions};
 use runner_scaler::Queue;
+use std::time::Duration;
 
 fn group(desired: u32) -> GroupState {
     GroupState {
@@ -50,7 +51,10 @@ impl World {
             &self.queues,
             &self.groups,
             "2026-11-23T09:00:00Z".parse().unwrap(),
-            TickOptions { dry_run },
+            TickOptions {
+                dry_run,
+                deadline: None,
+            },
         )
         .await;
         reports.sort_by(|a, b| a.pool.cmp(&b.pool));
@@ -237,4 +241,146 @@ async fn many_pools_share_one_describe_per_fifty_groups() {
     assert_eq!(w.queues.reads(), 120);
     // Only pools whose desired changed were written: i % 3 == 1 stays at 1.
     assert_eq!(w.groups.writes().len(), 80);
+}
+
+/// One tick of `w` in the order of its pools, within `deadline`.
+async fn tick_within(w: &World, deadline: Duration) -> Vec<PoolReport> {
+    tick(
+        &w.pools,
+        &w.queues,
+        &w.groups,
+        "2026-11-23T09:00:00Z".parse().unwrap(),
+        TickOptions {
+            dry_run: false,
+            deadline: Some(deadline),
+        },
+    )
+    .await
+}
+
+/// Upstreams that never answer cannot hold the tick past its deadline:
+/// every pool is reported — held where nothing was written, unknown where
+/// a write was under way — and the healthy pool is decided.
+#[tokio::test(start_paused = true)]
+async fn a_stuck_upstream_is_cut_at_the_tick_deadline_and_every_pool_is_reported() {
+    let mut elsewhere = support::pool("describe", QUEUE);
+    elsewhere.group.region = "us-east-1".into();
+    let w = World::new(vec![
+        support::pool("queue", QUEUE),
+        elsewhere,
+        support::pool("write", QUEUE),
+        support::pool("healthy", QUEUE),
+    ]);
+    for pool in 0..4 {
+        w.set(pool, 3, 0, group(0));
+    }
+    w.queues.hang("acme/queue");
+    w.groups.hang_describe("us-east-1");
+    w.groups.hang_writes(&w.pools[2].group);
+    let started = tokio::time::Instant::now();
+    let r = tick_within(&w, Duration::from_secs(30)).await;
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(30),
+        "cut at the deadline"
+    );
+    let names: Vec<&str> = r.iter().map(|r| r.pool.as_str()).collect();
+    assert_eq!(
+        names,
+        ["queue", "describe", "write", "healthy"],
+        "configuration order"
+    );
+
+    let why = |i: usize| r[i].why.as_deref().unwrap_or_default().to_string();
+    assert_eq!(
+        (r[0].action, r[0].held_because),
+        (Action::Held, Some(HeldBecause::Deadline))
+    );
+    assert!(
+        why(0).contains("deadline of 30 s") && why(0).contains("queue (acme/queue)"),
+        "{}",
+        why(0)
+    );
+    assert_eq!(r[0].queue, None, "unknown, not zero");
+    assert_eq!(
+        (r[1].action, r[1].held_because),
+        (Action::Held, Some(HeldBecause::Deadline))
+    );
+    assert!(why(1).contains("its group"), "{}", why(1));
+    assert_eq!(r[1].capacity, None);
+    assert_eq!(r[2].action, Action::Unknown, "{}", why(2));
+    assert!(!r[2].decided(), "an unknown outcome is not a decision");
+    assert!(why(2).contains("unknown outcome"), "{}", why(2));
+    assert_eq!((r[3].action, w.desired(3)), (Action::Applied, 3));
+    assert_eq!(
+        w.desired(1),
+        0,
+        "nothing written where the group was not read"
+    );
+
+    // The write reached the group; the next tick reads it again and has
+    // nothing to write.
+    assert_eq!(w.desired(2), 3);
+    w.groups.heal();
+    w.queues.heal();
+    let writes = w.groups.writes().len();
+    let r = tick_within(&w, Duration::from_secs(30)).await;
+    assert_eq!(
+        (r[2].action, r[2].capacity.unwrap().desired),
+        (Action::Unchanged, 3)
+    );
+    assert_eq!(
+        w.groups.writes().len() - writes,
+        2,
+        "only the two pools held before are written"
+    );
+}
+
+/// A write whose answer was lost after the group changed is reported as an
+/// unknown outcome — not applied, not held — and the next tick re-reads
+/// the group before deciding, so it writes nothing more.
+#[tokio::test]
+async fn a_write_with_a_lost_answer_is_unknown_and_read_again_next_tick() {
+    let w = World::new(vec![support::pool("a", QUEUE)]);
+    w.set(0, 5, 0, group(1));
+    w.groups.lose_answers(&w.pools[0].group);
+    let r = w.tick(false).await;
+    assert_eq!(r[0].action, Action::Unknown, "{:?}", r[0].why);
+    assert_eq!(r[0].held_because, None, "not a hold");
+    assert!(r[0]
+        .why
+        .as_deref()
+        .unwrap()
+        .contains("reads the group again"));
+    assert_eq!(w.desired(0), 5, "the write was made");
+    w.groups.heal();
+    let r = w.tick(false).await;
+    assert_eq!(r[0].capacity.unwrap().desired, 5, "read again");
+    assert_eq!(r[0].action, Action::Unchanged);
+    assert_eq!(w.groups.writes().len(), 1, "no second write");
+}
+
+/// The records come in the order of the pools, however long each takes.
+#[tokio::test(start_paused = true)]
+async fn reports_come_in_configuration_order_whatever_finishes_first() {
+    let pools: Vec<Pool> = (0..6)
+        .map(|i| support::pool(&format!("p{i}"), QUEUE))
+        .collect();
+    let w = World::new(pools);
+    for i in 0..6 {
+        w.set(i, 1, 0, group(0));
+        // The first pool's write answers last, the last pool's first.
+        w.groups
+            .slow_writes(&w.pools[i].group, Duration::from_secs(10 - i as u64));
+    }
+    let r = tick(
+        &w.pools,
+        &w.queues,
+        &w.groups,
+        "2026-11-23T09:00:00Z".parse().unwrap(),
+        TickOptions::default(),
+    )
+    .await;
+    let names: Vec<&str> = r.iter().map(|r| r.pool.as_str()).collect();
+    assert_eq!(names, ["p0", "p1", "p2", "p3", "p4", "p5"]);
 }

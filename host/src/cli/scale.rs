@@ -53,6 +53,7 @@ pub async fn once(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     let reports = scaler
         .tick(TickOptions {
             dry_run: args.dry_run,
+            deadline: None,
         })
         .await;
     if args.json {
@@ -78,7 +79,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         "runner-scaler running"
     );
     modes::warn_unprotected(&scaler).await;
-    let metrics = Arc::new(Metrics::new(config.daemon.unhealthy_after));
+    let metrics = Arc::new(Metrics::new(config.daemon.unhealthy_after, config.interval));
     let listen = args.listen.unwrap_or(config.daemon.listen);
     let listener = http::bind(listen).await.with_context(|| {
         format!(
@@ -87,13 +88,18 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     })?;
     tracing::info!(address = %listener.local_addr()?, "serving /metrics and /healthz");
     tokio::spawn(http::serve(listener, metrics.clone()));
-    let stop = daemon::stop_on_signals().context("cannot listen for SIGTERM")?;
+    let grace = config.daemon.stop_grace;
+    let stop = daemon::stop_on_signals(grace).context("cannot listen for SIGTERM")?;
     let options = TickOptions {
         dry_run: args.dry_run,
+        deadline: None,
     };
-    let ticks = daemon::run_every(config.interval, stop, || async {
+    let ticks = daemon::run_every(config.interval, stop.clone(), || async {
         let started = std::time::Instant::now();
-        let reports = scaler.tick(options).await;
+        metrics.tick_started();
+        let reports = scaler
+            .tick_until(options, daemon::stopped(stop.clone(), grace))
+            .await;
         metrics.record(&reports, started.elapsed());
     })
     .await;

@@ -2,6 +2,7 @@
 //! `DescribeAutoScalingGroups` and writes them with `SetDesiredCapacity`,
 //! `UpdateAutoScalingGroup` and the tag calls.
 
+use super::write_outcome::WriteOutcome;
 use super::{GroupError, GroupId, GroupState, Groups, Write, DESCRIBE_BATCH, STATE_TAG};
 use crate::aws::{error_message, AwsOptions};
 use aws_sdk_autoscaling::types::{AutoScalingGroup, LifecycleState, Tag};
@@ -131,6 +132,8 @@ impl Groups for AsgGroups {
         };
         let client = self.client(&group.region).await;
         let name = group.name.as_str();
+        // Tells a write that was refused from one that may have been made.
+        let outcome = WriteOutcome::default();
         self.write_calls.fetch_add(1, Ordering::Relaxed);
         let sent = match write {
             Write::Desired(desired) => client
@@ -138,6 +141,8 @@ impl Groups for AsgGroups {
                 .auto_scaling_group_name(name)
                 .desired_capacity(count(*desired, "desired capacity")?)
                 .honor_cooldown(false)
+                .customize()
+                .interceptor(outcome.clone())
                 .send()
                 .await
                 .map(|_| ())
@@ -148,6 +153,8 @@ impl Groups for AsgGroups {
                 .min_size(count(*min, "minimum size")?)
                 .max_size(count(*max, "maximum size")?)
                 .desired_capacity(count(*desired, "desired capacity")?)
+                .customize()
+                .interceptor(outcome.clone())
                 .send()
                 .await
                 .map(|_| ())
@@ -160,6 +167,8 @@ impl Groups for AsgGroups {
                         .propagate_at_launch(false)
                         .build(),
                 )
+                .customize()
+                .interceptor(outcome.clone())
                 .send()
                 .await
                 .map(|_| ())
@@ -167,12 +176,23 @@ impl Groups for AsgGroups {
             Write::State(None) => client
                 .delete_tags()
                 .tags(state_tag(name).build())
+                .customize()
+                .interceptor(outcome.clone())
                 .send()
                 .await
                 .map(|_| ())
                 .map_err(|err| error_message(&err)),
         };
-        sent.map_err(failed)
+        sent.map_err(|message| {
+            if outcome.maybe_made() {
+                GroupError::Unknown {
+                    group: group.clone(),
+                    message,
+                }
+            } else {
+                failed(message)
+            }
+        })
     }
 }
 

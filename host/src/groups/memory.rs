@@ -1,4 +1,5 @@
-//! In-memory groups: state you set, calls you can count, failures you inject.
+//! In-memory groups: state you set, calls you can count, failures you
+//! inject (refusals, hangs, answers lost after the write was made).
 
 use super::{GroupError, GroupId, GroupState, Groups, Write, DESCRIBE_BATCH};
 use std::collections::HashMap;
@@ -18,6 +19,10 @@ struct Inner {
     writes: Vec<(GroupId, Write)>,
     failing_regions: Vec<String>,
     failing_writes: Vec<GroupId>,
+    hanging_regions: Vec<String>,
+    hanging_writes: Vec<GroupId>,
+    slow_writes: Vec<(GroupId, std::time::Duration)>,
+    lost_answers: Vec<GroupId>,
 }
 
 impl MemoryGroups {
@@ -47,6 +52,47 @@ impl MemoryGroups {
         self.inner.lock().unwrap().failing_writes.push(id.clone());
     }
 
+    /// Make every describe of `region` hang, never answering.
+    pub fn hang_describe(&self, region: &str) {
+        self.inner
+            .lock()
+            .unwrap()
+            .hanging_regions
+            .push(region.into());
+    }
+
+    /// Make every write to `id` take effect and then hang, never answering
+    /// (a request that reached AWS, whose answer never came back).
+    pub fn hang_writes(&self, id: &GroupId) {
+        self.inner.lock().unwrap().hanging_writes.push(id.clone());
+    }
+
+    /// Make every write to `id` take effect and answer after `delay`.
+    pub fn slow_writes(&self, id: &GroupId, delay: std::time::Duration) {
+        self.inner
+            .lock()
+            .unwrap()
+            .slow_writes
+            .push((id.clone(), delay));
+    }
+
+    /// Make every write to `id` take effect and then fail as a lost answer
+    /// ([`GroupError::Unknown`]: a timeout after AWS made the write).
+    pub fn lose_answers(&self, id: &GroupId) {
+        self.inner.lock().unwrap().lost_answers.push(id.clone());
+    }
+
+    /// Undo every injected failure and hang.
+    pub fn heal(&self) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.failing_regions.clear();
+        inner.failing_writes.clear();
+        inner.hanging_regions.clear();
+        inner.hanging_writes.clear();
+        inner.slow_writes.clear();
+        inner.lost_answers.clear();
+    }
+
     pub fn describe_calls(&self) -> usize {
         self.inner.lock().unwrap().describe_calls
     }
@@ -63,8 +109,15 @@ impl Groups for MemoryGroups {
         region: &str,
         names: &[String],
     ) -> Result<HashMap<String, GroupState>, GroupError> {
-        let mut inner = self.inner.lock().unwrap();
-        inner.describe_calls += names.len().div_ceil(DESCRIBE_BATCH).max(1);
+        let hang = {
+            let mut inner = self.inner.lock().unwrap();
+            inner.describe_calls += names.len().div_ceil(DESCRIBE_BATCH).max(1);
+            inner.hanging_regions.iter().any(|r| r == region)
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        let inner = self.inner.lock().unwrap();
         if inner.failing_regions.iter().any(|r| r == region) {
             return Err(GroupError::Describe {
                 region: region.into(),
@@ -87,27 +140,50 @@ impl Groups for MemoryGroups {
     }
 
     async fn apply(&self, group: &GroupId, write: &Write) -> Result<(), GroupError> {
-        let mut inner = self.inner.lock().unwrap();
-        if inner.failing_writes.contains(group) {
-            return Err(GroupError::Apply {
-                group: group.clone(),
-                message: "injected failure".into(),
-            });
-        }
-        inner.writes.push((group.clone(), write.clone()));
-        let state = inner
-            .groups
-            .get_mut(group)
-            .ok_or_else(|| GroupError::Apply {
-                group: group.clone(),
-                message: "no such group".into(),
-            })?;
-        match write {
-            Write::Desired(desired) => state.desired = *desired,
-            Write::DesiredAndBounds { desired, min, max } => {
-                (state.desired, state.min, state.max) = (*desired, *min, *max);
+        let (hang, delay, lost) = {
+            let mut inner = self.inner.lock().unwrap();
+            if inner.failing_writes.contains(group) {
+                return Err(GroupError::Apply {
+                    group: group.clone(),
+                    message: "injected failure".into(),
+                });
             }
-            Write::State(kept) => state.policy_state = kept.clone(),
+            inner.writes.push((group.clone(), write.clone()));
+            let state = inner
+                .groups
+                .get_mut(group)
+                .ok_or_else(|| GroupError::Apply {
+                    group: group.clone(),
+                    message: "no such group".into(),
+                })?;
+            match write {
+                Write::Desired(desired) => state.desired = *desired,
+                Write::DesiredAndBounds { desired, min, max } => {
+                    (state.desired, state.min, state.max) = (*desired, *min, *max);
+                }
+                Write::State(kept) => state.policy_state = kept.clone(),
+            }
+            (
+                inner.hanging_writes.contains(group),
+                inner
+                    .slow_writes
+                    .iter()
+                    .find(|(id, _)| id == group)
+                    .map(|(_, delay)| *delay),
+                inner.lost_answers.contains(group),
+            )
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        if lost {
+            return Err(GroupError::Unknown {
+                group: group.clone(),
+                message: "injected lost answer".into(),
+            });
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 pub mod asg;
 mod memory;
+mod write_outcome;
 
 pub use memory::MemoryGroups;
 
@@ -86,6 +87,21 @@ pub trait Groups: Send + Sync {
 pub enum GroupError {
     #[error("cannot describe the Auto Scaling groups of {region}: {message}")]
     Describe { region: String, message: String },
+    /// The write was refused, or never sent: the group did not change.
     #[error("cannot update the Auto Scaling group {group}: {message}")]
     Apply { group: GroupId, message: String },
+    /// The write was sent and no answer says what became of it (a timeout,
+    /// a connection dropped after sending, an answer that could not be
+    /// read): the group may or may not have changed.
+    #[error(
+        "the update of the Auto Scaling group {group} may or may not have been made: {message}"
+    )]
+    Unknown { group: GroupId, message: String },
+}
+
+impl GroupError {
+    /// Whether the write may have been made although it failed.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, GroupError::Unknown { .. })
+    }
 }

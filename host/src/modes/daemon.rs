@@ -1,11 +1,18 @@
 //! `runner-scaler run`: a tick every interval, never two at once, until
-//! SIGTERM or SIGINT — after which the tick in flight finishes and the
-//! process exits.
+//! SIGTERM or SIGINT — after which the tick in flight has a grace to finish,
+//! is cut short when it does not (its pools reported held or unknown), and
+//! the process exits. Should even that not happen (a thread blocked), the
+//! process exits anyway a little later.
 
+use crate::tick::Cut;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+/// How long after the stop grace the process exits even when the tick in
+/// flight could not be cut.
+pub const HARD_STOP_AFTER_GRACE: Duration = Duration::from_secs(5);
 
 /// Call `tick` every `interval` until `stop` turns true. A tick that runs
 /// longer than the interval delays the next one instead of overlapping it.
@@ -35,8 +42,20 @@ where
     ticks
 }
 
-/// A flag that turns true on SIGTERM or SIGINT.
-pub fn stop_on_signals() -> std::io::Result<watch::Receiver<bool>> {
+/// Resolves `grace` after `stop` turns true: when the tick in flight is cut.
+pub async fn stopped(mut stop: watch::Receiver<bool>, grace: Duration) -> Cut {
+    // A dropped sender (no signal handler) never stops the tick.
+    if stop.wait_for(|stopped| *stopped).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(grace).await;
+    Cut::Stopping { grace }
+}
+
+/// A flag that turns true on SIGTERM or SIGINT. The tick in flight then has
+/// `grace` to finish; if the process is still there
+/// [`HARD_STOP_AFTER_GRACE`] after that, it exits with status 1.
+pub fn stop_on_signals(grace: Duration) -> std::io::Result<watch::Receiver<bool>> {
     let (tx, rx) = watch::channel(false);
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -45,11 +64,26 @@ pub fn stop_on_signals() -> std::io::Result<watch::Receiver<bool>> {
         let terminate = term.recv();
         #[cfg(not(unix))]
         let terminate = std::future::pending::<Option<()>>();
-        tokio::select! {
-            _ = terminate => tracing::info!("SIGTERM: stopping after the tick in flight"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping after the tick in flight"),
-        }
+        let signal = tokio::select! {
+            _ = terminate => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        };
+        tracing::info!(
+            "{signal}: stopping; the tick in flight, if any, has {} s to finish before it is cut",
+            grace.as_secs_f64()
+        );
         let _ = tx.send(true);
+        // A thread of its own: it must fire even if the tick blocks the
+        // runtime's threads.
+        let hard_stop = grace + HARD_STOP_AFTER_GRACE;
+        std::thread::spawn(move || {
+            std::thread::sleep(hard_stop);
+            tracing::error!(
+                "the tick in flight could not be cut {} s after {signal}; exiting without it",
+                hard_stop.as_secs_f64()
+            );
+            std::process::exit(1);
+        });
     });
     Ok(rx)
 }

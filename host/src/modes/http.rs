@@ -1,5 +1,6 @@
 //! The daemon's HTTP listener: `/metrics` (Prometheus text) and `/healthz`
-//! (200 while ticks complete, 503 after too many consecutive failed ticks).
+//! (200 while ticks complete and decide; 503, saying why, after too many
+//! consecutive failed ticks or when no tick has completed for too long).
 
 use crate::metrics::Metrics;
 use http_body_util::Full;
@@ -41,12 +42,14 @@ fn answer(request: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             metrics.encode(),
         ),
-        "/healthz" if metrics.healthy() => (StatusCode::OK, "text/plain", "ok\n".into()),
-        "/healthz" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "unhealthy: the last ticks could not decide any pool; see the log\n".into(),
-        ),
+        "/healthz" => match metrics.health() {
+            Ok(()) => (StatusCode::OK, "text/plain", "ok\n".into()),
+            Err(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("unhealthy: {why}\n"),
+            ),
+        },
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",

@@ -7,7 +7,7 @@
 use crate::config::{Config, PolicyRef};
 use crate::modes::{self, Scaler};
 use crate::policy::{linux_target, BuiltinRule, CompileCache, EngineOptions, PolicyEngine};
-use crate::tick::{PoolReport, TickOptions};
+use crate::tick::{Action, PoolReport, TickOptions};
 use anyhow::Context;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde::Serialize;
@@ -47,15 +47,18 @@ pub struct Summary {
     pub decided: usize,
     /// Pools held: inputs unreadable or a write failed; nothing written.
     pub held: usize,
+    /// Pools whose write was sent with an unknown outcome (re-read next tick).
+    pub unknown: usize,
 }
 
 impl Summary {
     /// The summary of one tick's reports.
     pub fn of(pools: Vec<PoolReport>) -> Summary {
-        let decided = pools.iter().filter(|r| r.decided()).count();
+        let count = |action| pools.iter().filter(|r| r.action == action).count();
         Summary {
-            held: pools.len() - decided,
-            decided,
+            decided: pools.iter().filter(|r| r.decided()).count(),
+            held: count(Action::Held),
+            unknown: count(Action::Unknown),
             pools,
         }
     }
@@ -115,7 +118,8 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let scaler = &scaler;
     let handler = service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
-        async move { invoke(scaler, &event.payload).await }.instrument(span)
+        let time_left = time_left(event.context.deadline, jiff::Timestamp::now());
+        async move { invoke(scaler, &event.payload, time_left).await }.instrument(span)
     });
     lambda_runtime::Runtime::new(handler)
         .run()
@@ -130,13 +134,17 @@ pub async fn run() -> anyhow::Result<ExitCode> {
 async fn invoke<Q, G>(
     scaler: &Scaler<Q, G>,
     event: &serde_json::Value,
+    time_left: Option<std::time::Duration>,
 ) -> Result<Summary, Diagnostic>
 where
     Q: crate::sources::QueueSource,
     G: crate::groups::Groups,
 {
     let dry_run = dry_run_requested(event);
-    let summary = Summary::of(scaler.tick(TickOptions { dry_run }).await);
+    // The tick ends before the function's own timeout would kill it
+    // without a report.
+    let deadline = time_left.map(|left| left.min(scaler.tick_deadline));
+    let summary = Summary::of(scaler.tick(TickOptions { dry_run, deadline }).await);
     // The metrics (docs/operating.md, "Metrics (Lambda)"): EMF lines on
     // stdout, which CloudWatch Logs turns into metrics.
     let now_ms = jiff::Timestamp::now().as_millisecond();
@@ -146,10 +154,11 @@ where
     tracing::info!(
         decided = summary.decided,
         held = summary.held,
+        unknown = summary.unknown,
         dry_run,
         "tick done"
     );
-    if summary.decided == 0 && summary.held > 0 {
+    if summary.decided == 0 && summary.held + summary.unknown > 0 {
         let why: Vec<String> = summary
             .pools
             .iter()
@@ -161,6 +170,21 @@ where
         });
     }
     Ok(summary)
+}
+
+/// What a tick may take of an invocation that must end by `deadline_ms`
+/// (Unix milliseconds, as the Runtime API gives it): the time left, less a
+/// second to report in. `None` when the Runtime API gave no deadline.
+fn time_left(deadline_ms: u64, now: jiff::Timestamp) -> Option<std::time::Duration> {
+    if deadline_ms == 0 {
+        return None;
+    }
+    let left = (deadline_ms as i64).saturating_sub(now.as_millisecond());
+    let left = std::time::Duration::from_millis(left.max(0) as u64);
+    Some(
+        left.saturating_sub(std::time::Duration::from_secs(1))
+            .max(std::time::Duration::from_millis(100)),
+    )
 }
 
 /// Everything done once per cold start.

@@ -11,27 +11,46 @@ use crate::config::{Config, PolicyRef, PoolConfig};
 use crate::groups::Groups;
 use crate::policy::{Policy, PolicyEngine, WasmPolicy};
 use crate::sources::QueueSource;
-use crate::tick::{self, Pool, PoolReport, TickOptions};
+use crate::tick::{self, Cut, Pool, PoolReport, TickOptions};
 use anyhow::Context;
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Pools ready to tick against a queue source and a group API.
 pub struct Scaler<Q, G> {
     pub pools: Vec<Pool>,
     pub queues: Q,
     pub groups: G,
+    /// The longest one tick may take (the configuration's `tick_deadline`).
+    pub tick_deadline: Duration,
 }
 
 impl<Q: QueueSource, G: Groups> Scaler<Q, G> {
-    /// One tick, now.
+    /// One tick, now, within the scaler's tick deadline (unless `options`
+    /// give another).
     pub async fn tick(&self, options: TickOptions) -> Vec<PoolReport> {
-        tick::tick(
+        self.tick_until(options, std::future::pending()).await
+    }
+
+    /// [`Scaler::tick`], also cut short when `stop` resolves.
+    pub async fn tick_until(
+        &self,
+        options: TickOptions,
+        stop: impl Future<Output = Cut>,
+    ) -> Vec<PoolReport> {
+        let options = TickOptions {
+            deadline: options.deadline.or(Some(self.tick_deadline)),
+            ..options
+        };
+        tick::tick_until(
             &self.pools,
             &self.queues,
             &self.groups,
             jiff::Timestamp::now(),
             options,
+            stop,
         )
         .await
     }
@@ -132,13 +151,22 @@ pub async fn connect(
         pools,
         queues,
         groups: crate::groups::asg::AsgGroups::new(aws),
+        tick_deadline: config.tick_deadline,
     })
 }
 
 /// Say, once at start, which groups would let EC2 terminate a busy
 /// instance, and that the scaler will not scale them in.
 pub async fn warn_unprotected<Q: QueueSource, G: Groups>(scaler: &Scaler<Q, G>) {
-    let groups = tick::read_groups(&scaler.pools, &scaler.groups).await;
+    // Bounded like a tick: a describe that hangs must not keep the daemon
+    // from starting its ticks.
+    let read = tick::read_groups(&scaler.pools, &scaler.groups);
+    let Ok(groups) = tokio::time::timeout(scaler.tick_deadline, read).await else {
+        tracing::warn!(
+            "the groups could not be described within the tick deadline; the ticks will say more"
+        );
+        return;
+    };
     for pool in &scaler.pools {
         let Some(Ok(group)) = groups.get(&pool.group) else {
             continue;

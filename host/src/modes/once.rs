@@ -1,4 +1,5 @@
-//! `runner-scaler once`: one tick, a summary, an exit code.
+//! `runner-scaler once`: one tick, a summary, an exit code. The rows come in
+//! the configuration's order; a value that is not known shows as `-`.
 
 use crate::tick::{Action, PoolReport};
 use std::fmt::Write;
@@ -12,13 +13,13 @@ pub fn summary(reports: &[PoolReport], dry_run: bool) -> String {
         "pool", "waiting", "running", "desired", "→ new", "action"
     );
     for r in reports {
-        let queue = r.queue.unwrap_or_default();
         let dash = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
         let action = match r.action {
             Action::Applied => "applied",
             Action::Unchanged => "unchanged",
             Action::WouldApply => "would apply",
             Action::Held => "HELD",
+            Action::Unknown => "UNKNOWN",
         };
         let mut reason = r.reason.clone().unwrap_or_default();
         if let Some(err) = &r.policy_error {
@@ -31,18 +32,28 @@ pub fn summary(reports: &[PoolReport], dry_run: bool) -> String {
             out,
             "{:<20} {:>7} {:>7} {:>8} {:>7}  {:<12} {reason}",
             r.pool,
-            r.queue.map_or("-".into(), |_| queue.waiting.to_string()),
-            r.queue.map_or("-".into(), |_| queue.running.to_string()),
+            dash(r.queue.map(|q| q.waiting)),
+            dash(r.queue.map(|q| q.running)),
             dash(r.capacity.map(|c| c.desired)),
             dash(r.desired),
             action,
         );
     }
     let decided = reports.iter().filter(|r| r.decided()).count();
+    let unknown = reports
+        .iter()
+        .filter(|r| r.action == Action::Unknown)
+        .count();
     let _ = write!(
         out,
-        "{decided} of {} pools decided{}",
+        "{decided} of {} pools decided{}{}",
         reports.len(),
+        match unknown {
+            0 => String::new(),
+            n => format!(
+                "; {n} written with an unknown outcome (the next tick reads the group again)"
+            ),
+        },
         if dry_run {
             " (dry run: nothing written)"
         } else {
@@ -50,4 +61,56 @@ pub fn summary(reports: &[PoolReport], dry_run: bool) -> String {
         }
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observation::{Capacity, Queue};
+
+    fn report(pool: &str, action: Action) -> PoolReport {
+        PoolReport {
+            pool: pool.into(),
+            group: format!("ci-{pool}"),
+            region: "eu-west-1".into(),
+            queue: None,
+            capacity: None,
+            decided_by: None,
+            policy_desired: None,
+            reason: None,
+            policy_error: None,
+            policy_error_kind: None,
+            desired: None,
+            action,
+            held_because: None,
+            why: None,
+            policy_ms: None,
+            duration_ms: 1.0,
+        }
+    }
+
+    #[test]
+    fn unknown_values_show_as_dashes_and_unknown_outcomes_are_counted_apart() {
+        let mut decided = report("decided", Action::Applied);
+        decided.queue = Some(Queue {
+            waiting: 0,
+            running: 0,
+        });
+        decided.capacity = Some(Capacity::default());
+        decided.desired = Some(0);
+        let held = report("held", Action::Held);
+        let unknown = report("unknown", Action::Unknown);
+        let table = summary(&[decided, held, unknown], false);
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows[1][..6], ["decided", "0", "0", "0", "0", "applied"]);
+        assert_eq!(rows[2][..6], ["held", "-", "-", "-", "-", "HELD"]);
+        assert_eq!(rows[3][..6], ["unknown", "-", "-", "-", "-", "UNKNOWN"]);
+        assert!(
+            table.ends_with("1 of 3 pools decided; 1 written with an unknown outcome (the next tick reads the group again)"),
+            "{table}"
+        );
+    }
 }

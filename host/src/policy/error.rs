@@ -10,7 +10,9 @@ use std::time::Duration;
 /// (`Deadline` to `BadOutput`) happen on a tick and make the pool fall back.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("cannot read policy {path}: {source}")]
+    // The I/O error is this error's `source` (a field of that name is), so
+    // the message leaves it to the chain, which `main` prints once.
+    #[error("cannot read policy {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -7,10 +7,12 @@ use std::path::PathBuf;
 /// A file of sample input that cannot be read or used.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("cannot read {}: {source}", file.display())]
+    // The I/O error is in the message, and so not also the `source`: the
+    // error chain would print it twice.
+    #[error("cannot read {}: {error}", file.display())]
     Read {
         file: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     #[error("{}", Located { file, line: *line, field: field.as_deref(), message })]

@@ -58,9 +58,9 @@ pub fn load_observation(file: &Path) -> Result<Observation, InputError> {
 
 /// The contents of `file`.
 pub(crate) fn read(file: &Path) -> Result<String, InputError> {
-    std::fs::read_to_string(file).map_err(|source| InputError::Read {
+    std::fs::read_to_string(file).map_err(|error| InputError::Read {
         file: file.to_path_buf(),
-        source,
+        error,
     })
 }
 

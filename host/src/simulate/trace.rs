@@ -66,11 +66,10 @@ pub const DEFAULT_START: &str = "2026-11-23T00:00:00Z";
 /// A trace that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    #[error("cannot read the trace {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    // The I/O error is in the message, and so not also the `source`: the
+    // error chain would print it twice.
+    #[error("cannot read the trace {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("{origin}:{line}: {message}")]
     Line {
         origin: String,
@@ -140,9 +139,9 @@ impl Trace {
 
     /// Read the CSV file at `path`.
     pub fn load(path: &Path, start: Option<jiff::Timestamp>) -> Result<Trace, TraceError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TraceError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| TraceError::Read {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         Trace::parse(&text, &path.display().to_string(), start)
     }

@@ -62,9 +62,11 @@ pub enum BuildError {
     /// The token cannot be sent as an HTTP header value.
     #[error("the CircleCI token contains characters an HTTP header cannot carry (a line break or a control character?): check how it was stored")]
     Token,
-    /// The HTTP client could not be set up (TLS roots, for instance).
+    /// The HTTP client could not be set up (TLS roots, for instance). The
+    /// cause is in the message, and so not also the `source`: the error
+    /// chain would print it twice.
     #[error("could not set up the HTTP client for CircleCI: {0}")]
-    Client(#[source] reqwest::Error),
+    Client(reqwest::Error),
 }
 
 /// The runner API of CircleCI cloud or server, read with a personal API token.
@@ -130,20 +132,7 @@ impl CircleCi {
     /// A source for the runner API at `base_url` (CircleCI server's runner
     /// host, or a fake in tests), authenticated with a personal API `token`.
     pub fn new(base_url: &str, token: Secret, options: HttpOptions) -> Result<Self, BuildError> {
-        let bad = |why: &str| BuildError::BaseUrl {
-            url: base_url.to_string(),
-            why: why.to_string(),
-        };
-        let base = Url::parse(base_url).map_err(|e| bad(&e.to_string()))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(bad("the scheme must be http or https"));
-        }
-        if base.cannot_be_a_base() || base.host().is_none() {
-            return Err(bad("it has no host"));
-        }
-        if base.query().is_some() || base.fragment().is_some() {
-            return Err(bad("it must not have a query or a fragment"));
-        }
+        let base = parse_base_url(base_url)?;
         let mut header = HeaderValue::from_str(token.expose()).map_err(|_| BuildError::Token)?;
         // Keeps the value out of any Debug of the request's headers.
         header.set_sensitive(true);
@@ -384,6 +373,26 @@ impl QueueSource for CircleCi {
         )?;
         Ok(Queue { waiting, running })
     }
+}
+
+/// `base_url` as the runner API's base: an absolute `http` or `https` URL
+/// with a host, and no query or fragment (the configuration checks it too).
+pub fn parse_base_url(base_url: &str) -> Result<Url, BuildError> {
+    let bad = |why: &str| BuildError::BaseUrl {
+        url: base_url.to_string(),
+        why: why.to_string(),
+    };
+    let base = Url::parse(base_url).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if base.cannot_be_a_base() || base.host().is_none() {
+        return Err(bad("it has no host"));
+    }
+    if base.query().is_some() || base.fragment().is_some() {
+        return Err(bad("it must not have a query or a fragment"));
+    }
+    Ok(base)
 }
 
 /// The count in `field` of a JSON object, or what is wrong with the body.

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
     queues: Mutex<HashMap<String, Result<Queue, String>>>,
+    hanging: Mutex<Vec<String>>,
     reads: AtomicUsize,
 }
 
@@ -34,6 +35,16 @@ impl MemoryQueue {
             .insert(resource_class.into(), Err(message.into()));
     }
 
+    /// Make reads of `resource_class` hang, never answering.
+    pub fn hang(&self, resource_class: &str) {
+        self.hanging.lock().unwrap().push(resource_class.into());
+    }
+
+    /// Make every read answer again.
+    pub fn heal(&self) {
+        self.hanging.lock().unwrap().clear();
+    }
+
     /// How many times the queue was read.
     pub fn reads(&self) -> usize {
         self.reads.load(Ordering::Relaxed)
@@ -43,6 +54,15 @@ impl MemoryQueue {
 impl QueueSource for MemoryQueue {
     async fn queue(&self, resource_class: &str) -> Result<Queue, SourceError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
+        let hang = self
+            .hanging
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c == resource_class);
+        if hang {
+            std::future::pending::<()>().await;
+        }
         match self.queues.lock().unwrap().get(resource_class) {
             Some(Ok(queue)) => Ok(*queue),
             Some(Err(message)) => Err(SourceError::Unavailable {

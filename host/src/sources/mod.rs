@@ -31,10 +31,35 @@ pub enum SourceError {
         message: String,
     },
     /// No usable answer after every retry (timeouts, 5xx, 429, malformed bodies).
-    #[error("{source_name} gave no usable answer after {attempts} attempts: {last}")]
+    #[error(
+        "{source_name} gave no usable answer after {attempts} attempt{}: {last}",
+        if *attempts == 1 { "" } else { "s" }
+    )]
     Unavailable {
         source_name: &'static str,
         attempts: u32,
         last: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_attempt_is_singular() {
+        let unavailable = |attempts| SourceError::Unavailable {
+            source_name: "CircleCI",
+            attempts,
+            last: "HTTP 500".into(),
+        };
+        assert_eq!(
+            unavailable(1).to_string(),
+            "CircleCI gave no usable answer after 1 attempt: HTTP 500"
+        );
+        assert_eq!(
+            unavailable(4).to_string(),
+            "CircleCI gave no usable answer after 4 attempts: HTTP 500"
+        );
+    }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+pub mod aws_proxy;
 pub mod fake_circleci;
 pub mod fake_lambda;
 pub mod moto;
