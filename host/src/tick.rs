@@ -480,6 +480,8 @@ async fn decide_and_apply_inner<G: Groups>(
     stage: &Mutex<Stage>,
 ) -> PoolReport {
     let mut report = empty_report(pool, queue.as_ref().ok().copied());
+    // What was read is reported, held or not.
+    report.capacity = group.as_ref().ok().map(|g| capacity(pool, g));
     let (queue, group) = match (queue, group) {
         (Ok(queue), Ok(group)) => (*queue, group),
         (Err(err), _) => {
@@ -502,7 +504,6 @@ async fn decide_and_apply_inner<G: Groups>(
         params: pool.params.clone(),
         state: group.policy_state.clone(),
     };
-    report.capacity = Some(observation.capacity);
     *stage.lock().unwrap() = Stage::Deciding(report.clone());
     let outcome = pool
         .policy

@@ -240,7 +240,14 @@ async fn a_refused_token_is_reported_without_the_token() {
 
     // What was not read is absent from the record, not zero.
     let output = runner_scaler(
-        &["once", "--json", "--config", file.path().to_str().unwrap()],
+        &[
+            "--log-format",
+            "json",
+            "once",
+            "--json",
+            "--config",
+            file.path().to_str().unwrap(),
+        ],
         &[],
     )
     .await;
@@ -251,13 +258,15 @@ async fn a_refused_token_is_reported_without_the_token() {
     assert!(!record.contains_key("desired"), "{record:?}");
     assert_eq!(record["capacity"]["desired"], 2, "the group was read");
     let log = String::from_utf8_lossy(&output.stderr);
-    let line = log
+    let line: serde_json::Value = log
         .lines()
-        .find(|l| l.contains("decision") && l.contains("pool=deny"))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["target"] == "decision" && l["fields"]["pool"] == "deny")
         .unwrap_or_else(|| panic!("no decision line: {log}"));
-    assert!(!line.contains("waiting="), "{line}");
-    assert!(!line.contains("running="), "{line}");
-    assert!(line.contains("desired_before=2"), "{line}");
+    let fields = line["fields"].as_object().unwrap();
+    assert!(!fields.contains_key("waiting"), "{fields:?}");
+    assert!(!fields.contains_key("running"), "{fields:?}");
+    assert_eq!(fields["desired_before"], 2, "{fields:?}");
 }
 
 /// The reported bug: AWS made the write, the client timed out waiting for
