@@ -178,7 +178,7 @@ pub async fn tick_until<Q: QueueSource, G: Groups>(
     // Where each pool's work stands, so that a cut tick still reports every
     // pool, with what was known when it was cut.
     let stages: Vec<Mutex<Stage>> = pools.iter().map(|_| Mutex::new(Stage::Reading)).collect();
-    let work = stream::iter(pools.iter().zip(&stages)).for_each_concurrent(
+    let decisions = stream::iter(pools.iter().zip(&stages)).for_each_concurrent(
         PARALLEL_POOLS,
         |(pool, stage)| async {
             // Each pool goes on as soon as its own inputs are in: a read
@@ -187,6 +187,9 @@ pub async fn tick_until<Q: QueueSource, G: Groups>(
             decide_and_apply(pool, &queue, &group, groups, now, options, started, stage).await;
         },
     );
+    let work = async {
+        futures::join!(reads.make_all(), decisions);
+    };
     let deadline = async {
         match options.deadline {
             Some(limit) => {
@@ -237,6 +240,8 @@ type SharedRead<'a, T> = Shared<BoxFuture<'a, Arc<Read<T>>>>;
 /// pool that needs them.
 struct Reads<'a> {
     queues: HashMap<&'a str, SharedRead<'a, Queue>>,
+    /// The resource classes in the order of the pools.
+    classes: Vec<&'a str>,
     regions: HashMap<&'a str, SharedRead<'a, HashMap<String, GroupState>>>,
 }
 
@@ -259,18 +264,36 @@ impl<'a> Reads<'a> {
                 (region, read.boxed().shared())
             })
             .collect();
-        let queues = pools
-            .iter()
-            .map(|pool| {
-                let class = pool.resource_class.as_str();
+        let mut classes: Vec<&str> = Vec::new();
+        let mut reads = HashMap::new();
+        for pool in pools {
+            let class = pool.resource_class.as_str();
+            reads.entry(class).or_insert_with(|| {
+                classes.push(class);
                 let read = async move {
                     let queue = queues.queue(class).await;
                     Arc::new(queue.map_err(|err: SourceError| err.to_string()))
                 };
-                (class, read.boxed().shared())
-            })
-            .collect();
-        Reads { queues, regions }
+                read.boxed().shared()
+            });
+        }
+        Reads {
+            queues: reads,
+            classes,
+            regions,
+        }
+    }
+
+    /// Make every read: each region's describe at once, the queues
+    /// [`PARALLEL_POOLS`] at a time in the order of the pools, so that each
+    /// pool's inputs are in as early as they can be.
+    async fn make_all(&self) {
+        let queues = stream::iter(&self.classes)
+            .map(|class| self.queues[class].clone())
+            .buffer_unordered(PARALLEL_POOLS)
+            .for_each(|_| async {});
+        let regions = futures::future::join_all(self.regions.values().cloned());
+        futures::join!(queues, regions);
     }
 
     async fn queue(&self, pool: &Pool) -> Result<Queue, String> {
