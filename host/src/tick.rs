@@ -3,6 +3,11 @@
 //! apply — then record what happened. A pool whose inputs could not be read
 //! is held: nothing is written, and missing data never scales anything down.
 //! One pool's failure never touches another pool.
+//!
+//! A tick is bounded as a whole: when its deadline passes (or the daemon's
+//! stop grace), pools still at work are cut and reported — held where
+//! nothing was written, [`Action::Unknown`] where a write was under way —
+//! and so is a write whose answer was lost. Reports say only what is known.
 
 use crate::groups::{GroupError, GroupId, GroupState, Groups};
 use crate::observation::{Capacity, Clock, Observation, Queue};
@@ -184,7 +189,8 @@ pub async fn tick_until<Q: QueueSource, G: Groups>(
             // Each pool goes on as soon as its own inputs are in: a read
             // that hangs holds only the pools that need it.
             let (queue, group) = futures::join!(reads.queue(pool), reads.group(pool));
-            decide_and_apply(pool, &queue, &group, groups, now, options, started, stage).await;
+            let report = decide_and_apply(pool, &queue, &group, groups, now, options, stage).await;
+            *stage.lock().unwrap() = Stage::Done(finish(report, started));
         },
     );
     let work = async {
@@ -236,8 +242,8 @@ type Read<T> = Result<T, String>;
 type SharedRead<'a, T> = Shared<BoxFuture<'a, Arc<Read<T>>>>;
 
 /// The tick's reads: each resource class's queue once, and each region's
-/// groups in one describe (batched by the adapter), started by the first
-/// pool that needs them.
+/// groups in one describe (batched by the adapter), made by
+/// [`Reads::make_all`] and awaited by every pool that needs them.
 struct Reads<'a> {
     queues: HashMap<&'a str, SharedRead<'a, Queue>>,
     /// The resource classes in the order of the pools.
@@ -478,22 +484,8 @@ fn finish(mut report: PoolReport, started: Instant) -> PoolReport {
     report
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One pool's tick from its inputs on, `stage` kept up to date.
 async fn decide_and_apply<G: Groups>(
-    pool: &Pool,
-    queue: &Result<Queue, String>,
-    group: &Result<GroupState, String>,
-    groups: &G,
-    now: jiff::Timestamp,
-    options: TickOptions,
-    started: Instant,
-    stage: &Mutex<Stage>,
-) {
-    let report = decide_and_apply_inner(pool, queue, group, groups, now, options, stage).await;
-    *stage.lock().unwrap() = Stage::Done(finish(report, started));
-}
-
-async fn decide_and_apply_inner<G: Groups>(
     pool: &Pool,
     queue: &Result<Queue, String>,
     group: &Result<GroupState, String>,

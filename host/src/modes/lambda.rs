@@ -301,6 +301,20 @@ async fn report_init_error(api: &str, error_type: &str, message: &str) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_tick_ends_a_second_before_the_invocation_must() {
+        let now: jiff::Timestamp = "2026-11-23T09:00:00Z".parse().unwrap();
+        let at = |ms: i64| (now.as_millisecond() + ms) as u64;
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(time_left(at(60_000), now), Some(secs(59)));
+        assert_eq!(
+            time_left(at(500), now),
+            Some(std::time::Duration::from_millis(100)),
+            "a floor, not zero"
+        );
+        assert_eq!(time_left(0, now), None, "no deadline given");
+    }
+
     fn seed(extra: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |name: &str| {
             let base = [
