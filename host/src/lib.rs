@@ -21,6 +21,7 @@ pub mod secret;
 pub mod secrets;
 pub mod simulate;
 pub mod sources;
+pub mod text;
 pub mod tick;
 
 pub use observation::{Capacity, Clock, Decision, Observation, Queue, Weekday};

@@ -79,7 +79,11 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // The chain may quote a policy or an upstream.
+            eprintln!(
+                "error: {}",
+                crate::text::escape_keeping_lines(&format!("{err:#}"))
+            );
             ExitCode::FAILURE
         }
     }
@@ -109,7 +113,17 @@ fn init_logging(format: LogFormat, default_filter: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder
+            .with_ansi(colours_wanted())
+            .fmt_fields(crate::text::EscapedFields)
+            .init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Colours only on a terminal, and not when `NO_COLOR` is set to anything
+/// (<https://no-color.org>): log files and CloudWatch get plain text.
+fn colours_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

@@ -2,6 +2,7 @@
 
 use crate::policy::{self, BuiltinRule, CompileCache, Limits, Policy, PolicyEngine};
 use crate::sample;
+use crate::text;
 use anyhow::{bail, ensure, Context};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -96,16 +97,19 @@ async fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let observation = sample::load_observation(&args.observation)?;
     let policy = args.sandbox.policy(&args.policy)?;
     let evaluation = policy.evaluate(&observation).await;
+    // What the policy wrote is escaped: it must not forge lines or drive
+    // the terminal.
     for (level, line) in &evaluation.log.lines {
-        eprintln!("policy {level:?}: {line}");
+        eprintln!("policy {level:?}: {}", text::escape(line));
     }
     match evaluation.result {
         Ok(decision) => {
-            println!("{}", serde_json::to_string_pretty(&decision)?);
+            let json = serde_json::to_string_pretty(&decision)?;
+            println!("{}", text::escape_json(&json));
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("error: {}", text::escape(&err.to_string()));
             Ok(ExitCode::FAILURE)
         }
     }

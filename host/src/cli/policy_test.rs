@@ -4,6 +4,7 @@
 
 use super::policy::SandboxArgs;
 use crate::cases::{self, CaseResult};
+use crate::text;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
@@ -62,7 +63,8 @@ pub async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             failed,
             cases: &results,
         };
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let json = serde_json::to_string_pretty(&report)?;
+        println!("{}", text::escape_json(&json));
     } else {
         println!("{passed} passed, {failed} failed");
     }
@@ -88,22 +90,28 @@ fn print_result(result: &CaseResult) {
     for m in &result.mismatches {
         println!(
             "          {}: expected {}, got {}",
-            m.field, m.expected, m.actual
+            m.field,
+            text::escape(&m.expected),
+            text::escape(&m.actual)
         );
     }
     if let Some(decision) = &result.decision {
         println!("          policy decided: desired {}", decision.desired);
-        println!("          reason: {}", decision.reason);
+        println!("          reason: {}", text::escape(&decision.reason));
         match &decision.state {
             Some(state) => println!("          state: {state:?}"),
             None => println!("          state: none"),
         }
     }
     if let Some(error) = &result.error {
-        println!("          policy error: {error}");
+        println!("          policy error: {}", text::escape(error));
     }
     for line in &result.log {
-        println!("          log {}: {}", line.level, line.message);
+        println!(
+            "          log {}: {}",
+            line.level,
+            text::escape(&line.message)
+        );
     }
     if result.log_dropped > 0 {
         println!("          ({} more log lines dropped)", result.log_dropped);

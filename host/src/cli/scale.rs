@@ -57,7 +57,8 @@ pub async fn once(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         })
         .await;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        let json = serde_json::to_string_pretty(&reports)?;
+        println!("{}", crate::text::escape_json(&json));
     } else {
         println!("{}", modes::once::summary(&reports, args.dry_run));
     }

@@ -1,6 +1,7 @@
 //! `runner-scaler once`: one tick, a summary, an exit code. The rows come in
 //! the configuration's order; a value that is not known shows as `-`.
 
+use crate::text;
 use crate::tick::{Action, PoolReport};
 use std::fmt::Write;
 
@@ -28,15 +29,18 @@ pub fn summary(reports: &[PoolReport], dry_run: bool) -> String {
         if let Some(why) = &r.why {
             reason = format!("{reason} ({why})").trim().to_string();
         }
+        // Pool names come from the configuration, reasons and errors from
+        // policies and upstreams: none may break the table or the terminal.
         let _ = writeln!(
             out,
-            "{:<20} {:>7} {:>7} {:>8} {:>7}  {:<12} {reason}",
-            r.pool,
+            "{:<20} {:>7} {:>7} {:>8} {:>7}  {:<12} {}",
+            text::escape(&r.pool),
             dash(r.queue.map(|q| q.waiting)),
             dash(r.queue.map(|q| q.running)),
             dash(r.capacity.map(|c| c.desired)),
             dash(r.desired),
             action,
+            text::escape(&reason),
         );
     }
     let decided = reports.iter().filter(|r| r.decided()).count();
