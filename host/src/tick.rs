@@ -517,7 +517,7 @@ async fn decide_and_apply<G: Groups>(
         capacity: capacity(pool, group),
         clock: Clock::at(now, &pool.time_zone),
         params: pool.params.clone(),
-        state: group.policy_state.clone(),
+        state: usable_state(pool, group),
     };
     *stage.lock().unwrap() = Stage::Deciding(report.clone());
     let outcome = pool
@@ -571,6 +571,26 @@ async fn decide_and_apply<G: Groups>(
         }
     };
     report
+}
+
+/// The state in the group's tag, unless it is one the host could not have
+/// written (set by hand, too long, corrupt): then the policy decides without
+/// state, with a warning, and its decision replaces the tag. A bad tag costs
+/// the pool its state, never its decisions.
+fn usable_state(pool: &Pool, group: &GroupState) -> Option<String> {
+    let state = group.policy_state.as_deref()?;
+    match crate::policy::state_problem(state) {
+        None => Some(state.to_string()),
+        Some(problem) => {
+            tracing::warn!(
+                pool = %pool.name,
+                group = %pool.group,
+                "the group's {} tag cannot be used ({problem}); the policy decides without state and its decision replaces the tag",
+                crate::groups::STATE_TAG
+            );
+            None
+        }
+    }
 }
 
 /// Make the writes in order, stopping at the first failure; `made` hears

@@ -31,6 +31,7 @@ async fn runner_scaler(args: &[&str], env: &[(&str, &str)]) -> Output {
         )
         .env("RUST_LOG", "debug")
         .envs(env.iter().copied())
+        .kill_on_drop(true)
         .output()
         .await
         .expect("run runner-scaler")
@@ -138,6 +139,129 @@ async fn once_applies_every_example_policy_to_its_group() {
         !text(&output).contains(TOKEN),
         "the token leaked into the output"
     );
+}
+
+/// Issue 11: a policy asleep in a host call held `once` for an hour, and a
+/// policy's newline forged a log line (its ESC and CR reached the terminal).
+/// `once` must finish at the policy's deadline, and neither the table nor
+/// the log may carry a raw control character: none of the policy's, and no
+/// colour codes either, since stderr is not a terminal here.
+#[tokio::test]
+async fn once_finishes_and_stays_inert_whatever_the_policies_do() {
+    const FORGED: &str = "INFO decision: pool=forged";
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    let mut pools = String::new();
+    for (name, policy) in [("asleep", "sleeps"), ("forger", "forges")] {
+        moto.create_group(
+            REGION,
+            &TestGroup::new(&format!("ci-{name}")).desired(0).protected(),
+        )
+        .await;
+        circleci.set_queue(&format!("acme/{name}"), 1, 0);
+        pools.push_str(&pool(name, policy, ""));
+    }
+    let file = config(&moto, &circleci, &pools);
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        runner_scaler(&["once", "--config", file.path().to_str().unwrap()], &[]),
+    )
+    .await
+    .expect("once must finish: a policy's deadline covers its host calls");
+    let all = text(&output);
+    assert!(output.status.success(), "{all}");
+    assert!(all.contains("policy sleeps ran past its deadline"), "{all}");
+    assert_eq!(desired(&moto, "ci-forger").await, 1, "{all}");
+    assert!(
+        !all.contains(['\u{1b}', '\r', '\u{7}', '\u{202e}']),
+        "a raw control character: {all:?}"
+    );
+    assert!(
+        !all.lines()
+            .any(|line| line.trim_start().starts_with(FORGED)),
+        "a forged line: {all}"
+    );
+    assert!(
+        all.contains("\\nINFO decision: pool=forged"),
+        "escaped: {all}"
+    );
+}
+
+/// Issue 11: a state with control characters reached the group's tag, and
+/// the local AWS endpoint then failed every describe of the region, holding
+/// every pool there until someone removed the tag by hand.
+#[tokio::test]
+async fn a_state_with_control_characters_never_reaches_aws() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    for name in ["bad", "good"] {
+        moto.create_group(
+            REGION,
+            &TestGroup::new(&format!("ci-{name}")).desired(0).protected(),
+        )
+        .await;
+        circleci.set_queue(&format!("acme/{name}"), 2, 0);
+    }
+    let pools = format!(
+        "{}{}",
+        pool("bad", "bad-state", ""),
+        pool("good", "queue-depth", "")
+    );
+    let file = config(&moto, &circleci, &pools);
+    for run in 1..=2 {
+        let output = runner_scaler(&["once", "--config", file.path().to_str().unwrap()], &[]).await;
+        let all = text(&output);
+        assert!(output.status.success(), "run {run}: {all}");
+        assert!(all.contains("bad_output"), "run {run}: {all}");
+        assert!(
+            all.contains("U+0000"),
+            "run {run}: names the character: {all}"
+        );
+        assert_eq!(state_tag(&moto, "ci-bad").await, None, "run {run}");
+        assert_eq!(desired(&moto, "ci-good").await, 2, "run {run}: {all}");
+    }
+}
+
+/// A state tag the host could not have written — here set by hand, longer
+/// than a state may be though AWS takes it (200 characters, 400 bytes), or
+/// holding a tab — costs its pool the state, with a warning; the pool is
+/// decided, and the tag replaced.
+#[tokio::test]
+async fn a_state_tag_the_host_cannot_use_costs_the_pool_its_state() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    let long = "é".repeat(200);
+    let mut pools = String::new();
+    for (name, value) in [("long", long.as_str()), ("tab", "n=1\tm=2")] {
+        moto.create_group(
+            REGION,
+            &TestGroup::new(&format!("ci-{name}"))
+                .desired(1)
+                .protected()
+                .tag(runner_scaler::groups::STATE_TAG, value),
+        )
+        .await;
+        circleci.set_queue(&format!("acme/{name}"), 1, 0);
+        // `hold` keeps whatever state it is given: only the host drops it.
+        pools.push_str(&pool(name, "hold", ""));
+    }
+    let file = config(&moto, &circleci, &pools);
+    let output = runner_scaler(&["once", "--config", file.path().to_str().unwrap()], &[]).await;
+    let all = text(&output);
+    assert!(output.status.success(), "{all}");
+    for (name, words) in [("long", "400 bytes"), ("tab", "U+0009")] {
+        assert_eq!(
+            state_tag(&moto, &format!("ci-{name}")).await,
+            None,
+            "{name}: {all}"
+        );
+        assert!(
+            all.lines().any(|line| line.contains("WARN")
+                && line.contains("cannot be used")
+                && line.contains(words)),
+            "{name}: warns saying why: {all}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -213,10 +213,12 @@ async fn hostile_policies_fail_cleanly_and_the_fallback_decides() {
     let queue_rule = BuiltinRule::Queue.decide(&o);
     let cases = [
         ("spin", "deadline", "200 ms"),
+        ("sleeps", "deadline", "200 ms"),
         ("alloc-bomb", "out_of_memory", "16 MiB"),
         ("panics", "trap", "unreachable"),
         ("refuses", "refused", "param `warm`"),
         ("big-state", "bad_output", "256"),
+        ("bad-state", "bad_output", "U+0000"),
     ];
     for (name, kind, words) in cases {
         let policy = Policy::Wasm(load(&engine, name));
@@ -236,9 +238,13 @@ async fn hostile_policies_fail_cleanly_and_the_fallback_decides() {
             message.contains(name),
             "{name}: {message:?} should name the policy"
         );
+        assert!(
+            !message.contains('\n'),
+            "{name}: one line, no backtrace: {message:?}"
+        );
         assert_eq!(outcome.decision, queue_rule, "{name}: the fallback decides");
         assert!(outcome.decided_by.contains("fallback"), "{name}");
-        if name == "spin" {
+        if kind == "deadline" {
             assert!(
                 elapsed >= limits.deadline && elapsed < limits.deadline * 2,
                 "stopped after {elapsed:?}, deadline {:?}",
@@ -249,6 +255,114 @@ async fn hostile_policies_fail_cleanly_and_the_fallback_decides() {
     // The host is unharmed: the same engine still runs a good policy.
     let good = load(&engine, "queue-depth");
     assert_eq!(desired(&good, &o).await, 5);
+}
+
+/// Issue 11: a policy blocked in a host call (an hour's sleep on the WASI
+/// monotonic clock) held `decide` for an hour; epochs fire only in guest code.
+#[tokio::test]
+async fn a_policy_waiting_in_a_host_call_stops_at_its_deadline() {
+    let limits = Limits {
+        deadline: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let engine = PolicyEngine::new(limits, None).unwrap();
+    let policy = load(&engine, "sleeps");
+    for ms in [None, Some("201")] {
+        let mut o = observation(0, 0, 0, MONDAY_9, "UTC");
+        if let Some(ms) = ms {
+            o = with_params(o, &[("ms", ms)]);
+        }
+        let started = Instant::now();
+        let decided = tokio::time::timeout(Duration::from_secs(10), policy.decide(&o))
+            .await
+            .expect("decide must end within its deadline, not sleep an hour");
+        let elapsed = started.elapsed();
+        let err = decided.0.unwrap_err();
+        assert_eq!(err.kind(), "deadline", "sleep of {ms:?} ms: {err}");
+        assert!(
+            elapsed >= limits.deadline && elapsed < limits.deadline * 2,
+            "sleep of {ms:?} ms: stopped after {elapsed:?}, deadline {:?}",
+            limits.deadline
+        );
+    }
+}
+
+/// What WASI gives a policy is a function of its observation: a sleep within
+/// the deadline takes no time and moves only the decision's own monotonic
+/// clock, and random bytes are the same for the same observation.
+#[tokio::test]
+async fn wasi_clocks_and_random_are_functions_of_the_observation() {
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let policy = load(&engine, "sleeps");
+    let reason = |o: Observation| {
+        let policy = policy.clone();
+        async move { policy.decide(&o).await.0.unwrap().reason }
+    };
+    let o = with_params(observation(0, 0, 0, MONDAY_9, "UTC"), &[("ms", "60")]);
+    let first = reason(o.clone()).await;
+    assert!(
+        first.starts_with("slept 60 ms: clock 0 -> 60000000, random "),
+        "{first}"
+    );
+    assert_eq!(
+        reason(o.clone()).await,
+        first,
+        "the same observation, the same answer"
+    );
+    let mut other = o.clone();
+    other.queue.waiting = 1;
+    assert_ne!(
+        reason(other).await,
+        first,
+        "another observation, other random bytes"
+    );
+}
+
+/// Issue 11: `Err(message)` was unbounded (50 MB went to the log every tick).
+#[tokio::test]
+async fn a_policys_error_is_cut_like_its_reason() {
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let policy = load(&engine, "forges");
+    let o = with_params(observation(0, 0, 0, MONDAY_9, "UTC"), &[("error", "huge")]);
+    let err = policy.decide(&o).await.0.unwrap_err();
+    assert_eq!(err.kind(), "refused", "{err}");
+    let message = err.to_string();
+    assert!(message.len() < 1024, "{} bytes", message.len());
+    assert!(
+        message.contains("more bytes cut"),
+        "says it was cut: {message}"
+    );
+}
+
+/// Issue 11: a trap printed the whole mangled backtrace on every tick.
+#[tokio::test]
+async fn a_trap_is_one_line_naming_the_policys_function() {
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let policy = load(&engine, "panics");
+    let err = policy
+        .decide(&observation(1, 0, 0, MONDAY_9, "UTC"))
+        .await
+        .0
+        .unwrap_err();
+    let PolicyError::Trap {
+        message, backtrace, ..
+    } = &err
+    else {
+        panic!("expected a trap: {err}");
+    };
+    assert!(!message.contains('\n'), "one line: {message:?}");
+    assert!(message.contains("unreachable"), "the kind: {message}");
+    assert!(message.contains(", in "), "the top frame: {message}");
+    assert!(
+        message.ends_with("Guest>::decide"),
+        "the policy's own function, demangled, past the panic machinery: {message}"
+    );
+    let backtrace = backtrace.as_deref().expect("the backtrace, for debug logs");
+    assert!(backtrace.lines().count() > 2, "{backtrace}");
+    assert!(
+        backtrace.contains("std::panicking"),
+        "every frame: {backtrace}"
+    );
 }
 
 #[tokio::test]
@@ -291,6 +405,42 @@ async fn a_policy_for_another_contract_version_is_refused_at_load() {
     assert!(
         message.contains("runner-scaler:policy/decider@0.1.0"),
         "says what is expected: {message}"
+    );
+}
+
+/// Issue 11: a component with the right names and a wrong type (here
+/// `decision.desired: s64`) loaded, then trapped on every tick.
+#[tokio::test]
+async fn a_policy_whose_decide_has_another_type_is_refused_at_load() {
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let path = support::policy_file("wrong-type");
+    let err = engine.load(&path).err().expect("must not load");
+    let message = err.to_string();
+    assert!(
+        matches!(err, PolicyError::WrongContract { .. }),
+        "{message}"
+    );
+    for words in ["wrong-type.wasm", "`decide`", "desired", "u32", "s64"] {
+        assert!(message.contains(words), "should say {words:?}: {message}");
+    }
+}
+
+/// Issue 11: a 300 MB file was read whole before anything was checked.
+#[tokio::test]
+async fn a_policy_file_over_the_size_limit_is_refused() {
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.wasm");
+    // Sparse: it takes no disk.
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(runner_scaler::policy::MAX_POLICY_FILE_BYTES + 1)
+        .unwrap();
+    let err = engine.load(&huge).err().expect("must not load");
+    assert_eq!(err.kind(), "too_large", "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("huge.wasm") && message.contains("64 MiB"),
+        "{message}"
     );
 }
 

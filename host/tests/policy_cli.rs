@@ -10,7 +10,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_runner-scaler");
 
@@ -185,6 +186,133 @@ fn eval_reads_partial_and_full_observations() {
         stderr(&output).contains("o.toml:2: field `at`: "),
         "{}",
         stderr(&output)
+    );
+}
+
+/// Run `command` to its end, failing the test if that takes over `limit`
+/// (the process is killed, so a hang cannot hold the test suite).
+fn run_within(command: &mut Command, limit: Duration) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("{command:?} still ran after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    eprintln!(
+        "{command:?}\n--- stdout\n{}--- stderr\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Issue 11: `policy eval` on a policy sleeping in a host call never returned.
+#[test]
+fn eval_of_a_policy_asleep_in_a_host_call_fails_at_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let observation = dir.path().join("o.toml");
+    std::fs::write(&observation, "queue = { waiting = 1 }\n").unwrap();
+    let output = run_within(
+        runner_scaler(&["policy", "eval", "--deadline-ms", "200"])
+            .arg(support::policy_file("sleeps"))
+            .arg(&observation),
+        Duration::from_secs(30),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("ran past its deadline of 200 ms"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// What a policy says must not forge lines or drive the terminal: text
+/// output escapes control characters, JSON output stays JSON.
+#[test]
+fn eval_output_is_inert_whatever_the_policy_writes() {
+    const FORGED: &str = "INFO decision: pool=forged";
+    let inert = |text: &str| {
+        let raw = ['\u{1b}', '\r', '\u{7}', '\u{202e}'];
+        assert!(!text.contains(raw), "a raw control character: {text:?}");
+        assert!(
+            !text.lines().any(|line| line.starts_with(FORGED)),
+            "a forged line: {text}"
+        );
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let observation = dir.path().join("o.toml");
+    let policy = support::policy_file("forges");
+
+    std::fs::write(&observation, "queue = { waiting = 1 }\n").unwrap();
+    let output = run(runner_scaler(&["policy", "eval"])
+        .arg(&policy)
+        .arg(&observation));
+    assert_eq!(output.status.code(), Some(0));
+    inert(&stdout(&output));
+    inert(&stderr(&output));
+    assert!(stderr(&output).contains("\\u{1b}[2J"), "escaped, visible");
+    let decision: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let reason = decision["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("\u{1b}]0;title\u{7}\u{202e}1 job\r"),
+        "JSON keeps the reason as the policy wrote it: {reason:?}"
+    );
+
+    std::fs::write(&observation, "params = { error = \"forged\" }\n").unwrap();
+    let output = run(runner_scaler(&["policy", "eval"])
+        .arg(&policy)
+        .arg(&observation));
+    assert_eq!(output.status.code(), Some(1));
+    inert(&stderr(&output));
+    assert!(
+        stderr(&output).contains("refused\\nINFO"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// Issue 11: log lines carried ANSI colour codes into files and CloudWatch.
+/// Colours only when stderr is a terminal (here a pseudo-terminal from
+/// util-linux's `script`), and never with `NO_COLOR` set.
+#[test]
+fn log_colours_only_on_a_terminal_and_never_with_no_color() {
+    let dir = tempfile::tempdir().unwrap();
+    let observation = dir.path().join("o.toml");
+    std::fs::write(&observation, "queue = { waiting = 1 }\n").unwrap();
+    let args = format!(
+        "policy eval {} {}",
+        support::policy_file("queue-depth").display(),
+        observation.display()
+    );
+    // Engine start-up logs a few lines at debug.
+    let piped = run(Command::new(BINARY)
+        .args(args.split(' '))
+        .env("RUST_LOG", "debug")
+        .env_remove("NO_COLOR"));
+    assert!(stderr(&piped).contains("DEBUG"), "{}", stderr(&piped));
+    assert!(!stderr(&piped).contains('\u{1b}'), "colours into a pipe");
+
+    let on_terminal = |no_color: &str| {
+        let command = format!("env -u NO_COLOR {no_color} RUST_LOG=debug {BINARY} {args}");
+        let output = run(Command::new("script").args(["-qec", &command, "/dev/null"]));
+        assert!(
+            output.status.success(),
+            "util-linux `script` is needed for this test"
+        );
+        stdout(&output)
+    };
+    assert!(on_terminal("").contains('\u{1b}'), "no colours on a terminal");
+    assert!(
+        !on_terminal("NO_COLOR=1").contains('\u{1b}'),
+        "colours despite NO_COLOR"
     );
 }
 

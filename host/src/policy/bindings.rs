@@ -20,6 +20,33 @@ pub const DECIDER_EXPORT: &str = "runner-scaler:policy/decider@0.1.0";
 /// The contract this host implements, as written at the top of `wit/policy.wit`.
 pub const CONTRACT: &str = "runner-scaler:policy@0.1.0";
 
+/// Fails, saying what differs, unless the component's `decide` has the
+/// contract's parameter and result types. wasmtime checks them only when a
+/// decision is asked for; the host checks them when it loads the policy.
+pub fn typecheck_decide<T>(pre: &wasmtime::component::InstancePre<T>) -> Result<(), String> {
+    use wasmtime::component::types::ComponentItem;
+    let component = pre.component();
+    let func = component
+        .get_export_index(None, DECIDER_EXPORT)
+        .and_then(|decider| component.get_export(Some(&decider), "decide"));
+    match func {
+        Some((ComponentItem::ComponentFunc(func), _)) => func
+            .typecheck::<(&wit::Observation,), (Result<wit::Decision, String>,)>(
+                &pre.instance_type(),
+            )
+            .map_err(|err| {
+                let why: Vec<String> = err.chain().map(|cause| cause.to_string()).collect();
+                format!(
+                    "a function `decide` of another type ({}); the contract's is \
+                     `decide: func(observation: observation) -> result<decision, string>`",
+                    why.join(": ")
+                )
+            }),
+        Some(_) => Err("an export `decide` that is not a function".to_string()),
+        None => Err("no function `decide`".to_string()),
+    }
+}
+
 impl From<&host::Observation> for wit::Observation {
     fn from(o: &host::Observation) -> Self {
         let (q, c, t) = (&o.queue, &o.capacity, &o.clock);

@@ -2,20 +2,29 @@
 //! process, a pre-instantiated policy per file, and a fresh, limited store
 //! for every decision.
 
-use super::bindings::{self, PolicyPre, CONTRACT};
+use super::bindings::{self, PolicyPre, CONTRACT, DECIDER_EXPORT};
 use super::cache::CompileCache;
-use super::limits::{Limits, MAX_REASON_BYTES, MAX_STATE_BYTES};
+use super::limits::{self, Limits, MAX_ERROR_BYTES, MAX_POLICY_FILE_BYTES, MAX_REASON_BYTES};
 use super::output::{self, BoundedOutput, Level, PolicyLog};
+use super::wasi::{ObservedClock, Seeds, VirtualClock, VirtualTime, VirtualTimeView};
 use super::{load, PolicyError};
 use crate::observation::{Decision, Observation};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    WasmBacktrace,
 };
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// WASI resources (streams, pollables...) one decision may hold at once.
+/// wasmtime's default, a million, would let a policy spend the host's memory
+/// outside its own memory limit.
+const MAX_RESOURCES: usize = 10_000;
 
 /// Loads policies and runs their decisions under [`Limits`].
 pub struct PolicyEngine {
@@ -101,11 +110,12 @@ struct Loaded {
     deadline_ticks: u64,
 }
 
-/// What a decision's store holds: the WASI context (nothing granted), the
-/// memory cap and the policy's log.
+/// What a decision's store holds: the WASI context (nothing granted), its
+/// monotonic clock, the memory cap and the policy's log.
 struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
+    clock: VirtualClock,
     memory: MemoryCap,
     log: PolicyLog,
 }
@@ -139,6 +149,17 @@ impl PolicyEngine {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        // The decision's own monotonic clock replaces the real one: sleeping
+        // must not make the host wait (see `wasi.rs`).
+        linker.allow_shadowing(true);
+        monotonic_clock::add_to_linker::<_, VirtualTime>(&mut linker, |state: &mut HostState| {
+            VirtualTimeView {
+                clock: &state.clock,
+                table: &mut state.table,
+            }
+        })
+        .map_err(engine_error)?;
+        linker.allow_shadowing(false);
         bindings::Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(engine_error)?;
 
@@ -164,26 +185,39 @@ impl PolicyEngine {
     /// Load the policy at `path`: a component, or a core module carrying its
     /// contract. Fails if it does not implement this host's contract.
     pub fn load(&self, path: &Path) -> Result<WasmPolicy, PolicyError> {
-        let bytes = std::fs::read(path).map_err(|source| PolicyError::Read {
-            path: path.into(),
-            source,
-        })?;
-        self.load_bytes(path, &bytes)
+        self.load_bytes(path, &read_policy_file(path)?)
     }
 
     /// Load a policy from `bytes`; `path` names it in messages.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<WasmPolicy, PolicyError> {
+        if bytes.len() as u64 > MAX_POLICY_FILE_BYTES {
+            return Err(PolicyError::TooLarge {
+                path: path.into(),
+                limit: MAX_POLICY_FILE_BYTES,
+            });
+        }
         let component = self.compile(path, bytes)?;
         load::check_contract(path, &self.engine, &component)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(PolicyPre::new)
-            .map_err(|err| PolicyError::WrongContract {
-                path: path.into(),
-                expected: format!("{CONTRACT} (and optionally WASI 0.2)"),
-                found: format!("a component that cannot be linked: {}", chain(&err)),
-            })?;
+        let pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|err| PolicyError::WrongContract {
+                    path: path.into(),
+                    expected: format!("{CONTRACT} (and optionally WASI 0.2)"),
+                    found: format!("a component that cannot be linked: {}", chain(&err)),
+                })?;
+        // Names alone are not the contract: a `decide` whose types differ
+        // would fail on every tick. Refuse it now.
+        bindings::typecheck_decide(&pre).map_err(|mismatch| PolicyError::WrongContract {
+            path: path.into(),
+            expected: format!("{DECIDER_EXPORT} as written in {CONTRACT}"),
+            found: mismatch,
+        })?;
+        let pre = PolicyPre::new(pre).map_err(|err| PolicyError::WrongContract {
+            path: path.into(),
+            expected: DECIDER_EXPORT.to_string(),
+            found: chain(&err),
+        })?;
         let ticks = self
             .limits
             .deadline
@@ -261,10 +295,7 @@ impl PolicyEngine {
     /// compiles, so the contract is not checked here: load the policy with a
     /// host engine first.
     pub fn precompile_into(&self, path: &Path, out: &CompileCache) -> Result<PathBuf, PolicyError> {
-        let bytes = std::fs::read(path).map_err(|source| PolicyError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let bytes = read_policy_file(path)?;
         let compiled = self.precompile(path, &bytes)?;
         let at = out.path_for(&self.engine, &bytes);
         out.write_checked(&at, &compiled)
@@ -308,17 +339,27 @@ impl WasmPolicy {
         let limits = loaded.limits;
         let stdout = BoundedOutput::new(limits.log_line_bytes * 4);
         let stderr = BoundedOutput::new(limits.log_line_bytes * 4);
+        let clock = VirtualClock::new(limits.deadline);
+        let seeds = Seeds::new(observation);
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .wall_clock(ObservedClock(observation.clock.unix_seconds))
+            .monotonic_clock(clock.clone())
+            .secure_random(seeds.random("random"))
+            .insecure_random(seeds.random("insecure-random"))
+            .insecure_random_seed(seeds.insecure_seed())
+            .max_random_size(super::wasi::MAX_RANDOM_BYTES)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         let state = HostState {
             wasi,
-            table: ResourceTable::new(),
+            table,
+            clock,
             memory: MemoryCap {
                 limit: limits.memory_bytes,
                 exceeded: false,
@@ -331,25 +372,32 @@ impl WasmPolicy {
         store.epoch_deadline_trap();
 
         let input = observation.into();
-        let called = async {
+        // Epochs stop a policy that runs past its deadline in its own code;
+        // this timeout stops one that waits in a host call, where epochs
+        // never fire.
+        let called = tokio::time::timeout(limits.deadline, async {
             let instance = loaded.pre.instantiate_async(&mut store).await?;
             instance
                 .runner_scaler_policy_decider()
                 .call_decide(&mut store, &input)
                 .await
-        }
+        })
         .await;
 
         let mut log = std::mem::take(&mut store.data_mut().log);
         stdout.drain_into(&mut log, Level::Info);
         stderr.drain_into(&mut log, Level::Warn);
         let result = match called {
-            Ok(Ok(decision)) => checked(&loaded.name, decision.into()),
-            Ok(Err(message)) => Err(PolicyError::Refused {
+            Err(_elapsed) => Err(PolicyError::Deadline {
                 policy: loaded.name.clone(),
-                message,
+                limit: limits.deadline,
             }),
-            Err(err) => Err(classify(
+            Ok(Ok(Ok(decision))) => checked(&loaded.name, decision.into()),
+            Ok(Ok(Err(message))) => Err(PolicyError::Refused {
+                policy: loaded.name.clone(),
+                message: cut(&message, MAX_ERROR_BYTES),
+            }),
+            Ok(Err(err)) => Err(classify(
                 &loaded.name,
                 &limits,
                 store.data().memory.exceeded,
@@ -360,23 +408,48 @@ impl WasmPolicy {
     }
 }
 
-/// The policy's decision if the host can use it: the state fits its tag,
-/// the reason is one line of reasonable length.
+/// The policy's decision if the host can use it: the state is a value the
+/// group's tag can hold, the reason is one line of reasonable length.
 fn checked(policy: &str, mut decision: Decision) -> Result<Decision, PolicyError> {
-    if let Some(state) = &decision.state {
-        if state.len() > MAX_STATE_BYTES {
-            return Err(PolicyError::BadOutput {
-                policy: policy.to_string(),
-                message: format!(
-                    "its state is {} bytes, more than the {MAX_STATE_BYTES} an Auto Scaling group tag holds; keep less",
-                    state.len()
-                ),
-            });
-        }
+    if let Some(problem) = decision.state.as_deref().and_then(limits::state_problem) {
+        return Err(PolicyError::BadOutput {
+            policy: policy.to_string(),
+            message: format!("its state cannot be kept: {problem}"),
+        });
     }
     let first_line = decision.reason.lines().next().unwrap_or_default();
     decision.reason = output::truncate(first_line, MAX_REASON_BYTES).to_string();
     Ok(decision)
+}
+
+/// `text` within `max` bytes, saying how much was cut.
+fn cut(text: &str, max: usize) -> String {
+    let kept = output::truncate(text, max);
+    if kept.len() == text.len() {
+        return text.to_string();
+    }
+    format!("{kept}… [{} more bytes cut]", text.len() - kept.len())
+}
+
+/// Reads the policy file at `path`, refusing one over
+/// [`MAX_POLICY_FILE_BYTES`] without reading more than that.
+fn read_policy_file(path: &Path) -> Result<Vec<u8>, PolicyError> {
+    let read_error = |source| PolicyError::Read {
+        path: path.into(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_POLICY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_POLICY_FILE_BYTES {
+        return Err(PolicyError::TooLarge {
+            path: path.into(),
+            limit: MAX_POLICY_FILE_BYTES,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Why a call into the policy failed, from the host's point of view.
@@ -398,11 +471,63 @@ fn classify(
             limit: limits.deadline,
         }
     } else {
+        let (message, backtrace) = trap_summary(err);
         PolicyError::Trap {
             policy,
-            message: chain(err),
+            message,
+            backtrace,
         }
     }
+}
+
+/// A trap as one line — what went wrong and in which function of the
+/// policy — and its whole backtrace apart, one frame a line.
+fn trap_summary(err: &wasmtime::Error) -> (String, Option<String>) {
+    let Some(backtrace) = err.downcast_ref::<WasmBacktrace>() else {
+        return (chain(err), None);
+    };
+    // The backtrace is one of the error's causes; its text is left out here.
+    let whole = backtrace.to_string();
+    let what = err
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|cause| *cause != whole)
+        .collect::<Vec<_>>()
+        .join(": ");
+    let frame_name = |frame: &wasmtime::FrameInfo| match frame.func_name() {
+        Some(name) => match rustc_demangle::try_demangle(name) {
+            Ok(name) => format!("{name:#}"),
+            Err(_) => name.to_string(),
+        },
+        None => format!("function #{}", frame.func_index()),
+    };
+    // The innermost frame of the policy's own code: past the Rust runtime's
+    // panic machinery, which every Rust panic goes through.
+    let runtime = [
+        "std::",
+        "core::",
+        "alloc::",
+        "__rustc::",
+        "<std::",
+        "<core::",
+        "<alloc::",
+    ];
+    let names: Vec<String> = backtrace.frames().iter().map(frame_name).collect();
+    let top = names
+        .iter()
+        .find(|name| !runtime.iter().any(|prefix| name.starts_with(prefix)))
+        .or(names.first());
+    let message = match top {
+        Some(top) => format!("{what}, in {top}"),
+        None => what,
+    };
+    let frames = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("{i}: {name}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (message, Some(frames))
 }
 
 /// An error and its causes on one line.
@@ -467,19 +592,6 @@ impl wasmtime::ResourceLimiter for MemoryCap {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
-    }
-}
-
-/// WASI's wall clock, stopped at the observation's time: a policy sees one
-/// time, the one the host decided with.
-struct ObservedClock(i64);
-
-impl wasmtime_wasi::HostWallClock for ObservedClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::from_secs(self.0.max(0) as u64)
     }
 }
 

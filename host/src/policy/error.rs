@@ -19,6 +19,13 @@ pub enum PolicyError {
     },
 
     #[error(
+        "policy {path} is larger than {} MiB, more than any policy needs (Rust policies are \
+         ~100 KiB, Python and JavaScript ones ~10 to 40 MB): is it the file you meant?",
+        limit / (1024 * 1024)
+    )]
+    TooLarge { path: PathBuf, limit: u64 },
+
+    #[error(
         "policy {path} is not a WebAssembly file\n\
          build it with `runner-scaler policy build` and point to the .wasm it writes"
     )]
@@ -49,8 +56,14 @@ pub enum PolicyError {
     #[error("policy {policy} tried to use more than its memory limit of {} MiB and was stopped", limit / (1024 * 1024))]
     OutOfMemory { policy: String, limit: usize },
 
+    /// `message` is one line: the trap and the policy's innermost frame;
+    /// `backtrace`, every frame, is for debug logs.
     #[error("policy {policy} crashed: {message}")]
-    Trap { policy: String, message: String },
+    Trap {
+        policy: String,
+        message: String,
+        backtrace: Option<String>,
+    },
 
     #[error("policy {policy} returned an error: {message}")]
     Refused { policy: String, message: String },
@@ -64,6 +77,7 @@ impl PolicyError {
     pub fn kind(&self) -> &'static str {
         match self {
             PolicyError::Read { .. } => "read",
+            PolicyError::TooLarge { .. } => "too_large",
             PolicyError::NotWasm { .. } => "not_wasm",
             PolicyError::Componentize { .. } => "componentize",
             PolicyError::WrongContract { .. } => "wrong_contract",

@@ -12,13 +12,14 @@ mod error;
 mod limits;
 mod load;
 mod output;
+mod wasi;
 
 pub use bindings::{CONTRACT, DECIDER_EXPORT};
 pub use builtin::BuiltinRule;
 pub use cache::CompileCache;
 pub use engine::{linux_target, EngineOptions, PolicyEngine, WasmPolicy};
 pub use error::PolicyError;
-pub use limits::{Limits, MAX_STATE_BYTES};
+pub use limits::{state_problem, Limits, MAX_POLICY_FILE_BYTES, MAX_STATE_BYTES};
 pub use load::to_component;
 pub use output::{Level, PolicyLog};
 
@@ -94,6 +95,13 @@ impl Policy {
                     fallback = %fallback,
                     "{error}; deciding with the fallback rule"
                 );
+                if let PolicyError::Trap {
+                    backtrace: Some(backtrace),
+                    ..
+                } = &error
+                {
+                    tracing::debug!(pool = %observation.pool, policy = self.name(), %backtrace, "where the policy crashed");
+                }
                 Outcome {
                     decision: fallback.decide(observation),
                     decided_by: format!("{} (fallback for {})", fallback, self.name()),
