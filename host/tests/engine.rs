@@ -223,7 +223,13 @@ async fn hostile_policies_fail_cleanly_and_the_fallback_decides() {
     for (name, kind, words) in cases {
         let policy = Policy::Wasm(load(&engine, name));
         let started = Instant::now();
-        let outcome = policy.decide_or_fallback(&o, BuiltinRule::Queue).await;
+        // A policy that hangs the call must fail this test, not hold it.
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(10),
+            policy.decide_or_fallback(&o, BuiltinRule::Queue),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{name}: decide did not end"));
         let elapsed = started.elapsed();
         let err = outcome
             .error

@@ -309,7 +309,10 @@ fn log_colours_only_on_a_terminal_and_never_with_no_color() {
         );
         stdout(&output)
     };
-    assert!(on_terminal("").contains('\u{1b}'), "no colours on a terminal");
+    assert!(
+        on_terminal("").contains('\u{1b}'),
+        "no colours on a terminal"
+    );
     assert!(
         !on_terminal("NO_COLOR=1").contains('\u{1b}'),
         "colours despite NO_COLOR"

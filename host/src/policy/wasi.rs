@@ -149,31 +149,37 @@ impl monotonic_clock::Host for VirtualTimeView<'_> {
 }
 
 /// Where one decision's random bytes come from: a hash of its observation.
+/// The generators only need to differ from each other, not to be secret, so
+/// each takes the hash with one byte changed.
 pub struct Seeds([u8; 32]);
 
 impl Seeds {
     pub fn new(observation: &Observation) -> Self {
+        let mut hash = Sha256::new();
         // An observation always serializes: its fields are plain data.
-        let json = serde_json::to_vec(observation).unwrap_or_default();
-        Seeds(Sha256::digest(json).into())
+        let _ = serde_json::to_writer(&mut hash, observation);
+        Seeds(hash.finalize().into())
     }
 
-    /// A generator for `purpose`, so that two generators of one decision
-    /// give different bytes.
-    pub fn random(&self, purpose: &str) -> StdRng {
-        StdRng::from_seed(self.derive(purpose))
+    /// The generator behind `wasi:random/random`.
+    pub fn secure(&self) -> StdRng {
+        StdRng::from_seed(self.variant(1))
     }
 
-    /// The 128 bits WASI's `insecure-seed` returns.
+    /// The generator behind `wasi:random/insecure`.
+    pub fn insecure(&self) -> StdRng {
+        StdRng::from_seed(self.variant(2))
+    }
+
+    /// The 128 bits `wasi:random/insecure-seed` returns.
     pub fn insecure_seed(&self) -> u128 {
-        let bytes = self.derive("insecure-seed");
+        let bytes = self.variant(3);
         u128::from_le_bytes(bytes[..16].try_into().expect("16 of 32 bytes"))
     }
 
-    fn derive(&self, purpose: &str) -> [u8; 32] {
-        let mut hash = Sha256::new();
-        hash.update(self.0);
-        hash.update(purpose.as_bytes());
-        hash.finalize().into()
+    fn variant(&self, n: u8) -> [u8; 32] {
+        let mut seed = self.0;
+        seed[31] ^= n;
+        seed
     }
 }
