@@ -1,7 +1,9 @@
 //! How the scaler reaches AWS: the endpoint (AWS itself, or a local stand-in
-//! such as moto in the tests), the credentials, and the timeouts and retries
-//! every AWS client shares.
+//! such as moto in the tests), the credentials, the HTTPS client, and the
+//! timeouts and retries every AWS client shares; and how a failed call is
+//! told (a refusal names what to grant, `crate::iam`).
 
+use crate::iam::{Call, Refusal};
 use crate::secret::Secret;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -9,6 +11,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_autoscaling::config::http::HttpResponse;
 use aws_sdk_autoscaling::config::Credentials;
 use aws_sdk_autoscaling::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use std::error::Error;
 use std::time::Duration;
 
@@ -62,7 +65,16 @@ impl AwsOptions {
                     .operation_attempt_timeout(ATTEMPT_TIMEOUT)
                     .build(),
             )
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+            // rustls on *ring*, the crypto provider reqwest uses for CircleCI:
+            // one TLS stack in the binary, not two (the SDK's default client
+            // brings aws-lc-rs). Cheap to make: the connector is built on first
+            // use, and the root certificates are read once per process.
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                    .build_https(),
+            );
         if let Some(url) = &self.endpoint_url {
             loader = loader.endpoint_url(url);
         }
@@ -77,6 +89,27 @@ impl AwsOptions {
         }
         loader.load().await
     }
+}
+
+/// What to say of a failed call: when AWS refused it for want of
+/// permission, the action, the principal and the statement to add
+/// ([`Refusal::explain`]); otherwise [`error_message`].
+pub fn call_error<E>(err: &SdkError<E, HttpResponse>, call: &Call) -> String
+where
+    E: ProvideErrorMetadata + Error + 'static,
+{
+    refusal(err, call)
+        .map(|refusal| refusal.explain(call))
+        .unwrap_or_else(|| error_message(err))
+}
+
+/// The refusal in a failed call's answer, if it is one.
+pub fn refusal<E>(err: &SdkError<E, HttpResponse>, call: &Call) -> Option<Refusal>
+where
+    E: ProvideErrorMetadata + Error + 'static,
+{
+    let service = err.as_service_error()?;
+    Refusal::from_error(service.code(), service.message(), call)
 }
 
 /// A one-line account of a failed AWS call (any service's): the service's

@@ -1,7 +1,9 @@
-//! The configuration: a TOML file, or — with no file — the original tool's
-//! environment variables. Both are read into raw structs, and one
-//! validation turns them into the [`Config`] the rest of the code trusts.
-//! Every error names the file (or variable), the field and the fix.
+//! The configuration: a TOML file, or — with no file — environment
+//! variables (the original tool's five, and a few of runner-scaler's own).
+//! Both are read into raw structs, and one validation turns them into the
+//! [`Config`] the rest of the code trusts, whichever mode runs (`once`,
+//! `run`, Lambda). Every error names the file (or variable), the field and
+//! the fix.
 
 use crate::groups::GroupId;
 use crate::plan::Bounds;
@@ -67,6 +69,8 @@ pub enum TokenSource {
     /// A Secrets Manager secret: JSON with `circle_token` (and, for the
     /// original tool's set-up, `resource_class`).
     Secret { name: String, region: String },
+    /// An SSM Parameter Store parameter (a SecureString) holding the token.
+    Parameter { name: String, region: String },
 }
 
 /// One pool: a resource class, the group that runs it, and its policy.
@@ -114,6 +118,12 @@ pub enum ConfigError {
          AUTO_SCALING_GROUP_REGION"
     )]
     Missing,
+    #[error(
+        "{variables} set, but the configuration comes from {file}: the environment's pool variables \
+         do not apply to a configuration file. Set each pool's policy, params, time_zone and \
+         resource_class in the file, and unset {variables}"
+    )]
+    Mixed { file: String, variables: String },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +151,7 @@ struct RawCircleCi {
     base_url: Option<String>,
     token_env: Option<String>,
     token_secret: Option<RawSecretRef>,
+    token_parameter: Option<RawSecretRef>,
     timeout: Option<String>,
     attempts: Option<u32>,
 }
@@ -208,10 +219,7 @@ impl Config {
     /// The configuration for this process: `path` (from `--config` or
     /// `RUNNER_SCALER_CONFIG`) if given, else the original tool's variables.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        match path {
-            Some(path) => Config::from_file(path),
-            None => Config::from_seed_env(&|name| std::env::var(name).ok()),
-        }
+        Config::resolve(path, &|name| std::env::var(name).ok(), Path::new("."))
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -233,64 +241,224 @@ impl Config {
         raw.validate(origin, base)
     }
 
-    /// The original tool's environment: one pool, the `queue` rule, the
-    /// token and resource class from its secret. `var` reads a variable.
-    pub fn from_seed_env(var: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let names = [
-            "SECRET_NAME",
-            "SECRET_REGION",
+    /// The configuration for this process: the file at `path` if given,
+    /// else the environment route ([`Config::from_seed_env`]). `var` reads a
+    /// variable; the environment route's relative policy paths are taken
+    /// from `base` (the bundle, in Lambda). With a file, the environment's
+    /// pool variables are refused rather than silently ignored.
+    pub fn resolve(
+        path: Option<&Path>,
+        var: &dyn Fn(&str) -> Option<String>,
+        base: &Path,
+    ) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Config::from_seed_env(var, base);
+        };
+        let mixed: Vec<&str> = env::POOL_VARS
+            .iter()
+            .copied()
+            .filter(|name| var(name).is_some_and(|v| !v.trim().is_empty()))
+            .collect();
+        if !mixed.is_empty() {
+            return Err(ConfigError::Mixed {
+                file: path.display().to_string(),
+                variables: mixed.join(", "),
+            });
+        }
+        Config::from_file(path)
+    }
+
+    /// The environment route: the original tool's variables define one pool
+    /// with the `queue` rule, its token (and resource class) from its
+    /// secret; runner-scaler's own variables ([`env`]) set the pool's
+    /// policy, params, time zone and resource class, and may take the token
+    /// from an SSM parameter instead. Every variable is read here, into the
+    /// same raw structs as a file, and validated once. `var` reads a
+    /// variable; relative policy paths are taken from `base`.
+    pub fn from_seed_env(
+        var: &dyn Fn(&str) -> Option<String>,
+        base: &Path,
+    ) -> Result<Config, ConfigError> {
+        let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let required = [
             "AUTO_SCALING_MAX",
             "AUTO_SCALING_GROUP_NAME",
             "AUTO_SCALING_GROUP_REGION",
         ];
-        if names.iter().all(|n| var(n).is_none()) {
+        let known = ["SECRET_NAME", "SECRET_REGION", env::TOKEN_PARAMETER];
+        if required.iter().chain(&known).all(|n| var(n).is_none()) {
             return Err(ConfigError::Missing);
         }
         let origin = "environment".to_string();
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            origin: origin.clone(),
+            field: field.into(),
+            message,
+        };
         let get = |name: &str| {
-            var(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| ConfigError::Invalid {
-                    origin: origin.clone(),
-                    field: name.into(),
-                    message: format!(
-                        "is not set; the original tool's set-up needs all of {}",
-                        names.join(", ")
+            set(name).ok_or_else(|| {
+                invalid(
+                    name,
+                    format!(
+                        "is not set; the original tool's set-up needs all of SECRET_NAME, SECRET_REGION, {} \
+                         (or {} instead of SECRET_NAME)",
+                        required.join(", "),
+                        env::TOKEN_PARAMETER
                     ),
-                })
+                )
+            })
         };
         let max = get("AUTO_SCALING_MAX")?;
-        let max: u32 = max.trim().parse().map_err(|_| ConfigError::Invalid {
-            origin: origin.clone(),
-            field: "AUTO_SCALING_MAX".into(),
-            message: format!("{max:?} is not a whole number of instances, e.g. 10"),
+        let max: u32 = max.trim().parse().map_err(|_| {
+            invalid(
+                "AUTO_SCALING_MAX",
+                format!("{max:?} is not a whole number of instances, e.g. 10"),
+            )
         })?;
-        let raw = RawConfig {
-            circleci: RawCircleCi {
-                base_url: var("CIRCLECI_RUNNER_API_URL"),
-                token_env: None,
-                timeout: None,
-                attempts: None,
-                token_secret: Some(RawSecretRef {
-                    name: get("SECRET_NAME")?,
+        let group_region = get("AUTO_SCALING_GROUP_REGION")?;
+        let (token_secret, token_parameter) = match (set("SECRET_NAME"), set(env::TOKEN_PARAMETER))
+        {
+            (Some(_), Some(_)) => return Err(invalid(
+                env::TOKEN_PARAMETER,
+                "is set, and so is SECRET_NAME: the token comes from one of them; unset the other"
+                    .into(),
+            )),
+            (Some(name), None) => (
+                Some(RawSecretRef {
+                    name,
                     region: get("SECRET_REGION")?,
                 }),
+                None,
+            ),
+            (None, Some(name)) => (
+                None,
+                Some(RawSecretRef {
+                    name,
+                    region: set("SECRET_REGION").unwrap_or_else(|| group_region.clone()),
+                }),
+            ),
+            (None, None) => return Err(get("SECRET_NAME").unwrap_err()),
+        };
+        let params = set(env::POLICY_PARAMS)
+            .map(|text| env::parse_params(&text))
+            .transpose()
+            .map_err(|message| invalid(env::POLICY_PARAMS, message))?;
+        let group = get("AUTO_SCALING_GROUP_NAME")?;
+        let raw = RawConfig {
+            circleci: RawCircleCi {
+                base_url: set(env::CIRCLECI_URL),
+                token_secret,
+                token_parameter,
+                ..RawCircleCi::default()
             },
             aws: RawAws {
-                endpoint_url: var("AWS_ENDPOINT_URL"),
+                endpoint_url: set("AWS_ENDPOINT_URL"),
             },
             pools: vec![RawPool {
-                name: Some(get("AUTO_SCALING_GROUP_NAME")?),
-                group: Some(get("AUTO_SCALING_GROUP_NAME")?),
-                region: Some(get("AUTO_SCALING_GROUP_REGION")?),
-                policy: Some("queue".into()),
+                name: Some(group.clone()),
+                group: Some(group),
+                region: Some(group_region),
+                resource_class: set(env::RESOURCE_CLASS),
+                policy: Some(set(env::POLICY).map_or_else(|| "queue".into(), |p| p.trim().into())),
+                params,
+                time_zone: set(env::TIME_ZONE).map(|zone| zone.trim().into()),
                 min: Some(0),
                 max: Some(max),
                 ..RawPool::default()
             }],
             ..RawConfig::default()
         };
-        raw.validate(&origin, Path::new("."))
+        raw.validate(&origin, base).map_err(env::name_variables)
+    }
+}
+
+/// The environment route's own variables, beyond the original tool's five.
+pub mod env {
+    use super::ConfigError;
+
+    /// The pool's policy: a built-in rule or a `.wasm` path relative to the
+    /// bundle (Lambda) or the working directory [default: `queue`].
+    pub const POLICY: &str = "RUNNER_SCALER_POLICY";
+    /// The policy's params, `key=value` pairs separated by commas.
+    pub const POLICY_PARAMS: &str = "RUNNER_SCALER_POLICY_PARAMS";
+    /// The pool's IANA time zone, for the policy's clock [default: UTC].
+    /// (Lambda reserves `TZ`, and keeps it at UTC.)
+    pub const TIME_ZONE: &str = "RUNNER_SCALER_TIME_ZONE";
+    /// The pool's resource class; then the secret needs none.
+    pub const RESOURCE_CLASS: &str = "RUNNER_SCALER_RESOURCE_CLASS";
+    /// An SSM SecureString parameter holding the token, instead of
+    /// `SECRET_NAME`; in `SECRET_REGION`, else the group's region.
+    pub const TOKEN_PARAMETER: &str = "RUNNER_SCALER_TOKEN_PARAMETER";
+    /// The CircleCI runner API (CircleCI server) [default: CircleCI's].
+    pub const CIRCLECI_URL: &str = "CIRCLECI_RUNNER_API_URL";
+
+    /// The variables that set what a configuration file sets per pool.
+    pub const POOL_VARS: [&str; 5] = [
+        POLICY,
+        POLICY_PARAMS,
+        TIME_ZONE,
+        RESOURCE_CLASS,
+        TOKEN_PARAMETER,
+    ];
+
+    /// `key=value,key=value` as a params table, in order.
+    pub(super) fn parse_params(text: &str) -> Result<toml::Table, String> {
+        let mut params = toml::Table::new();
+        for item in text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
+            match item.split_once('=') {
+                Some((key, value)) if !key.trim().is_empty() => {
+                    params.insert(key.trim().into(), toml::Value::String(value.trim().into()));
+                }
+                _ => {
+                    return Err(format!(
+                    "{item:?} is not key=value; write the params as key=value pairs separated by \
+                         commas, e.g. warm=2,hours=08-18"
+                ))
+                }
+            }
+        }
+        Ok(params)
+    }
+
+    /// An error of the one validation, in the environment's words: the
+    /// variable that set the field, not the field's name in a file.
+    pub(super) fn name_variables(err: ConfigError) -> ConfigError {
+        let ConfigError::Invalid {
+            origin,
+            field,
+            message,
+        } = err
+        else {
+            return err;
+        };
+        // A pool's field reads `pool "NAME": field`; the route has one pool.
+        let key = field.rsplit(": ").next().unwrap_or(&field);
+        let variable = match key.split('.').next().unwrap_or(key) {
+            "policy" => POLICY,
+            "params" => POLICY_PARAMS,
+            "time_zone" => TIME_ZONE,
+            "resource_class" => RESOURCE_CLASS,
+            "max" => "AUTO_SCALING_MAX",
+            "group" | "name" => "AUTO_SCALING_GROUP_NAME",
+            "region" => "AUTO_SCALING_GROUP_REGION",
+            "circleci" if key == "circleci.base_url" => CIRCLECI_URL,
+            _ => {
+                return ConfigError::Invalid {
+                    origin,
+                    field,
+                    message,
+                }
+            }
+        };
+        ConfigError::Invalid {
+            origin,
+            field: variable.into(),
+            message,
+        }
     }
 }
 
@@ -312,18 +480,26 @@ impl RawConfig {
                     )
                 })?,
         };
-        let token = match (self.circleci.token_env, self.circleci.token_secret) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "circleci",
-                    "give token_env or token_secret, not both".into(),
-                ))
-            }
-            (_, Some(secret)) => TokenSource::Secret {
+        let token = match (
+            self.circleci.token_env,
+            self.circleci.token_secret,
+            self.circleci.token_parameter,
+        ) {
+            (None, Some(secret), None) => TokenSource::Secret {
                 name: secret.name,
                 region: secret.region,
             },
-            (env, None) => TokenSource::Env(env.unwrap_or_else(|| "CIRCLECI_TOKEN".into())),
+            (None, None, Some(parameter)) => TokenSource::Parameter {
+                name: parameter.name,
+                region: parameter.region,
+            },
+            (env, None, None) => TokenSource::Env(env.unwrap_or_else(|| "CIRCLECI_TOKEN".into())),
+            _ => {
+                return Err(invalid(
+                    "circleci",
+                    "give one of token_env, token_secret and token_parameter, not both".into(),
+                ))
+            }
         };
         if let Some(ms) = self.sandbox.deadline_ms {
             if ms > MAX_DEADLINE_MS {
@@ -930,7 +1106,7 @@ max = 4
                 .to_string(),
             )
         };
-        let config = Config::from_seed_env(&env).unwrap();
+        let config = Config::from_seed_env(&env, Path::new(".")).unwrap();
         let pool = &config.pools[0];
         assert_eq!(
             config.circleci.token,
@@ -946,13 +1122,15 @@ max = 4
         assert_eq!(pool.resource_class, None, "read from the secret");
 
         let partial = |name: &str| (name == "SECRET_NAME").then(|| "s".to_string());
-        let err = Config::from_seed_env(&partial).unwrap_err().to_string();
+        let err = Config::from_seed_env(&partial, Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("SECRET_REGION") && err.contains("is not set"),
             "{err}"
         );
         assert!(matches!(
-            Config::from_seed_env(&|_| None),
+            Config::from_seed_env(&|_| None, Path::new(".")),
             Err(ConfigError::Missing)
         ));
 
@@ -963,6 +1141,152 @@ max = 4
         let err = Config::from_seed_env(&bad_url).unwrap_err().to_string();
         assert!(
             err.starts_with("environment: CIRCLECI_RUNNER_API_URL: "),
+            "{err}"
+        );
+    }
+
+    /// The original tool's five variables plus `extra`.
+    fn seed_env(extra: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let mut vars: Vec<(String, String)> = [
+            ("SECRET_NAME", "s"),
+            ("SECRET_REGION", "eu-west-1"),
+            ("AUTO_SCALING_MAX", "4"),
+            ("AUTO_SCALING_GROUP_NAME", "g"),
+            ("AUTO_SCALING_GROUP_REGION", "eu-central-1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (name, value) in extra {
+            vars.retain(|(k, _)| k != name);
+            if !value.is_empty() {
+                vars.push((name.to_string(), value.to_string()));
+            }
+        }
+        move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn the_environment_route_sets_the_pool_in_one_validation() {
+        let base = Path::new("/var/task");
+        let config = Config::from_seed_env(
+            &seed_env(&[
+                (env::TIME_ZONE, "Europe/Berlin"),
+                (env::POLICY, "policies/business-hours.wasm"),
+                (env::POLICY_PARAMS, "warm=2,hours=08-18"),
+                (env::RESOURCE_CLASS, "acme/linux"),
+                (env::CIRCLECI_URL, "https://circleci.example.com/runner"),
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ]),
+            base,
+        )
+        .unwrap();
+        let pool = &config.pools[0];
+        assert_eq!(pool.time_zone.iana_name(), Some("Europe/Berlin"));
+        assert_eq!(
+            pool.policy,
+            PolicyRef::File("/var/task/policies/business-hours.wasm".into())
+        );
+        assert_eq!(pool.params.len(), 2);
+        assert_eq!(pool.resource_class.as_deref(), Some("acme/linux"));
+        assert_eq!(
+            config.circleci.base_url,
+            "https://circleci.example.com/runner"
+        );
+        assert_eq!(
+            config.aws_endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        assert_eq!(pool.time_zone.iana_name(), Some("Europe/Berlin"));
+
+        // The token from an SSM parameter: in SECRET_REGION, else the group's.
+        let parameter = Config::from_seed_env(
+            &seed_env(&[
+                ("SECRET_NAME", ""),
+                ("SECRET_REGION", ""),
+                (env::TOKEN_PARAMETER, "/ci/circle-token"),
+                (env::RESOURCE_CLASS, "acme/linux"),
+            ]),
+            base,
+        )
+        .unwrap();
+        assert_eq!(
+            parameter.circleci.token,
+            TokenSource::Parameter {
+                name: "/ci/circle-token".into(),
+                region: "eu-central-1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn the_environment_routes_errors_name_the_variable() {
+        // (name, variables changed, words the message must hold)
+        let cases = [
+            (
+                "unknown time zone",
+                vec![(env::TIME_ZONE, "Mars/Olympus")],
+                "environment: RUNNER_SCALER_TIME_ZONE: \"Mars/Olympus\" is not an IANA time zone",
+            ),
+            (
+                "neither rule nor file",
+                vec![(env::POLICY, "fast")],
+                "environment: RUNNER_SCALER_POLICY: \"fast\" is neither a built-in rule",
+            ),
+            (
+                "params that are not pairs",
+                vec![(env::POLICY_PARAMS, "warm")],
+                "environment: RUNNER_SCALER_POLICY_PARAMS: \"warm\" is not key=value",
+            ),
+            (
+                "a parameter holds only the token",
+                vec![("SECRET_NAME", ""), (env::TOKEN_PARAMETER, "/t")],
+                "environment: RUNNER_SCALER_RESOURCE_CLASS: is missing",
+            ),
+            (
+                "two token sources",
+                vec![(env::TOKEN_PARAMETER, "/t")],
+                "RUNNER_SCALER_TOKEN_PARAMETER: is set, and so is SECRET_NAME",
+            ),
+            (
+                "no token source",
+                vec![("SECRET_NAME", "")],
+                "SECRET_NAME: is not set",
+            ),
+            (
+                "no max",
+                vec![("AUTO_SCALING_MAX", "lots")],
+                "AUTO_SCALING_MAX: \"lots\" is not a whole number",
+            ),
+        ];
+        for (name, changes, words) in cases {
+            let err = Config::from_seed_env(&seed_env(&changes), Path::new("."))
+                .err()
+                .unwrap_or_else(|| panic!("{name}: accepted"))
+                .to_string();
+            assert!(err.contains(words), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_configuration_file_refuses_the_environments_pool_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("scaler.toml");
+        std::fs::write(&file, POOL).unwrap();
+        let with =
+            |extra: &[(&str, &str)]| Config::resolve(Some(&file), &seed_env(extra), Path::new("."));
+        assert_eq!(
+            with(&[]).unwrap().pools[0].name,
+            "linux",
+            "the original five are ignored"
+        );
+        let err = with(&[(env::TIME_ZONE, "Europe/Berlin"), (env::POLICY, "hold")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("RUNNER_SCALER_POLICY, RUNNER_SCALER_TIME_ZONE set")
+                && err.contains("scaler.toml")
+                && err.contains("unset RUNNER_SCALER_POLICY, RUNNER_SCALER_TIME_ZONE"),
             "{err}"
         );
     }

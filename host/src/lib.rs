@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod emf;
 pub mod groups;
+pub mod iam;
 pub mod metrics;
 pub mod modes;
 pub mod observation;

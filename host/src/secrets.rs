@@ -1,9 +1,12 @@
-//! The runner secret in AWS Secrets Manager, as the original tool keeps it: a
-//! JSON object with the CircleCI token (`circle_token`) and the runner
-//! resource class (`resource_class`).
+//! The CircleCI API token in AWS: the original tool's Secrets Manager secret
+//! (a JSON object with `circle_token` and, optionally, `resource_class`;
+//! stored as text, or as binary holding base64 text as the original tool
+//! decoded it), or an SSM Parameter Store SecureString holding the token.
 
-use crate::aws::{error_message, AwsOptions};
+use crate::aws::{error_message, refusal, AwsOptions};
+use crate::iam::{Action, Call};
 use crate::secret::Secret;
+use base64::Engine;
 use serde_json::Value;
 
 /// The token field of the secret.
@@ -16,8 +19,9 @@ pub const RESOURCE_CLASS_FIELD: &str = "resource_class";
 pub struct RunnerSecret {
     /// The CircleCI API token.
     pub token: Secret,
-    /// The runner resource class, `namespace/name`.
-    pub resource_class: String,
+    /// The runner resource class, `namespace/name`; optional when every
+    /// pool names its own.
+    pub resource_class: Option<String>,
 }
 
 /// The secret could not be read or is not what the scaler expects. No variant
@@ -27,22 +31,29 @@ pub enum SecretError {
     /// Secrets Manager has no secret of that name in that region.
     #[error(
         "the secret {name} does not exist in {region}: check its name and region \
-         (SECRET_NAME and SECRET_REGION, or the config's secret)"
+         (SECRET_NAME and SECRET_REGION, or the config's circleci.token_secret)"
     )]
     NotFound { name: String, region: String },
-    /// The call failed: access denied, no network, a timeout, ...
-    #[error(
-        "cannot read the secret {name} in {region} from AWS Secrets Manager: {message} \
-         (the scaler needs secretsmanager:GetSecretValue on it)"
-    )]
+    /// AWS refused the read for want of permission; `message` names what
+    /// to grant.
+    #[error("cannot read {what} {name} in {region}: {message}")]
+    Refused {
+        what: &'static str,
+        name: String,
+        region: String,
+        message: String,
+    },
+    /// The call failed: no network, a timeout, ...
+    #[error("cannot read the secret {name} in {region} from AWS Secrets Manager: {message}")]
     Read {
         name: String,
         region: String,
         message: String,
     },
-    /// The secret holds binary data, not text.
+    /// The secret holds neither text nor binary that decodes to text.
     #[error(
-        "the secret {name} in {region} has no text value: store it as a JSON object \
+        "the secret {name} in {region} has no text value (its binary value is neither base64 \
+         nor UTF-8 text): store it as a JSON object \
          {{\"circle_token\": \"...\", \"resource_class\": \"namespace/name\"}}"
     )]
     NotText { name: String, region: String },
@@ -77,6 +88,25 @@ pub enum SecretError {
         field: &'static str,
         found: &'static str,
     },
+    /// SSM has no parameter of that name in that region.
+    #[error(
+        "the SSM parameter {name} does not exist in {region}: check its name and region \
+         (RUNNER_SCALER_TOKEN_PARAMETER and SECRET_REGION, or the config's circleci.token_parameter)"
+    )]
+    ParameterNotFound { name: String, region: String },
+    /// The parameter could not be read.
+    #[error("cannot read the SSM parameter {name} in {region}: {message}")]
+    ParameterRead {
+        name: String,
+        region: String,
+        message: String,
+    },
+    /// The parameter holds no token.
+    #[error(
+        "the SSM parameter {name} in {region} is empty: store the CircleCI API token in it \
+         as a SecureString"
+    )]
+    EmptyParameter { name: String, region: String },
 }
 
 /// Read the runner secret `name` of `region`.
@@ -95,10 +125,18 @@ pub async fn read_runner_secret(
             let not_found = err
                 .as_service_error()
                 .is_some_and(|service| service.is_resource_not_found_exception());
+            let call = Call::new(Action::GetSecretValue, region, Some(name));
             if not_found {
                 SecretError::NotFound {
                     name: name.into(),
                     region: region.into(),
+                }
+            } else if let Some(refusal) = refusal(&err, &call) {
+                SecretError::Refused {
+                    what: "the secret",
+                    name: name.into(),
+                    region: region.into(),
+                    message: refusal.explain(&call),
                 }
             } else {
                 SecretError::Read {
@@ -108,11 +146,94 @@ pub async fn read_runner_secret(
                 }
             }
         })?;
-    let text = answer.secret_string().ok_or_else(|| SecretError::NotText {
+    let not_text = || SecretError::NotText {
         name: name.into(),
         region: region.into(),
-    })?;
-    parse_runner_secret(name, region, text)
+    };
+    let text = match (answer.secret_string(), answer.secret_binary()) {
+        (Some(text), _) => text.to_owned(),
+        (None, Some(binary)) => binary_text(binary.as_ref()).ok_or_else(not_text)?,
+        (None, None) => return Err(not_text()),
+    };
+    parse_runner_secret(name, region, &text)
+}
+
+/// The text of a binary secret. The original tool base64-decoded
+/// `SecretBinary` before parsing it (boto3 hands the bytes over already
+/// decoded from the wire), so the bytes it expects are base64 text; bytes
+/// that are the text itself are taken as they are.
+pub fn binary_text(bytes: &[u8]) -> Option<String> {
+    let compact: Vec<u8> = bytes
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(&compact)
+        .ok()
+        .and_then(|plain| String::from_utf8(plain).ok());
+    decoded.or_else(|| String::from_utf8(bytes.to_vec()).ok())
+}
+
+/// Read the token from the SSM parameter `name` of `region`, decrypted.
+pub async fn read_token_parameter(
+    name: &str,
+    region: &str,
+    options: &AwsOptions,
+) -> Result<Secret, SecretError> {
+    let client = aws_sdk_ssm::Client::new(&options.sdk_config(region).await);
+    let answer = client
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|err| {
+            let not_found = err
+                .as_service_error()
+                .is_some_and(|service| service.is_parameter_not_found());
+            let call = Call::new(Action::GetParameter, region, Some(name));
+            if not_found {
+                SecretError::ParameterNotFound {
+                    name: name.into(),
+                    region: region.into(),
+                }
+            } else if let Some(refusal) = refusal(&err, &call) {
+                SecretError::Refused {
+                    what: "the SSM parameter",
+                    name: name.into(),
+                    region: region.into(),
+                    message: refusal.explain(&call),
+                }
+            } else {
+                SecretError::ParameterRead {
+                    name: name.into(),
+                    region: region.into(),
+                    message: error_message(&err),
+                }
+            }
+        })?;
+    let parameter = answer.parameter();
+    if let Some(kind) = parameter.and_then(|p| p.r#type()) {
+        if *kind != aws_sdk_ssm::types::ParameterType::SecureString {
+            tracing::warn!(
+                parameter = name,
+                %region,
+                kind = kind.as_str(),
+                "the token's SSM parameter is not a SecureString, so it is stored unencrypted; \
+                 store it as a SecureString"
+            );
+        }
+    }
+    let token = parameter
+        .and_then(|p| p.value())
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| SecretError::EmptyParameter {
+            name: name.into(),
+            region: region.into(),
+        })?;
+    Ok(Secret::new(token))
 }
 
 /// The secret's text, `name` and `region` only naming it in errors.
@@ -151,9 +272,13 @@ pub fn parse_runner_secret(
             found: kind(other),
         }),
     };
+    let resource_class = match fields.get(RESOURCE_CLASS_FIELD) {
+        None => None,
+        Some(_) => Some(field(RESOURCE_CLASS_FIELD)?),
+    };
     Ok(RunnerSecret {
         token: Secret::new(field(TOKEN_FIELD)?),
-        resource_class: field(RESOURCE_CLASS_FIELD)?,
+        resource_class,
     })
 }
 
@@ -187,7 +312,38 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(secret.token.expose(), TOKEN);
-        assert_eq!(secret.resource_class, "acme/large");
+        assert_eq!(secret.resource_class.as_deref(), Some("acme/large"));
+        // A pool that names its resource class needs only the token here.
+        let token_only = parse(&format!(r#"{{"circle_token": "{TOKEN}"}}"#)).unwrap();
+        assert_eq!(token_only.resource_class, None);
+    }
+
+    #[test]
+    fn a_binary_secret_is_decoded_as_the_original_tool_did() {
+        let json = format!(r#"{{"circle_token": "{TOKEN}", "resource_class": "acme/large"}}"#);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&json);
+        // (name, the binary value)
+        let cases = [
+            (
+                "base64 of the JSON, as the original expects",
+                encoded.clone().into_bytes(),
+            ),
+            (
+                "base64 with a line break",
+                format!("{}\n{}\n", &encoded[..20], &encoded[20..]).into_bytes(),
+            ),
+            ("the JSON's own bytes", json.clone().into_bytes()),
+        ];
+        for (name, bytes) in cases {
+            let text = binary_text(&bytes).unwrap_or_else(|| panic!("{name}: no text"));
+            let secret = parse(&text).unwrap_or_else(|err| panic!("{name}: {err}"));
+            assert_eq!(secret.token.expose(), TOKEN, "{name}");
+        }
+        assert_eq!(
+            binary_text(&[0xff, 0xfe, 0x00]),
+            None,
+            "neither base64 nor text"
+        );
     }
 
     #[test]
@@ -198,8 +354,8 @@ mod tests {
                 "`circle_token`",
             ),
             (
-                format!(r#"{{"circle_token": "{TOKEN}"}}"#),
-                "`resource_class`",
+                format!(r#"{{"circle_token": "{TOKEN}", "resource_class": ""}}"#),
+                "`resource_class` field",
             ),
             (
                 format!(r#"{{"circle_token": "{TOKEN}", "resource_class": 7}}"#),

@@ -37,8 +37,9 @@ enum Command {
     Once(scale::ScaleArgs),
     /// Run as a daemon: a tick every interval until SIGTERM or SIGINT.
     Run(scale::ScaleArgs),
-    /// Validate the configuration and load every policy, contacting nothing.
-    Check(scale::ConfigArgs),
+    /// Validate the configuration and load every policy, contacting nothing;
+    /// with --probe, also try every AWS call the scaler makes.
+    Check(scale::CheckArgs),
     /// Build, evaluate and inspect scaling policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),

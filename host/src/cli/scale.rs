@@ -21,6 +21,20 @@ pub struct ConfigArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Also try every AWS call the scaler makes, with the credentials it
+    /// would use, and report any it may not make with the IAM statement to
+    /// add. Reads are real; writes take a form that changes nothing (a
+    /// name-only UpdateAutoScalingGroup, a SetDesiredCapacity above the
+    /// group's maximum, which Auto Scaling refuses, and a runner-scaler:probe
+    /// tag it removes).
+    #[arg(long)]
+    probe: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ScaleArgs {
     #[command(flatten)]
     config: ConfigArgs,
@@ -108,9 +122,10 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Validate the configuration and load every policy; contact nothing.
-pub async fn check(args: ConfigArgs) -> anyhow::Result<ExitCode> {
-    let (config, engine) = args.load()?;
+/// Validate the configuration and load every policy; contact nothing unless
+/// asked to probe.
+pub async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let (config, engine) = args.config.load()?;
     for pool in &config.pools {
         let policy = match &pool.policy {
             PolicyRef::Builtin(rule) => format!("built-in {rule}"),
@@ -132,5 +147,14 @@ pub async fn check(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!("{}: ok, {} pools", config.origin, config.pools.len());
-    Ok(ExitCode::SUCCESS)
+    if !args.probe {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = modes::probe::probe(&config).await;
+    println!("{}", report.text());
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -4,7 +4,8 @@
 
 use super::write_outcome::WriteOutcome;
 use super::{GroupError, GroupId, GroupState, Groups, Write, DESCRIBE_BATCH, STATE_TAG};
-use crate::aws::{error_message, AwsOptions};
+use crate::aws::{call_error, AwsOptions};
+use crate::iam::{Action, Call};
 use aws_sdk_autoscaling::types::{AutoScalingGroup, LifecycleState, Tag};
 use aws_sdk_autoscaling::Client;
 use std::collections::{HashMap, HashSet};
@@ -86,6 +87,7 @@ impl Groups for AsgGroups {
             region: region.to_owned(),
             message,
         };
+        let call = Call::new(Action::DescribeGroups, region, None);
         for batch in unique.chunks(DESCRIBE_BATCH) {
             let mut token: Option<String> = None;
             loop {
@@ -99,7 +101,7 @@ impl Groups for AsgGroups {
                     .set_next_token(token.clone())
                     .send()
                     .await
-                    .map_err(|err| failed(error_message(&err)))?;
+                    .map_err(|err| failed(call_error(&err, &call)))?;
                 for group in answer.auto_scaling_groups() {
                     if let Some(name) = group.auto_scaling_group_name() {
                         if seen.contains(name) {
@@ -134,6 +136,7 @@ impl Groups for AsgGroups {
         let name = group.name.as_str();
         // Tells a write that was refused from one that may have been made.
         let outcome = WriteOutcome::default();
+        let call = |action| Call::new(action, &group.region, Some(name));
         self.write_calls.fetch_add(1, Ordering::Relaxed);
         let sent = match write {
             Write::Desired(desired) => client
@@ -146,7 +149,7 @@ impl Groups for AsgGroups {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|err| error_message(&err)),
+                .map_err(|err| call_error(&err, &call(Action::SetDesiredCapacity))),
             Write::DesiredAndBounds { desired, min, max } => client
                 .update_auto_scaling_group()
                 .auto_scaling_group_name(name)
@@ -158,7 +161,7 @@ impl Groups for AsgGroups {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|err| error_message(&err)),
+                .map_err(|err| call_error(&err, &call(Action::UpdateGroup))),
             Write::State(Some(value)) => client
                 .create_or_update_tags()
                 .tags(
@@ -172,7 +175,7 @@ impl Groups for AsgGroups {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|err| error_message(&err)),
+                .map_err(|err| call_error(&err, &call(Action::CreateOrUpdateTags))),
             Write::State(None) => client
                 .delete_tags()
                 .tags(state_tag(name).build())
@@ -181,7 +184,7 @@ impl Groups for AsgGroups {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|err| error_message(&err)),
+                .map_err(|err| call_error(&err, &call(Action::DeleteTags))),
         };
         sent.map_err(|message| {
             if outcome.maybe_made() {

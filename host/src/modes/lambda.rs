@@ -4,9 +4,9 @@
 //! JSON summary of the decisions. A setup failure goes to the Runtime API's
 //! init error endpoint, so it shows in the function's errors with its message.
 
-use crate::config::{Config, PolicyRef};
+use crate::config::Config;
 use crate::modes::{self, Scaler};
-use crate::policy::{linux_target, BuiltinRule, CompileCache, EngineOptions, PolicyEngine};
+use crate::policy::{linux_target, CompileCache, EngineOptions, PolicyEngine};
 use crate::tick::{Action, PoolReport, TickOptions};
 use anyhow::Context;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
@@ -24,15 +24,6 @@ const FUNCTION_VARS: [&str; 3] = [
     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
     "AWS_LAMBDA_FUNCTION_VERSION",
 ];
-
-/// A policy for the seed-compatible (environment-only) set-up: a built-in
-/// rule or a `.wasm` path relative to the bundle. The original tool's
-/// variables have no policy, so without it the pool uses `queue`.
-pub const POLICY_VAR: &str = "RUNNER_SCALER_POLICY";
-
-/// The policy's params for the seed-compatible set-up, `key=value` pairs
-/// separated by commas (`warm=2,hours=08-18`).
-pub const POLICY_PARAMS_VAR: &str = "RUNNER_SCALER_POLICY_PARAMS";
 
 /// The directory of `policy precompile` entries [default:
 /// `$LAMBDA_TASK_ROOT/precompiled`].
@@ -65,11 +56,12 @@ impl Summary {
 }
 
 /// An optional field of the event: a manual test invocation can ask for a
-/// dry run with `{"dry_run": true}`. Anything else in the event (an
-/// EventBridge scheduled event's fields) is ignored.
-fn dry_run_requested(event: &serde_json::Value) -> bool {
+/// dry run with `{"dry_run": true}`, or for the permission probe of `check
+/// --probe` with `{"probe": true}` (as the function's own role). Anything
+/// else in the event (an EventBridge scheduled event's fields) is ignored.
+fn requested(event: &serde_json::Value, field: &str) -> bool {
     event
-        .get("dry_run")
+        .get(field)
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false)
 }
@@ -101,8 +93,8 @@ pub async fn run() -> anyhow::Result<ExitCode> {
         anyhow::bail!(message);
     }
     let started = std::time::Instant::now();
-    let scaler = match setup().await {
-        Ok(scaler) => scaler,
+    let (config, scaler) = match setup().await {
+        Ok(ready) => ready,
         Err(err) => {
             let message = format!("{err:#}");
             tracing::error!(error = %message, "runner-scaler cannot start");
@@ -115,11 +107,21 @@ pub async fn run() -> anyhow::Result<ExitCode> {
         setup_ms = started.elapsed().as_secs_f64() * 1e3,
         "runner-scaler ready for invocations"
     );
-    let scaler = &scaler;
+    let (config, scaler) = (&config, &scaler);
     let handler = service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
         let time_left = time_left(event.context.deadline, jiff::Timestamp::now());
-        async move { invoke(scaler, &event.payload, time_left).await }.instrument(span)
+        async move {
+            if requested(&event.payload, "probe") {
+                return probe(config).await;
+            }
+            let summary = invoke(scaler, &event.payload, time_left).await?;
+            serde_json::to_value(summary).map_err(|err| Diagnostic {
+                error_type: "RunnerScaler.Internal".into(),
+                error_message: format!("cannot write the summary: {err}"),
+            })
+        }
+        .instrument(span)
     });
     lambda_runtime::Runtime::new(handler)
         .run()
@@ -140,7 +142,7 @@ where
     Q: crate::sources::QueueSource,
     G: crate::groups::Groups,
 {
-    let dry_run = dry_run_requested(event);
+    let dry_run = requested(event, "dry_run");
     // The tick ends before the function's own timeout would kill it
     // without a report.
     let deadline = time_left.map(|left| left.min(scaler.tick_deadline));
@@ -187,9 +189,30 @@ fn time_left(deadline_ms: u64, now: jiff::Timestamp) -> Option<std::time::Durati
     )
 }
 
-/// Everything done once per cold start.
-async fn setup(
-) -> anyhow::Result<Scaler<crate::sources::circleci::CircleCi, crate::groups::asg::AsgGroups>> {
+/// `{"probe": true}`: every AWS call the scaler makes, tried as the
+/// function's role ([`modes::probe`]); the report is the answer, and an
+/// invocation error when a call is refused.
+async fn probe(config: &Config) -> Result<serde_json::Value, Diagnostic> {
+    let report = modes::probe::probe(config).await;
+    tracing::info!(ok = report.ok(), "probe done");
+    if !report.ok() {
+        return Err(Diagnostic {
+            error_type: "RunnerScaler.ProbeRefused".into(),
+            error_message: report.text(),
+        });
+    }
+    serde_json::to_value(report).map_err(|err| Diagnostic {
+        error_type: "RunnerScaler.Internal".into(),
+        error_message: format!("cannot write the probe's report: {err}"),
+    })
+}
+
+/// Everything done once per cold start: the configuration, and the scaler
+/// it describes.
+async fn setup() -> anyhow::Result<(
+    Config,
+    Scaler<crate::sources::circleci::CircleCi, crate::groups::asg::AsgGroups>,
+)> {
     let root = task_root();
     let config = load_config(&root, &|name| std::env::var(name).ok())?;
     let precompiled = std::env::var_os(PRECOMPILED_VAR)
@@ -205,7 +228,8 @@ async fn setup(
             precompiled: Some(precompiled),
         },
     )?;
-    modes::connect(&config, &engine).await
+    let scaler = modes::connect(&config, &engine).await?;
+    Ok((config, scaler))
 }
 
 /// The bundle's directory: `LAMBDA_TASK_ROOT` (`/var/task`), else the
@@ -217,61 +241,13 @@ fn task_root() -> PathBuf {
 }
 
 /// The configuration: `RUNNER_SCALER_CONFIG` (relative to the bundle), else
-/// the original tool's variables, with `RUNNER_SCALER_POLICY` as the pool's
-/// policy. `var` reads a variable.
+/// the environment route, whose policy paths are relative to the bundle too
+/// ([`Config::resolve`]). `var` reads a variable.
 pub fn load_config(root: &Path, var: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
-    let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-    let file = set("RUNNER_SCALER_CONFIG");
-    let policy = set(POLICY_VAR);
-    let params = set(POLICY_PARAMS_VAR);
-    match (file, policy.is_some() || params.is_some()) {
-        (Some(file), true) => anyhow::bail!(
-            "RUNNER_SCALER_CONFIG ({file}) is set, and so is {POLICY_VAR} or {POLICY_PARAMS_VAR}; set \
-             pools' policies and params in the configuration file and unset those two"
-        ),
-        (Some(file), false) => Ok(Config::from_file(&root.join(file))?),
-        (None, _) => {
-            let mut config = Config::from_seed_env(var)?;
-            if let Some(params) = params {
-                let params = parse_params(&params)?;
-                for pool in &mut config.pools {
-                    pool.params = params.clone();
-                }
-            }
-            if let Some(policy) = policy {
-                let policy = policy.trim();
-                let policy = match BuiltinRule::from_name(policy) {
-                    Some(rule) => PolicyRef::Builtin(rule),
-                    None if policy.ends_with(".wasm") => PolicyRef::File(root.join(policy)),
-                    None => anyhow::bail!(
-                        "{POLICY_VAR}: {policy:?} is neither a built-in rule (queue, hold) nor a .wasm \
-                         file in the bundle, e.g. policies/business-hours.wasm"
-                    ),
-                };
-                for pool in &mut config.pools {
-                    pool.policy = policy.clone();
-                }
-            }
-            Ok(config)
-        }
-    }
-}
-
-/// `key=value,key=value` as params, in order.
-fn parse_params(text: &str) -> anyhow::Result<Vec<(String, String)>> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(|item| match item.split_once('=') {
-            Some((key, value)) if !key.trim().is_empty() => {
-                Ok((key.trim().to_string(), value.trim().to_string()))
-            }
-            _ => anyhow::bail!(
-                "{POLICY_PARAMS_VAR}: {item:?} is not key=value; write the params as \
-                 key=value pairs separated by commas, e.g. warm=2,hours=08-18"
-            ),
-        })
-        .collect()
+    let file = var("RUNNER_SCALER_CONFIG")
+        .filter(|v| !v.trim().is_empty())
+        .map(|file| root.join(file));
+    Ok(Config::resolve(file.as_deref(), var, root)?)
 }
 
 /// Tell Lambda the runtime could not start, with the message; the
@@ -300,6 +276,9 @@ async fn report_init_error(api: &str, error_type: &str, message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::env::{POLICY as POLICY_VAR, POLICY_PARAMS as POLICY_PARAMS_VAR};
+    use crate::config::PolicyRef;
+    use crate::policy::BuiltinRule;
 
     #[test]
     fn a_tick_ends_a_second_before_the_invocation_must() {
@@ -352,7 +331,10 @@ mod tests {
             &seed(&[("RUNNER_SCALER_CONFIG", "c.toml"), (POLICY_VAR, "hold")]),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("unset those two"), "{err}");
+        assert!(
+            err.to_string().contains("unset RUNNER_SCALER_POLICY"),
+            "{err}"
+        );
         let config = load_config(
             root,
             &seed(&[(POLICY_PARAMS_VAR, "warm=2, hours = 08-18,")]),
@@ -394,10 +376,15 @@ mod tests {
     fn the_summary_counts_and_the_event_may_ask_for_a_dry_run() {
         let summary = Summary::of(vec![]);
         assert_eq!((summary.decided, summary.held), (0, 0));
-        assert!(dry_run_requested(&serde_json::json!({ "dry_run": true })));
-        assert!(!dry_run_requested(
-            &serde_json::json!({ "source": "aws.events", "detail-type": "Scheduled Event" })
+        assert!(requested(
+            &serde_json::json!({ "dry_run": true }),
+            "dry_run"
         ));
-        assert!(!dry_run_requested(&serde_json::json!("hello")));
+        assert!(requested(&serde_json::json!({ "probe": true }), "probe"));
+        assert!(!requested(
+            &serde_json::json!({ "source": "aws.events", "detail-type": "Scheduled Event" }),
+            "dry_run"
+        ));
+        assert!(!requested(&serde_json::json!("hello"), "dry_run"));
     }
 }

@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod http;
 pub mod lambda;
 pub mod once;
+pub mod probe;
 
 use crate::config::{Config, PolicyRef, PoolConfig};
 use crate::groups::Groups;
@@ -98,7 +99,9 @@ fn ready(
         .or(secret_resource_class)
         .with_context(|| {
             format!(
-                "pool {:?} has no resource_class, and its token's secret gives none",
+                "pool {:?} names no resource_class, and its token's secret has no `resource_class` \
+                 field: add one to the secret's JSON object, or name it in the pool (resource_class, \
+                 or RUNNER_SCALER_RESOURCE_CLASS)",
                 pool.name
             )
         })?;
@@ -138,8 +141,12 @@ pub async fn connect(
         }
         TokenSource::Secret { name, region } => {
             let secret = crate::secrets::read_runner_secret(name, region, &aws).await?;
-            (secret.token, Some(secret.resource_class))
+            (secret.token, secret.resource_class)
         }
+        TokenSource::Parameter { name, region } => (
+            crate::secrets::read_token_parameter(name, region, &aws).await?,
+            None,
+        ),
     };
     let pools = load_pools(config, engine, secret_resource_class.as_deref())?;
     let queues = crate::sources::circleci::CircleCi::new(

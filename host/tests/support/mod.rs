@@ -18,6 +18,7 @@ pub mod aws_proxy;
 pub mod fake_circleci;
 pub mod fake_lambda;
 pub mod moto;
+pub mod refusing_proxy;
 
 /// Where `cargo xtask policies` puts the compiled policies:
 /// `$RUNNER_SCALER_TEST_POLICIES`, else the workspace's `target/policies/`.

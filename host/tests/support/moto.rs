@@ -1,7 +1,7 @@
 //! moto's server as a local AWS for the tests: started on a free loopback
 //! port, killed when dropped, with helpers that build clients pointed at it
-//! and create fixtures (launch configurations, groups, secrets) through the
-//! AWS APIs themselves.
+//! and create fixtures (launch configurations, groups, secrets, parameters)
+//! through the AWS APIs themselves.
 
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Tag};
 use runner_scaler::aws::AwsOptions;
@@ -159,6 +159,35 @@ impl Moto {
             .send()
             .await
             .unwrap_or_else(|err| panic!("create the secret {name} on moto: {err:?}"));
+    }
+
+    /// Store a secret with the binary value `bytes`.
+    pub async fn create_binary_secret(&self, region: &str, name: &str, bytes: &[u8]) {
+        self.secrets(region)
+            .await
+            .create_secret()
+            .name(name)
+            .secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(bytes))
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("create the binary secret {name} on moto: {err:?}"));
+    }
+
+    /// Store an SSM parameter: a SecureString when `secure`, else a String.
+    pub async fn put_parameter(&self, region: &str, name: &str, value: &str, secure: bool) {
+        let kind = if secure {
+            aws_sdk_ssm::types::ParameterType::SecureString
+        } else {
+            aws_sdk_ssm::types::ParameterType::String
+        };
+        aws_sdk_ssm::Client::new(&self.options().sdk_config(region).await)
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(kind)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("put the parameter {name} on moto: {err:?}"));
     }
 
     fn wait_until_listening(&mut self, port: u16) -> Result<(), String> {
