@@ -154,7 +154,24 @@ fn the_function_runs_the_bootstrap_with_the_original_tools_variables() {
     let template = template();
     let function = resource(&template, "ScalerFunction");
     assert_eq!(function["Runtime"], "provided.al2023");
-    assert_eq!(function["Architectures"], serde_json::json!(["arm64"]));
+    assert_eq!(function["Handler"], "bootstrap");
+    // The bundle's architecture, which scripts/deploy.sh sets; the default is
+    // the one scripts/package-lambda.sh builds by default.
+    assert_eq!(
+        function["Architectures"],
+        serde_json::json!([{ "Ref": "Architecture" }])
+    );
+    let architecture = &template["Parameters"]["Architecture"];
+    assert_eq!(architecture["Default"], "x86_64");
+    assert_eq!(
+        architecture["AllowedValues"],
+        serde_json::json!(["x86_64", "arm64"])
+    );
+    let package = std::fs::read_to_string(repo().join("scripts/package-lambda.sh")).unwrap();
+    assert!(
+        package.contains("\narch=x86_64\n"),
+        "package-lambda.sh's default --arch"
+    );
     let variables = function["Environment"]["Variables"].as_object().unwrap();
     for name in [
         "SECRET_NAME",
@@ -164,9 +181,12 @@ fn the_function_runs_the_bootstrap_with_the_original_tools_variables() {
         "AUTO_SCALING_GROUP_REGION",
         "RUNNER_SCALER_POLICY",
         "RUNNER_SCALER_POLICY_PARAMS",
+        "RUNNER_SCALER_TIME_ZONE",
     ] {
         assert!(variables.contains_key(name), "{name}");
     }
+    assert_eq!(variables["RUNNER_SCALER_TIME_ZONE"]["Ref"], "TimeZone");
+    assert_eq!(template["Parameters"]["TimeZone"]["Default"], "UTC");
     let logs = resource(&template, "ScalerLogGroup");
     assert!(logs["RetentionInDays"].is_object() || logs["RetentionInDays"].is_number());
     assert_eq!(

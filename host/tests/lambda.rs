@@ -1,7 +1,8 @@
 //! The Lambda mode as Lambda runs it: the binary started with no arguments,
 //! `AWS_LAMBDA_RUNTIME_API` pointing at a fake Runtime API, moto as AWS and
 //! the fake CircleCI API; a bundle directory as `LAMBDA_TASK_ROOT`. Also the
-//! cold-start measurement (`#[ignore]`d; `scripts/measure-lambda-cold-start.sh`).
+//! cold-start measurement (`#[ignore]`d; `scripts/measure-lambda-cold-start.sh`,
+//! of this build's binary or of `$BOOTSTRAP`).
 
 mod support;
 
@@ -29,7 +30,7 @@ fn bundle(policy: &str, precompile: bool) -> tempfile::TempDir {
     )
     .unwrap();
     if precompile {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
+        let output = std::process::Command::new(measured_binary())
             .args(["policy", "precompile"])
             .arg(&file)
             .arg("--out")
@@ -322,7 +323,7 @@ async fn measure_cold_start() {
                 .arg("-v")
                 .arg("-o")
                 .arg(&time_log)
-                .arg(env!("CARGO_BIN_EXE_runner-scaler"))
+                .arg(measured_binary())
                 .env_clear()
                 .env("PATH", std::env::var_os("PATH").unwrap_or_default())
                 .env("RUNNER_SCALER_CACHE_DIR", cache.path().join("cache"))
@@ -379,6 +380,14 @@ async fn measure_cold_start() {
             median(&mut rss)
         );
     }
+}
+
+/// The binary measured: `$BOOTSTRAP` (e.g. a bundle's `bootstrap`, built by
+/// `scripts/package-lambda.sh`), else this build's runner-scaler.
+fn measured_binary() -> std::path::PathBuf {
+    std::env::var_os("BOOTSTRAP")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_runner-scaler").into())
 }
 
 fn median(values: &mut [f64]) -> f64 {

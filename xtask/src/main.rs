@@ -7,6 +7,9 @@
 //!   template (installed from PyPI when missing).
 //! - `policies`: only find the toolchain and build the policies into
 //!   `target/policies/` (what `cargo test` and `cargo bench` read).
+//! - `bundle [--arch x86_64|arm64]`: only build the Lambda bundle, with
+//!   `scripts/package-lambda.sh` (CI builds the x86_64 one in `test`, before
+//!   the tests that check it and deploy it to moto).
 //!
 //! The WASM toolchain: a rustup target if one is installed; otherwise
 //! Debian's `rustc-web` with its library source, building `std` for
@@ -26,7 +29,20 @@ fn main() -> Result<()> {
     match task.as_str() {
         "test" => test(&root),
         "policies" => build_policies(&root, &find_wasm_toolchain()?).map(|_| ()),
-        _ => bail!("usage: cargo xtask test | policies"),
+        "bundle" => {
+            let arch = match std::env::args().nth(2).as_deref() {
+                None => "x86_64".to_string(),
+                Some("--arch") => std::env::args()
+                    .nth(3)
+                    .context("--arch needs x86_64 or arm64")?,
+                Some(other) => {
+                    bail!("usage: cargo xtask bundle [--arch x86_64|arm64], not {other}")
+                }
+            };
+            build_policies(&root, &find_wasm_toolchain()?)?;
+            build_lambda_bundle(&root, &arch).map(|_| ())
+        }
+        _ => bail!("usage: cargo xtask test | policies | bundle [--arch x86_64|arm64]"),
     }
 }
 
@@ -44,10 +60,13 @@ fn test(root: &Path) -> Result<()> {
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
     ensure_moto()?;
+    ensure_aws_cli()?;
+    let bundle = build_lambda_bundle(root, "x86_64")?;
     step(
         "tests",
         cargo(["test", "--workspace"])
             .env("RUNNER_SCALER_TEST_POLICIES", &policies)
+            .env("RUNNER_SCALER_TEST_BUNDLE", &bundle)
             .env("RUNNER_SCALER_TEST_WASM_TARGET", toolchain.target)
             .env("RUNNER_SCALER_TEST_WASM_ENV", wasm_env.join(";")),
     )?;
@@ -101,6 +120,28 @@ fn ensure_moto() -> Result<()> {
         "moto[server]",
         Command::new("python3").args(["-c", "import moto.server"]),
     )
+}
+
+/// The AWS CLI, which `scripts/deploy.sh` drives and `host/tests/deploy.rs`
+/// runs against moto. Pinned to the version deploy.sh installs.
+fn ensure_aws_cli() -> Result<()> {
+    ensure_from_pypi("awscli==1.45.11", Command::new("aws").arg("--version"))
+}
+
+/// The Lambda bundle for `arch`, built as users build it
+/// (`scripts/package-lambda.sh`: cargo-zigbuild against Amazon Linux 2023's
+/// glibc, installed from PyPI when missing; the example policies,
+/// precompiled). Its own release build: a debug binary is not what ships.
+fn build_lambda_bundle(root: &Path, arch: &str) -> Result<PathBuf> {
+    let zip = root.join(format!("target/lambda/runner-scaler-lambda-{arch}.zip"));
+    step(
+        &format!("lambda bundle ({arch})"),
+        Command::new("bash")
+            .arg("scripts/package-lambda.sh")
+            .args(["--arch", arch, "--out"])
+            .arg(&zip),
+    )?;
+    Ok(zip)
 }
 
 /// cfn-lint, which checks the CloudFormation template against AWS's resource

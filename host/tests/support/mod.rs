@@ -39,6 +39,42 @@ pub fn policy_file(name: &str) -> PathBuf {
     file
 }
 
+/// The x86_64 Lambda bundle `cargo xtask test` builds with
+/// `scripts/package-lambda.sh`: `$RUNNER_SCALER_TEST_BUNDLE`, else
+/// `target/lambda/runner-scaler-lambda-x86_64.zip`; fails saying how to
+/// build it when missing.
+pub fn bundle_zip() -> PathBuf {
+    let zip = std::env::var_os("RUNNER_SCALER_TEST_BUNDLE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/lambda/runner-scaler-lambda-x86_64.zip")
+        });
+    assert!(
+        zip.is_file(),
+        "{} is missing: build it first with `cargo xtask bundle` (`cargo xtask test` does)",
+        zip.display()
+    );
+    zip
+}
+
+/// `zip` unpacked as Lambda unpacks it, Unix modes kept (Python's zipfile:
+/// no extra crate for it).
+pub fn unpack(zip: &std::path::Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile, os\nz = zipfile.ZipFile(sys.argv[1])\nfor i in z.infolist():\n    p = z.extract(i, sys.argv[2])\n    os.chmod(p, (i.external_attr >> 16) & 0o777 or 0o644)",
+        ])
+        .arg(zip)
+        .arg(dir.path())
+        .status()
+        .expect("run python3");
+    assert!(status.success(), "cannot unpack {}", zip.display());
+    dir
+}
+
 /// A pool as the tests use it: resource class `acme/NAME`, group `ci-NAME`
 /// in eu-west-1, bounds 0..=10, the `hold` fallback, UTC.
 pub fn pool(name: &str, policy: runner_scaler::policy::Policy) -> runner_scaler::tick::Pool {
