@@ -1138,7 +1138,9 @@ max = 4
             "CIRCLECI_RUNNER_API_URL" => Some("runner.example.com".to_string()),
             _ => env(name),
         };
-        let err = Config::from_seed_env(&bad_url).unwrap_err().to_string();
+        let err = Config::from_seed_env(&bad_url, Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("environment: CIRCLECI_RUNNER_API_URL: "),
             "{err}"
