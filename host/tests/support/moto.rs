@@ -53,7 +53,10 @@ impl Moto {
                 launch_configurations: Default::default(),
             };
             match moto.wait_until_listening(port) {
-                Ok(()) => return moto,
+                Ok(()) => {
+                    moto.warm_up(port);
+                    return moto;
+                }
                 Err(output) if output.contains("No module named") => {
                     panic!("{HOW_TO_INSTALL}\n{output}")
                 }
@@ -79,14 +82,34 @@ impl Moto {
         AsgGroups::new(self.options())
     }
 
+    /// The SDK configuration the fixtures' clients use: the scaler's, with
+    /// patient timeouts. moto imports a service's backend on its first
+    /// request to it, which takes seconds of CPU; on a loaded 2-core machine
+    /// that overran the scaler's 10 s and failed the set-up, not the test.
+    /// The fixtures make those first requests, so the scaler's own calls
+    /// (with the production timeouts) meet a warm server.
+    async fn fixture_config(&self, region: &str) -> aws_config::SdkConfig {
+        self.options()
+            .sdk_config(region)
+            .await
+            .to_builder()
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(120))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            )
+            .build()
+    }
+
     /// A plain Auto Scaling client for `region`, for fixtures and checks.
     pub async fn autoscaling(&self, region: &str) -> aws_sdk_autoscaling::Client {
-        aws_sdk_autoscaling::Client::new(&self.options().sdk_config(region).await)
+        aws_sdk_autoscaling::Client::new(&self.fixture_config(region).await)
     }
 
     /// A plain Secrets Manager client for `region`.
     pub async fn secrets(&self, region: &str) -> aws_sdk_secretsmanager::Client {
-        aws_sdk_secretsmanager::Client::new(&self.options().sdk_config(region).await)
+        aws_sdk_secretsmanager::Client::new(&self.fixture_config(region).await)
     }
 
     /// Create `group` in `region` (and, the first time, the launch
@@ -180,7 +203,7 @@ impl Moto {
         } else {
             aws_sdk_ssm::types::ParameterType::String
         };
-        aws_sdk_ssm::Client::new(&self.options().sdk_config(region).await)
+        aws_sdk_ssm::Client::new(&self.fixture_config(region).await)
             .put_parameter()
             .name(name)
             .value(value)
@@ -207,6 +230,38 @@ impl Moto {
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Make moto load its Auto Scaling backend (and EC2's, which it
+    /// imports) now: that first request takes seconds of CPU — 13 s seen on
+    /// a loaded machine — and would otherwise fall on a call the test makes
+    /// with the scaler's 10 s timeout. A bare HTTP request: no SDK, no
+    /// runtime, and as patient as it needs to be.
+    fn warm_up(&self, port: u16) {
+        use std::io::{Read, Write};
+        let body = "Action=DescribeAutoScalingGroups&Version=2011-01-01";
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential={KEY}/20260101/us-east-1/autoscaling/aws4_request, SignedHeaders=host, Signature=0\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let answered = (|| {
+            let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+            stream.set_read_timeout(Some(Duration::from_secs(180)))?;
+            stream.write_all(request.as_bytes())?;
+            let mut status = [0u8; 12];
+            stream.read_exact(&mut status)?;
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&status).into_owned())
+        })();
+        match answered {
+            Ok(status) if status.ends_with("200") => {}
+            other => panic!(
+                "moto did not answer its warm-up request: {other:?}\n{}",
+                self.log_text()
+            ),
         }
     }
 
