@@ -1,6 +1,8 @@
 //! The policy engine against real compiled policies: the four examples with
-//! exact decisions, the hostile ones (each must fail the way it should, the
-//! fallback must decide, and the host must go on), and the compile cache.
+//! exact decisions, the Python and JavaScript ports of `business-hours`
+//! against the Rust original, the hostile ones in every language (each must
+//! fail the way it should, the fallback must decide, and the host must go
+//! on), what WASI gives an interpreter, and the compile cache.
 //!
 //! The policies are built by `cargo xtask policies` (or `cargo xtask test`)
 //! into `target/policies/`.
@@ -510,4 +512,253 @@ async fn the_compile_cache_is_used_and_never_trusted_blindly() {
     assert_ne!(std::fs::read(entry).unwrap(), written);
     assert_eq!(desired(&load(&engine, "queue-depth"), &o).await, 2);
     assert_eq!(std::fs::read(entry).unwrap(), written, "rebuilt");
+}
+
+/// An engine for policies that carry an interpreter: their compiled code
+/// comes from the run's shared cache (see `support::compile_cache`).
+fn interpreter_engine(limits: Limits) -> PolicyEngine {
+    PolicyEngine::new(limits, Some(support::compile_cache())).unwrap()
+}
+
+/// The outcome of a decision, comparable across languages: the decision, or
+/// the policy's own error message.
+async fn answer(policy: &WasmPolicy, o: &Observation) -> Result<runner_scaler::Decision, String> {
+    match policy.decide(o).await.0 {
+        Ok(decision) => Ok(decision),
+        Err(PolicyError::Refused { message, .. }) => Err(message),
+        Err(other) => panic!("{}: {other}", policy.name()),
+    }
+}
+
+#[tokio::test]
+async fn the_python_and_javascript_ports_answer_exactly_as_the_rust_business_hours() {
+    let engine = interpreter_engine(Limits::default());
+    let rust = load(&engine, "business-hours");
+    let ports = [
+        load(&engine, "business-hours-py"),
+        load(&engine, "business-hours-js"),
+    ];
+    // Every hour of a week in Berlin, and of both daylight-saving Sundays,
+    // under params that open and close the hours differently.
+    let mut instants: Vec<jiff::Timestamp> = Vec::new();
+    for (start, hours) in [
+        ("2026-11-23T00:00:00Z", 7 * 24),
+        ("2026-03-28T22:00:00Z", 30),
+        ("2026-10-24T22:00:00Z", 30),
+    ] {
+        let start: jiff::Timestamp = start.parse().unwrap();
+        instants.extend(
+            (0..hours).map(|h| start + jiff::SignedDuration::from_mins(h * 60 + 59 * (h % 2))),
+        );
+    }
+    let params: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("warm", "2")],
+        &[("days", "sun-thu"), ("hours", "03-18")],
+        &[
+            ("days", "Mon - Wed, Fri"),
+            ("hours", " 7-19"),
+            ("warm", "+3"),
+        ],
+    ];
+    let mut compared = 0;
+    for (i, at) in instants.iter().enumerate() {
+        let waiting = [0, 1, 4, 20][i % 4];
+        let mut o = observation(waiting, i as u32 % 2, 1, &at.to_string(), "Europe/Berlin");
+        o.capacity.min = (i % 5 == 0) as u32 * 2;
+        let o = with_params(o, params[i % params.len()]);
+        let want = answer(&rust, &o).await;
+        for port in &ports {
+            assert_eq!(answer(port, &o).await, want, "{} at {at}", port.name());
+            compared += 1;
+        }
+    }
+    // Malformed params: the same message, word for word.
+    let malformed = [
+        ("warm", "lots"),
+        ("warm", "-1"),
+        ("warm", "4294967296"),
+        ("warm", ""),
+        ("warm", "a\tb\u{7}\"q\""),
+        ("days", "mon-fry"),
+        ("days", "mon,"),
+        ("days", "monday"),
+        ("days", "mon-tue-wed"),
+        ("hours", "8"),
+        ("hours", "22-06"),
+        ("hours", "08-25"),
+        ("hours", "08-xx"),
+        ("wram", "2"),
+    ];
+    for (name, value) in malformed {
+        let o = with_params(
+            observation(0, 0, 1, MONDAY_9, "Europe/Berlin"),
+            &[(name, value)],
+        );
+        let want = answer(&rust, &o).await;
+        assert!(want.is_err(), "{name} = {value:?} must be refused");
+        for port in &ports {
+            assert_eq!(
+                answer(port, &o).await,
+                want,
+                "{} with {name} = {value:?}",
+                port.name()
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 400, "{compared}");
+}
+
+/// The Python and JavaScript hostile policies end as the Rust ones do, under
+/// the same limits: `deadline` and `out_of_memory`, the fallback deciding.
+#[tokio::test]
+async fn interpreted_hostile_policies_end_like_the_rust_ones() {
+    let limits = Limits {
+        deadline: Duration::from_millis(200),
+        memory_bytes: 16 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let engine = interpreter_engine(limits);
+    let o = observation(4, 1, 2, MONDAY_9, "UTC");
+    let queue_rule = BuiltinRule::Queue.decide(&o);
+    let cases = [
+        ("spin", "deadline", "200 ms"),
+        ("spin-py", "deadline", "200 ms"),
+        ("spin-js", "deadline", "200 ms"),
+        ("alloc-bomb", "out_of_memory", "16 MiB"),
+        ("alloc-bomb-py", "out_of_memory", "16 MiB"),
+        ("alloc-bomb-js", "out_of_memory", "16 MiB"),
+    ];
+    for (name, kind, words) in cases {
+        let policy = Policy::Wasm(load(&engine, name));
+        let started = Instant::now();
+        let outcome = policy.decide_or_fallback(&o, BuiltinRule::Queue).await;
+        let elapsed = started.elapsed();
+        let err = outcome
+            .error
+            .unwrap_or_else(|| panic!("{name} should fail"));
+        assert_eq!(err.kind(), kind, "{name}: {err}");
+        let message = err.to_string();
+        assert!(
+            message.contains(words),
+            "{name}: {message:?} should say {words:?}"
+        );
+        assert!(
+            message.contains(name),
+            "{name}: {message:?} should name the policy"
+        );
+        assert_eq!(outcome.decision, queue_rule, "{name}: the fallback decides");
+        if kind == "deadline" {
+            assert!(
+                elapsed >= limits.deadline && elapsed < limits.deadline * 2,
+                "{name} stopped after {elapsed:?}, deadline {:?}",
+                limits.deadline
+            );
+        }
+    }
+    // The host is unharmed: the same engine still runs good policies.
+    assert_eq!(desired(&load(&engine, "queue-depth"), &o).await, 5);
+    assert_eq!(desired(&load(&engine, "business-hours-py"), &o).await, 5);
+}
+
+/// A pool sized for N decisions holds N interpreters at once: CPython is 14
+/// core instances, where a Rust policy is 1 (before interpreters, the pool
+/// held 4 per decision, so 2 decisions had 8: not one Python policy fit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_holds_its_concurrent_decisions_when_they_carry_an_interpreter() {
+    let limits = Limits {
+        deadline: Duration::from_millis(300),
+        concurrent_decisions: 2,
+        ..Limits::default()
+    };
+    let engine = interpreter_engine(limits);
+    let o = observation(0, 0, 0, MONDAY_9, "UTC");
+    // Two spinning decisions hold their instances for the whole deadline,
+    // on two threads, at the same time.
+    let spin = load(&engine, "spin-py");
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let (spin, o) = (spin.clone(), o.clone());
+            tokio::spawn(async move { spin.decide(&o).await.0 })
+        })
+        .collect();
+    for run in runs {
+        let err = run.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), "deadline", "{err}");
+    }
+    let python = load(&engine, "business-hours-py");
+    assert_eq!(desired(&python, &o).await, 1);
+}
+
+/// A component that would take more than a decision's share of the pool is
+/// refused when it is loaded, saying what it holds and what fits.
+#[tokio::test]
+async fn a_policy_that_would_take_the_pool_is_refused_at_load() {
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let instances = runner_scaler::policy::PER_DECISION.core_instances + 1;
+    // A component of one empty core module, instantiated `instances` times.
+    let module = b"\0asm\x01\0\0\0";
+    let mut component = b"\0asm\x0d\0\x01\0".to_vec();
+    component.extend([0x01, module.len() as u8]);
+    component.extend(module);
+    let entries: Vec<u8> = std::iter::once(instances as u8)
+        .chain((0..instances).flat_map(|_| [0x00, 0x00, 0x00]))
+        .collect();
+    component.extend([0x02, entries.len() as u8]);
+    component.extend(entries);
+    let path = PathBuf::from("greedy.wasm");
+    let err = engine
+        .load_bytes(&path, &component)
+        .err()
+        .expect("must not load");
+    let message = err.to_string();
+    assert!(matches!(err, PolicyError::Compile { .. }), "{message}");
+    assert!(
+        message.contains(&format!("{instances} core module instances"))
+            && message.contains(&format!("maximum of {}", instances - 1)),
+        "{message}"
+    );
+}
+
+/// Everything a Python interpreter imports to start (files, sockets, the
+/// environment, stdin...) is there and empty: the policy sees nothing of the
+/// host, and the observation's time as the clock.
+#[tokio::test]
+async fn a_python_policy_reaches_nothing_of_the_host() {
+    let engine = interpreter_engine(Limits::default());
+    let probe = load(&engine, "wasi-probe-py");
+    let o = observation(0, 0, 0, MONDAY_9, "UTC");
+    let seen: serde_json::Value =
+        serde_json::from_str(&answer(&probe, &o).await.unwrap().reason).unwrap();
+    assert_eq!(
+        seen,
+        serde_json::json!({
+            "env": {},
+            "argv": [],
+            "time": o.clock.unix_seconds as f64,
+            "root": "FileNotFoundError",
+            "passwd": "FileNotFoundError",
+            "cwd": "FileNotFoundError",
+            "socket": "PermissionError",
+            "stdin": "",
+        })
+    );
+}
+
+/// A JavaScript policy's clock is the observation's (not the time it was
+/// built), and its random numbers repeat: the same input, the same answer.
+#[tokio::test]
+async fn a_javascript_policy_sees_the_observations_time_and_repeatable_randomness() {
+    let engine = interpreter_engine(Limits::default());
+    let probe = load(&engine, "wasi-probe-js");
+    let monday = observation(0, 0, 0, MONDAY_9, "UTC");
+    let saturday = observation(0, 0, 0, SATURDAY_9, "UTC");
+    let seen = |reason: String| serde_json::from_str::<serde_json::Value>(&reason).unwrap();
+    let first = seen(answer(&probe, &monday).await.unwrap().reason);
+    assert_eq!(first["now"], monday.clock.unix_seconds * 1000);
+    assert_eq!(first["process"], "undefined");
+    let again = seen(answer(&probe, &saturday).await.unwrap().reason);
+    assert_eq!(again["now"], saturday.clock.unix_seconds * 1000);
+    assert_eq!(again["random"], first["random"]);
 }

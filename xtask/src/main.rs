@@ -1,11 +1,13 @@
 //! Project tasks, run as `cargo xtask <task>`:
 //!
 //! - `test`: everything CI checks, on a fresh machine: formatting, a WASM
-//!   toolchain (found or installed), every policy built, the whole test
-//!   suite, every example policy's `cases.toml` (`runner-scaler policy
-//!   test`), clippy, the user-data tests, cfn-lint on the CloudFormation
-//!   template (installed from PyPI when missing).
-//! - `policies`: only find the toolchain and build the policies into
+//!   toolchain (found or installed), the Python and JavaScript policy tools
+//!   (installed into `target/tools/`), every policy built, the whole test
+//!   suite, the Python and JavaScript examples' native tests, every example
+//!   policy's cases (`runner-scaler policy test`), clippy, the user-data
+//!   tests, cfn-lint on the CloudFormation template (installed from PyPI
+//!   when missing).
+//! - `policies`: only find the toolchains and build the policies into
 //!   `target/policies/` (what `cargo test` and `cargo bench` read).
 //! - `bundle [--arch x86_64|arm64]`: only build the Lambda bundle, with
 //!   `scripts/package-lambda.sh` (CI builds the x86_64 one in `test`, before
@@ -16,6 +18,12 @@
 //! `wasm32-unknown-unknown` (installed with apt-get when missing). Policies
 //! build in `target/wasm` so the two compilers never rebuild each other's
 //! output. `rustup target add` is never called: it hangs without internet.
+//!
+//! Python and JavaScript policies (a directory with `app.py` or
+//! `package.json`, beside the Rust crates) are built with componentize-py
+//! and componentize-js, pinned and installed into `target/tools/` (a venv
+//! from PyPI, `npm ci` from `xtask/js-tools/`): nothing global is assumed,
+//! and a machine that cannot install them fails the run, saying why.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -28,7 +36,10 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root)?;
     match task.as_str() {
         "test" => test(&root),
-        "policies" => build_policies(&root, &find_wasm_toolchain()?).map(|_| ()),
+        "policies" => {
+            let policies = build_policies(&root, &find_wasm_toolchain()?)?;
+            build_interpreted_policies(&root, &ensure_policy_tools(&root)?, &policies)
+        }
         "bundle" => {
             let arch = match std::env::args().nth(2).as_deref() {
                 None => "x86_64".to_string(),
@@ -52,6 +63,9 @@ fn test(root: &Path) -> Result<()> {
     step("formatting", cargo(["fmt", "--all", "--check"]))?;
     let toolchain = find_wasm_toolchain()?;
     let policies = build_policies(root, &toolchain)?;
+    let tools = ensure_policy_tools(root)?;
+    build_interpreted_policies(root, &tools, &policies)?;
+    test_interpreted_natively(root, &tools)?;
     // The scaffold test (host/tests/policy_cli.rs) builds WebAssembly: it gets
     // the toolchain under names of its own, so the host's build is untouched.
     let wasm_env: Vec<String> = toolchain
@@ -68,27 +82,10 @@ fn test(root: &Path) -> Result<()> {
             .env("RUNNER_SCALER_TEST_POLICIES", &policies)
             .env("RUNNER_SCALER_TEST_BUNDLE", &bundle)
             .env("RUNNER_SCALER_TEST_WASM_TARGET", toolchain.target)
-            .env("RUNNER_SCALER_TEST_WASM_ENV", wasm_env.join(";")),
+            .env("RUNNER_SCALER_TEST_WASM_ENV", wasm_env.join(";"))
+            .envs(tools.env()),
     )?;
-    // Every example policy's cases, through the command users run.
-    let binary = root.join("target/debug/runner-scaler");
-    for dir in crate_dirs(&root.join("policies"))? {
-        let name = dir_name(&dir);
-        let cases = dir.join("cases.toml");
-        if !cases.is_file() {
-            bail!(
-                "{} is missing: every example policy ships a cases.toml",
-                cases.display()
-            );
-        }
-        step(
-            &format!("policy test {name}"),
-            Command::new(&binary)
-                .args(["policy", "test"])
-                .arg(policies.join(format!("{name}.wasm")))
-                .arg(&cases),
-        )?;
-    }
+    test_example_cases(root, &tools, &policies)?;
     step(
         "clippy",
         cargo([
@@ -296,6 +293,271 @@ fn build_policies(root: &Path, toolchain: &WasmToolchain) -> Result<PathBuf> {
         out.display()
     );
     Ok(out)
+}
+
+/// Every example policy's cases, through the command users run. A policy in
+/// another language than Rust may run another's cases: its `policy.toml`
+/// says `cases = "../business-hours/cases.toml"`, so the ports of an example
+/// answer the very cases of the original.
+fn test_example_cases(root: &Path, tools: &PolicyTools, policies: &Path) -> Result<()> {
+    let binary = root.join("target/debug/runner-scaler");
+    for (dir, _) in policy_dirs(&root.join("policies"))? {
+        let name = dir_name(&dir);
+        let cases = cases_file(&dir)?;
+        step(
+            &format!("policy test {name}"),
+            Command::new(&binary)
+                .args(["policy", "test"])
+                .arg(policies.join(format!("{name}.wasm")))
+                .arg(&cases)
+                .envs(tools.env()),
+        )?;
+    }
+    Ok(())
+}
+
+/// The cases of the example policy in `dir`: the file its `policy.toml`
+/// names, else its own `cases.toml`.
+fn cases_file(dir: &Path) -> Result<PathBuf> {
+    let manifest = dir.join("policy.toml");
+    let cases = if manifest.is_file() {
+        let text = std::fs::read_to_string(&manifest)?;
+        let named = text
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("cases = "))
+            .with_context(|| {
+                format!(
+                    "{} has no `cases = \"...\"` line naming its case file",
+                    manifest.display()
+                )
+            })?;
+        dir.join(named.trim().trim_matches('"'))
+    } else {
+        dir.join("cases.toml")
+    };
+    if !cases.is_file() {
+        bail!(
+            "{} is missing: every example policy ships a cases.toml (or names one in policy.toml)",
+            cases.display()
+        );
+    }
+    Ok(cases)
+}
+
+/// A policy's language, known by the file that marks its directory (as
+/// `runner-scaler policy build` knows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Lang {
+    Rust,
+    Python,
+    JavaScript,
+}
+
+/// The policy directories directly under `dir` (Rust crates, Python apps,
+/// JavaScript packages), sorted.
+fn policy_dirs(dir: &Path) -> Result<Vec<(PathBuf, Lang)>> {
+    let mut dirs: Vec<(PathBuf, Lang)> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter_map(|path| {
+            let lang = if path.join("Cargo.toml").is_file() {
+                Lang::Rust
+            } else if path.join("app.py").is_file() {
+                Lang::Python
+            } else if path.join("package.json").is_file() {
+                Lang::JavaScript
+            } else {
+                return None;
+            };
+            Some((path, lang))
+        })
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Where the tools that build Python and JavaScript policies are installed,
+/// and the compile cache the runs share.
+struct PolicyTools {
+    componentize_py: PathBuf,
+    componentize_js: PathBuf,
+    python: PathBuf,
+    cache: PathBuf,
+}
+
+/// The versions runner-scaler is tested with; `policy build` warns about
+/// others (host/src/cli/componentize.rs).
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
+
+impl PolicyTools {
+    /// What `runner-scaler` needs to find the tools, and the compile cache:
+    /// an interpreter takes seconds to compile, so every run (`policy build`,
+    /// `policy test`, the test suite) compiles each component once.
+    fn env(&self) -> Vec<(&'static str, PathBuf)> {
+        vec![
+            ("COMPONENTIZE_PY", self.componentize_py.clone()),
+            ("COMPONENTIZE_JS", self.componentize_js.clone()),
+            ("RUNNER_SCALER_CACHE_DIR", self.cache.clone()),
+        ]
+    }
+}
+
+/// componentize-py (a venv in `target/tools/python`, from PyPI) and
+/// componentize-js with jco (`npm ci` in `target/tools/js`, from the
+/// lockfile in `xtask/js-tools/`), installed unless the pinned versions are
+/// already there. Fails, saying what is missing, when they cannot be.
+fn ensure_policy_tools(root: &Path) -> Result<PolicyTools> {
+    let tools = root.join("target/tools");
+    let venv = tools.join("python");
+    let componentize_py = venv.join("bin/componentize-py");
+    let wanted_py = COMPONENTIZE_PY.replace("==", " ");
+    if !reports_version(&componentize_py, &wanted_py) {
+        if !venv.join("bin/pip").is_file() {
+            step(
+                "python venv for componentize-py",
+                Command::new("python3").arg("-m").arg("venv").arg(&venv),
+            )
+            .context(
+                "Python policies are built with componentize-py, installed into a venv: \
+                 python3 with its venv module is needed (Debian: apt-get install python3-venv)",
+            )?;
+        }
+        step(
+            &format!("install {COMPONENTIZE_PY}"),
+            Command::new(venv.join("bin/pip")).args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                COMPONENTIZE_PY,
+            ]),
+        )
+        .context("cannot install componentize-py from PyPI")?;
+        if !reports_version(&componentize_py, &wanted_py) {
+            bail!(
+                "{} does not report {wanted_py} after installing it",
+                componentize_py.display()
+            );
+        }
+    }
+
+    let js = tools.join("js");
+    let componentize_js = js.join("node_modules/.bin/componentize-js");
+    let lock = root.join("xtask/js-tools/package-lock.json");
+    let installed_lock = js.join("package-lock.json");
+    let current = std::fs::read(&lock).ok() == std::fs::read(&installed_lock).ok()
+        && reports_version(&componentize_js, COMPONENTIZE_JS_VERSION);
+    if !current {
+        for tool in ["node", "npm"] {
+            if output_within(Command::new(tool).arg("--version"), Duration::from_secs(20)).is_none()
+            {
+                bail!(
+                    "{tool} is not installed: JavaScript policies are built with componentize-js, \
+                     a Node.js program (Node.js 20 or newer, with npm)"
+                );
+            }
+        }
+        std::fs::create_dir_all(&js)?;
+        for file in ["package.json", "package-lock.json"] {
+            std::fs::copy(root.join("xtask/js-tools").join(file), js.join(file))
+                .with_context(|| format!("cannot copy xtask/js-tools/{file}"))?;
+        }
+        step(
+            "install componentize-js and jco (npm ci)",
+            Command::new("npm")
+                .args([
+                    "ci",
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                    "--prefix",
+                ])
+                .arg(&js),
+        )
+        .context("cannot install componentize-js from npm")?;
+        if !reports_version(&componentize_js, COMPONENTIZE_JS_VERSION) {
+            bail!(
+                "{} does not report {COMPONENTIZE_JS_VERSION} after npm ci",
+                componentize_js.display()
+            );
+        }
+    }
+    Ok(PolicyTools {
+        componentize_py,
+        componentize_js,
+        python: venv.join("bin/python"),
+        cache: root.join("target/policy-cache"),
+    })
+}
+
+/// Whether `program --version` prints a line ending in `version`.
+fn reports_version(program: &Path, version: &str) -> bool {
+    program.is_file()
+        && output_within(
+            Command::new(program).arg("--version"),
+            Duration::from_secs(60),
+        )
+        .is_some_and(|out| out.trim().ends_with(version))
+}
+
+/// Build the Python and JavaScript policies — the examples in `policies/`
+/// and the hostile ones in `host/tests/interpreted/` — into `policies`, with
+/// `runner-scaler policy build` as users do.
+fn build_interpreted_policies(root: &Path, tools: &PolicyTools, policies: &Path) -> Result<()> {
+    let binary = root.join("target/debug/runner-scaler");
+    let mut dirs = policy_dirs(&root.join("policies"))?;
+    dirs.extend(policy_dirs(&root.join("host/tests/interpreted"))?);
+    for (dir, lang) in dirs {
+        if lang == Lang::Rust {
+            continue;
+        }
+        let name = dir_name(&dir);
+        step(
+            &format!("policy build {name}"),
+            Command::new(&binary)
+                .args(["policy", "build", "--out"])
+                .arg(policies.join(format!("{name}.wasm")))
+                .arg(&dir)
+                .envs(tools.env()),
+        )?;
+    }
+    Ok(())
+}
+
+/// The Python and JavaScript examples' own unit tests, natively (as `cargo
+/// test` runs the Rust ones): `python -m unittest` over componentize-py's
+/// bindings, `node --test`.
+fn test_interpreted_natively(root: &Path, tools: &PolicyTools) -> Result<()> {
+    for (dir, lang) in policy_dirs(&root.join("policies"))? {
+        let name = dir_name(&dir);
+        match lang {
+            Lang::Rust => {}
+            Lang::Python => {
+                let bindings = root.join("target/tools/bindings").join(&name);
+                step(
+                    &format!("python bindings for {name}"),
+                    Command::new(&tools.componentize_py)
+                        .arg("--wit-path")
+                        .arg(root.join("wit"))
+                        .args(["--world", "policy", "--quiet", "bindings"])
+                        .arg(&bindings),
+                )?;
+                step(
+                    &format!("python unit tests {name}"),
+                    Command::new(&tools.python)
+                        .args(["-m", "unittest", "--quiet"])
+                        .current_dir(&dir)
+                        .env("PYTHONPATH", &bindings)
+                        .env("PYTHONDONTWRITEBYTECODE", "1"),
+                )?;
+            }
+            Lang::JavaScript => step(
+                &format!("node unit tests {name}"),
+                Command::new("node").arg("--test").current_dir(&dir),
+            )?,
+        }
+    }
+    Ok(())
 }
 
 /// `cargo` for WebAssembly: the toolchain's environment and its own target dir.

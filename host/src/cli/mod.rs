@@ -1,6 +1,8 @@
 //! The command line: arguments in, one subcommand run, the error chain
 //! printed once, an exit code out.
 
+mod componentize;
+mod language;
 mod policy;
 mod policy_new;
 mod policy_precompile;

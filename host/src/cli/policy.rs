@@ -1,9 +1,10 @@
 //! `runner-scaler policy ...`: the policy author's commands.
 
+use super::language::Language;
 use crate::policy::{self, BuiltinRule, CompileCache, Limits, Policy, PolicyEngine};
 use crate::sample;
 use crate::text;
-use anyhow::{bail, ensure, Context};
+use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Build a policy crate to a WebAssembly component.
+    /// Build a policy (a Rust crate, a Python app or a JavaScript package) to
+    /// a WebAssembly component.
     Build(BuildArgs),
     /// Ask a policy for one decision and print it as JSON.
     Eval(EvalArgs),
@@ -25,13 +27,16 @@ pub enum PolicyCommand {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The policy crate's directory.
+    /// The policy's directory: a Rust crate (Cargo.toml), a Python app
+    /// (app.py) or a JavaScript package (package.json).
     #[arg(default_value = ".")]
     path: PathBuf,
-    /// Where to write the component [default: TARGET_DIR/policies/CRATE.wasm].
+    /// Where to write the component [default: TARGET_DIR/policies/CRATE.wasm
+    /// for Rust, DIR/DIRNAME.wasm for Python and JavaScript].
     #[arg(long, short)]
     out: Option<PathBuf>,
-    /// The Rust target to build for [default: wasm32-wasip2 if installed, else wasm32-unknown-unknown].
+    /// The Rust target to build for [default: wasm32-wasip2 if installed, else
+    /// wasm32-unknown-unknown]. Rust only.
     #[arg(long)]
     target: Option<String>,
 }
@@ -116,15 +121,42 @@ async fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let manifest = args.path.join("Cargo.toml");
-    ensure!(
-        manifest.is_file(),
-        "no Cargo.toml in {}: `policy build` takes the directory of a policy crate",
-        args.path.display()
+    let language = Language::of_dir(&args.path)?;
+    let (component, default_out) = match language {
+        Language::Rust => build_rust(&args)?,
+        Language::Python | Language::JavaScript => {
+            if let Some(target) = &args.target {
+                bail!("--target {target} is for Rust policies; a {language:?} policy is built for one target only");
+            }
+            build_interpreted(language, &args.path)?
+        }
+    };
+    let out = args.out.unwrap_or(default_out);
+    // Load it as the host would, so a policy that will not load fails here.
+    // The compiled code is cached: an interpreter takes seconds to compile,
+    // and `policy test` right after needs the same code.
+    let cache = CompileCache::new(CompileCache::default_dir());
+    PolicyEngine::new(Limits::default(), Some(cache))?.load_bytes(&out, &component)?;
+
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(&out, &component).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "built {} ({} KiB, implements {})",
+        out.display(),
+        component.len().div_ceil(1024),
+        policy::CONTRACT
     );
-    let manifest = manifest.canonicalize()?;
-    let target = match args.target {
-        Some(target) => target,
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A Rust crate's component, and where it goes by default:
+/// `<target-dir>/policies/<crate>.wasm`.
+fn build_rust(args: &BuildArgs) -> anyhow::Result<(Vec<u8>, PathBuf)> {
+    let manifest = args.path.join("Cargo.toml").canonicalize()?;
+    let target = match &args.target {
+        Some(target) => target.clone(),
         None => default_target()?,
     };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -155,32 +187,43 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let bytes = std::fs::read(&core).with_context(|| format!("cannot read {}", core.display()))?;
-    let component = policy::to_component(&core, &bytes)?;
-    // Load it as the host would, so a policy that will not load fails here.
-    PolicyEngine::new(Limits::default(), None)?.load_bytes(&core, &component)?;
+    let component = policy::to_component(&core, &bytes)?.into_owned();
+    // <target-dir>/<triple>/release/crate.wasm → <target-dir>/policies/crate.wasm
+    let target_dir = core
+        .ancestors()
+        .nth(3)
+        .context("unexpected cargo output path")?;
+    let out = target_dir.join("policies").join(core.file_name().unwrap());
+    Ok((component, out))
+}
 
-    let out = match args.out {
-        Some(out) => out,
-        None => {
-            // <target-dir>/<triple>/release/crate.wasm → <target-dir>/policies/crate.wasm
-            let target_dir = core
-                .ancestors()
-                .nth(3)
-                .context("unexpected cargo output path")?;
-            target_dir.join("policies").join(core.file_name().unwrap())
-        }
+/// A Python or JavaScript policy's component, and where it goes by default:
+/// `<dir>/<dir name>.wasm`. It is built against the policy's own `wit/`
+/// when it has one, else against the contract built into this binary.
+fn build_interpreted(language: Language, dir: &Path) -> anyhow::Result<(Vec<u8>, PathBuf)> {
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let own = dir.join("wit");
+    let wit = if own.is_dir() {
+        own
+    } else {
+        println!(
+            "{} has no wit/: building against {}, the contract of this runner-scaler",
+            dir.display(),
+            policy::CONTRACT
+        );
+        let file = scratch.path().join("policy.wit");
+        std::fs::write(&file, super::policy_new::WIT)?;
+        file
     };
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(&out, &component).with_context(|| format!("cannot write {}", out.display()))?;
-    println!(
-        "built {} ({} KiB, implements {})",
-        out.display(),
-        component.len().div_ceil(1024),
-        policy::CONTRACT
-    );
-    Ok(ExitCode::SUCCESS)
+    let component = super::componentize::build(language, &dir, &wit)?;
+    let name = dir
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "policy".into());
+    Ok((component, dir.join(format!("{name}.wasm"))))
 }
 
 /// The `.wasm` cargo reported building for the package at `manifest`.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// The contract, as this binary implements it.
-const WIT: &str = include_str!("../../../wit/policy.wit");
+pub(super) const WIT: &str = include_str!("../../../wit/policy.wit");
 
 /// The files of a new policy crate: (path, template).
 const FILES: &[(&str, &str)] = &[

@@ -68,13 +68,20 @@ fn engine_config(limits: &Limits, target: Option<&str>) -> Result<Config, Policy
     }
     config.epoch_interruption(true);
     // Instances come from a pool reserved up front: a decision's fresh
-    // instance then costs microseconds, not an mmap.
+    // instance then costs microseconds, not an mmap. Each decision gets an
+    // equal share, capped per component so that one policy cannot take the
+    // pool from the others.
     let mut pool = PoolingAllocationConfig::new();
     let n = limits.concurrent_decisions;
+    let share = limits::PER_DECISION;
     pool.total_component_instances(n)
-        .total_core_instances(n * 4)
-        .total_memories(n * 2)
-        .total_tables(n * 4)
+        .max_core_instances_per_component(share.core_instances)
+        .total_core_instances(n * share.core_instances)
+        .max_memories_per_component(share.memories)
+        .total_memories(n * share.memories)
+        .max_tables_per_component(share.tables)
+        .total_tables(n * share.tables)
+        .table_elements(share.table_elements)
         .total_stacks(n)
         .max_memory_size(limits.memory_bytes)
         // Give finished slots back to the kernel in batches, not with one
@@ -393,6 +400,13 @@ impl WasmPolicy {
                 limit: limits.deadline,
             }),
             Ok(Ok(Ok(decision))) => checked(&loaded.name, decision.into()),
+            // An interpreter may report running out of memory as an error of
+            // its own (SpiderMonkey's "out of memory" becomes the result's
+            // `err`): the cap was hit, and that is what the operator must read.
+            Ok(Ok(Err(_))) if store.data().memory.exceeded => Err(PolicyError::OutOfMemory {
+                policy: loaded.name.clone(),
+                limit: limits.memory_bytes,
+            }),
             Ok(Ok(Err(message))) => Err(PolicyError::Refused {
                 policy: loaded.name.clone(),
                 message: cut(&message, MAX_ERROR_BYTES),

@@ -83,6 +83,33 @@ pub fn state_problem(state: &str) -> Option<String> {
     None
 }
 
+/// What one decision may hold of the engine's instance pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolShare {
+    /// Core module instances. A Rust policy is 1; a policy that carries an
+    /// interpreter is several modules linked together: CPython through
+    /// componentize-py 14, SpiderMonkey through componentize-js 4. The rest
+    /// is room for a Python policy's native extension modules.
+    pub core_instances: u32,
+    /// Linear memories (every policy measured has 1).
+    pub memories: u32,
+    /// Tables (Rust 1, Python and JavaScript 2).
+    pub tables: u32,
+    /// Elements of one table: the interpreters' function tables hold 5,700
+    /// (CPython) and 7,700 (SpiderMonkey).
+    pub table_elements: usize,
+}
+
+/// Every decision's share: the pool holds `concurrent_decisions` of them.
+/// Core instances only count (a limit, no memory reserved); memories and
+/// tables are reserved address space, kept as before interpreters came.
+pub const PER_DECISION: PoolShare = PoolShare {
+    core_instances: 32,
+    memories: 2,
+    tables: 4,
+    table_elements: 20_000,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,9 @@ pub use builtin::BuiltinRule;
 pub use cache::CompileCache;
 pub use engine::{linux_target, EngineOptions, PolicyEngine, WasmPolicy};
 pub use error::PolicyError;
-pub use limits::{state_problem, Limits, MAX_POLICY_FILE_BYTES, MAX_STATE_BYTES};
+pub use limits::{
+    state_problem, Limits, PoolShare, MAX_POLICY_FILE_BYTES, MAX_STATE_BYTES, PER_DECISION,
+};
 pub use load::to_component;
 pub use output::{Level, PolicyLog};
 

@@ -75,6 +75,19 @@ pub fn unpack(zip: &std::path::Path) -> tempfile::TempDir {
     dir
 }
 
+/// The compile cache the test run shares with `cargo xtask`'s `policy
+/// build` steps: `$RUNNER_SCALER_CACHE_DIR`, else the workspace's
+/// `target/policy-cache/`. A policy that carries an interpreter takes
+/// seconds to compile; with the cache, each is compiled once per run.
+pub fn compile_cache() -> runner_scaler::policy::CompileCache {
+    let dir = std::env::var_os("RUNNER_SCALER_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/policy-cache")
+        });
+    runner_scaler::policy::CompileCache::new(dir)
+}
+
 /// A pool as the tests use it: resource class `acme/NAME`, group `ci-NAME`
 /// in eu-west-1, bounds 0..=10, the `hold` fallback, UTC.
 pub fn pool(name: &str, policy: runner_scaler::policy::Policy) -> runner_scaler::tick::Pool {
