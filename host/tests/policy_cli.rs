@@ -4,8 +4,10 @@
 //! tests, build to a component and pass its own cases.
 //!
 //! The example policies are built by `cargo xtask policies` into
-//! `target/policies/`. The scaffold test builds WebAssembly, so it needs the
-//! toolchain `cargo xtask test` finds; it fails, rather than skips, without it.
+//! `target/policies/`. The scaffold tests build WebAssembly, so they need the
+//! toolchains `cargo xtask test` finds or installs (a WASM target for Rust,
+//! componentize-py and componentize-js, named by `COMPONENTIZE_PY` and
+//! `COMPONENTIZE_JS`); they fail, rather than skip, without them.
 
 mod support;
 
@@ -411,4 +413,122 @@ fn a_new_policy_passes_its_own_tests_builds_and_passes_its_cases() {
     assert_eq!(output.status.code(), Some(0));
     let decision: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(decision["desired"], 5);
+}
+
+/// The tool `cargo xtask test` installed and named in `variable`.
+fn installed_tool(variable: &str) -> PathBuf {
+    let path = std::env::var_os(variable)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "{variable} is not set; the scaffold tests build Python and JavaScript policies \
+             with the tools `cargo xtask test` installs into target/tools: run them through it"
+            )
+        });
+    assert!(
+        path.is_file(),
+        "{variable}={} is not a file",
+        path.display()
+    );
+    path
+}
+
+/// `policy new NAME --lang LANG`: its files, its native tests (`native`, run
+/// in the new directory), then the component it builds passes its own cases
+/// and evaluates its sample observation.
+fn a_new_interpreted_policy_works(lang: &str, name: &str, marker: &str, native: &mut [Command]) {
+    let dir = tempfile::tempdir().unwrap();
+    let policy_dir = dir.path().join(name);
+    let output =
+        run(runner_scaler(&["policy", "new", name, "--lang", lang, "--path"]).arg(&policy_dir));
+    assert_eq!(output.status.code(), Some(0));
+    for file in [
+        marker,
+        "wit/policy.wit",
+        "cases.toml",
+        "observation.toml",
+        "README.md",
+    ] {
+        assert!(policy_dir.join(file).is_file(), "{file} is missing");
+    }
+    for command in native {
+        let output = run(command.current_dir(&policy_dir));
+        assert!(output.status.success(), "the scaffold's own tests failed");
+    }
+
+    let wasm = dir.path().join(format!("{name}.wasm"));
+    let output = run(runner_scaler(&["policy", "build", "--out"])
+        .arg(&wasm)
+        .arg(&policy_dir));
+    assert_eq!(output.status.code(), Some(0), "policy build failed");
+
+    let output = run(runner_scaler(&["policy", "test"])
+        .arg(&wasm)
+        .arg(policy_dir.join("cases.toml")));
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(stdout(&output).lines().last(), Some("5 passed, 0 failed"));
+
+    // 3 waiting + 1 running + 1 spare.
+    let output = run(runner_scaler(&["policy", "eval"])
+        .arg(&wasm)
+        .arg(policy_dir.join("observation.toml")));
+    assert_eq!(output.status.code(), Some(0));
+    let decision: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(decision["desired"], 5);
+}
+
+#[test]
+fn a_new_python_policy_passes_its_own_tests_builds_and_passes_its_cases() {
+    let componentize_py = installed_tool("COMPONENTIZE_PY");
+    let mut bindings = Command::new(componentize_py);
+    bindings.args([
+        "-d", "wit", "-w", "policy", "--quiet", "bindings", "bindings",
+    ]);
+    let mut unittest = Command::new("python3");
+    unittest
+        .args(["-m", "unittest"])
+        .env("PYTHONPATH", "bindings")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    a_new_interpreted_policy_works("python", "night-shift", "app.py", &mut [bindings, unittest]);
+}
+
+#[test]
+fn a_new_javascript_policy_passes_its_own_tests_builds_and_passes_its_cases() {
+    installed_tool("COMPONENTIZE_JS");
+    let mut node_test = Command::new("node");
+    node_test.arg("--test");
+    a_new_interpreted_policy_works("js", "night-shift", "package.json", &mut [node_test]);
+}
+
+#[test]
+fn policy_build_says_how_to_install_a_missing_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("python", "pip install componentize-py==0.25.1"),
+        (
+            "js",
+            "npm install --save-dev @bytecodealliance/componentize-js@0.23.0",
+        ),
+    ];
+    for (lang, install) in cases {
+        let policy_dir = dir.path().join(lang);
+        let output =
+            run(runner_scaler(&["policy", "new", "p", "--lang", lang, "--path"]).arg(&policy_dir));
+        assert_eq!(output.status.code(), Some(0));
+        // Nothing on PATH but node itself (componentize-js needs it).
+        let node_dir = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .find(|dir| dir.join("node").is_file())
+            .unwrap_or_default();
+        let output = run(runner_scaler(&["policy", "build"])
+            .arg(&policy_dir)
+            .env("PATH", node_dir)
+            .env_remove("COMPONENTIZE_PY")
+            .env_remove("COMPONENTIZE_JS"));
+        assert_eq!(output.status.code(), Some(1), "{lang}");
+        assert!(
+            stderr(&output).contains(install),
+            "{lang}: {}",
+            stderr(&output)
+        );
+    }
 }

@@ -19,7 +19,8 @@ pub enum PolicyCommand {
     Eval(EvalArgs),
     /// Run case files (sample observations and expected answers) through a policy.
     Test(super::policy_test::TestArgs),
-    /// Create a new policy crate that builds and passes its own tests.
+    /// Create a new policy (a Rust crate, a Python app or a JavaScript
+    /// package) that builds and passes its own tests.
     New(super::policy_new::NewArgs),
     /// Compile policies ahead of time for an architecture, for a Lambda bundle.
     Precompile(super::policy_precompile::PrecompileArgs),

@@ -1,8 +1,11 @@
-//! `runner-scaler policy new NAME [--path DIR]`: scaffolds a policy crate
-//! that builds and passes its own tests out of the box. The contract comes
-//! from this binary (the WIT is embedded), so a scaffold works anywhere; the
-//! files are the templates in `host/templates/policy/`.
+//! `runner-scaler policy new NAME [--lang rust|python|js] [--path DIR]`:
+//! scaffolds a policy (a Rust crate, a Python app, a JavaScript package) that
+//! builds and passes its own tests out of the box. The contract comes from
+//! this binary (the WIT is embedded), so a scaffold works anywhere; the files
+//! are the templates in `host/templates/policy/` (Rust),
+//! `host/templates/policy-python/` and `host/templates/policy-js/`.
 
+use super::language::Language;
 use crate::policy::CONTRACT;
 use anyhow::{bail, Context};
 use clap::Args;
@@ -12,7 +15,7 @@ use std::process::ExitCode;
 /// The contract, as this binary implements it.
 pub(super) const WIT: &str = include_str!("../../../wit/policy.wit");
 
-/// The files of a new policy crate: (path, template).
+/// The files of a new Rust policy crate: (path, template).
 const FILES: &[(&str, &str)] = &[
     (
         "Cargo.toml",
@@ -41,14 +44,88 @@ const FILES: &[(&str, &str)] = &[
     ("wit/policy.wit", WIT),
 ];
 
+/// The files of a new Python policy: (path, template).
+const PYTHON_FILES: &[(&str, &str)] = &[
+    (
+        "app.py",
+        include_str!("../../templates/policy-python/app.py.tmpl"),
+    ),
+    (
+        "test_app.py",
+        include_str!("../../templates/policy-python/test_app.py.tmpl"),
+    ),
+    (
+        "cases.toml",
+        include_str!("../../templates/policy/cases.toml.tmpl"),
+    ),
+    (
+        "observation.toml",
+        include_str!("../../templates/policy/observation.toml.tmpl"),
+    ),
+    (
+        "README.md",
+        include_str!("../../templates/policy-python/README.md.tmpl"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../templates/policy-python/gitignore.tmpl"),
+    ),
+    ("wit/policy.wit", WIT),
+];
+
+/// The files of a new JavaScript policy: (path, template).
+const JS_FILES: &[(&str, &str)] = &[
+    (
+        "package.json",
+        include_str!("../../templates/policy-js/package.json.tmpl"),
+    ),
+    (
+        "app.js",
+        include_str!("../../templates/policy-js/app.js.tmpl"),
+    ),
+    (
+        "app.test.js",
+        include_str!("../../templates/policy-js/app.test.js.tmpl"),
+    ),
+    (
+        "cases.toml",
+        include_str!("../../templates/policy/cases.toml.tmpl"),
+    ),
+    (
+        "observation.toml",
+        include_str!("../../templates/policy/observation.toml.tmpl"),
+    ),
+    (
+        "README.md",
+        include_str!("../../templates/policy-js/README.md.tmpl"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../templates/policy-js/gitignore.tmpl"),
+    ),
+    ("wit/policy.wit", WIT),
+];
+
+/// The files of a new policy in `language`.
+fn files(language: Language) -> &'static [(&'static str, &'static str)] {
+    match language {
+        Language::Rust => FILES,
+        Language::Python => PYTHON_FILES,
+        Language::JavaScript => JS_FILES,
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct NewArgs {
-    /// The policy's name, also its crate name: lowercase letters, digits and
+    /// The policy's name, also its crate or package name: lowercase letters, digits and
     /// dashes, starting with a letter (e.g. `night-shift`).
     name: String,
     /// The directory to create [default: ./NAME].
     #[arg(long)]
     path: Option<PathBuf>,
+    /// The language to write the policy in.
+    #[arg(long, value_enum, default_value_t = Language::Rust)]
+    lang: Language,
 }
 
 pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
@@ -60,7 +137,7 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
-    for (file, template) in FILES {
+    for (file, template) in files(args.lang) {
         let path = dir.join(file);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -73,11 +150,20 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
         };
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    tracing::debug!(dir = %dir.display(), "policy crate created");
+    tracing::debug!(dir = %dir.display(), lang = ?args.lang, "policy created");
+    let (what, test) = match args.lang {
+        Language::Rust => ("a policy crate", "cargo test"),
+        Language::Python => (
+            "a Python policy",
+            "componentize-py -d wit -w policy bindings bindings\n  \
+             PYTHONPATH=bindings python3 -m unittest",
+        ),
+        Language::JavaScript => ("a JavaScript policy", "npm install\n  npm test"),
+    };
     println!(
-        "created {dir}, a policy crate for {CONTRACT}; next:\n\n  \
+        "created {dir}, {what} for {CONTRACT}; next:\n\n  \
          cd {dir}\n  \
-         cargo test\n  \
+         {test}\n  \
          runner-scaler policy build . --out {name}.wasm\n  \
          runner-scaler policy test {name}.wasm cases.toml",
         dir = dir.display(),
@@ -139,9 +225,20 @@ mod tests {
 
     #[test]
     fn every_placeholder_is_filled() {
-        for (file, template) in FILES {
-            let text = fill(template, "night-shift");
-            assert!(!text.contains("{{"), "{file} keeps a placeholder");
+        for language in [Language::Rust, Language::Python, Language::JavaScript] {
+            for (file, template) in files(language) {
+                let text = fill(template, "night-shift");
+                assert!(
+                    !text.contains("{{"),
+                    "{language:?} {file} keeps a placeholder"
+                );
+            }
+            assert!(
+                files(language)
+                    .iter()
+                    .any(|(file, _)| *file == language.marker()),
+                "{language:?} scaffolds its marker file"
+            );
         }
         assert!(FILES
             .iter()
@@ -155,6 +252,7 @@ mod tests {
         let args = NewArgs {
             name: "p".into(),
             path: Some(dir.path().to_path_buf()),
+            lang: Language::Rust,
         };
         let err = new(args).unwrap_err().to_string();
         assert!(err.contains("already exists"), "{err}");
