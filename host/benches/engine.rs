@@ -8,6 +8,12 @@
 //! - load cold: read, componentize and compile a policy with no cache;
 //! - load warm: the same load with the compiled code in the cache
 //!   (target: ≥ 20× faster than cold).
+//!
+//! Then `business-hours` in each language (Rust, Python through
+//! componentize-py, JavaScript through componentize-js), side by side:
+//! component size, compile time (a cold load), cached load, decision
+//! latency (fresh instance included), and the memory a decision needs: the
+//! smallest `memory_mib` under which it decides.
 
 use runner_scaler::policy::{CompileCache, Limits, PolicyEngine};
 use runner_scaler::{Capacity, Clock, Observation, Queue};
@@ -77,6 +83,83 @@ fn main() {
         "warm load is {:.0}× faster than cold              target ≥ 20×",
         cold.as_secs_f64() / warm.as_secs_f64()
     );
+
+    println!();
+    println!(
+        "{:<10} {:>10} {:>10} {:>12} {:>10} {:>12}",
+        "language", "size", "compile", "cached load", "decision", "memory"
+    );
+    let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    let monday = Observation {
+        clock: Clock::at("2026-11-23T08:00:00Z".parse().unwrap(), &berlin),
+        ..observation
+    };
+    for (language, file) in [
+        ("Rust", "business-hours"),
+        ("Python", "business-hours-py"),
+        ("JavaScript", "business-hours-js"),
+    ] {
+        let path = policies.join(format!("{file}.wasm"));
+        assert!(
+            path.is_file(),
+            "{} is missing: run `cargo xtask policies` first",
+            path.display()
+        );
+        let size = std::fs::metadata(&path).unwrap().len();
+        // Compiling an interpreter takes seconds: fewer samples.
+        let (per, samples) = if language == "Rust" { (1, 10) } else { (1, 3) };
+        let compile = median_per_call(per, samples, || {
+            PolicyEngine::new(Limits::default(), None)
+                .unwrap()
+                .load(&path)
+                .unwrap();
+        });
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cached =
+            PolicyEngine::new(Limits::default(), Some(CompileCache::new(cache_dir.path())))
+                .unwrap();
+        let policy = cached.load(&path).unwrap();
+        let cached_load = median_per_call(1, 20, || {
+            cached.load(&path).unwrap();
+        });
+        let decision = median_per_call(50, 11, || {
+            let (result, _) = runtime.block_on(policy.decide(&monday));
+            assert_eq!(result.unwrap().desired, 5);
+        });
+        let memory = smallest_memory_mib(&runtime, &path, cache_dir.path(), &monday);
+        println!(
+            "{:<10} {:>8.1}MB {:>10.2?} {:>12.2?} {:>10.2?} {:>9} MiB",
+            language,
+            size as f64 / 1e6,
+            compile,
+            cached_load,
+            decision,
+            memory
+        );
+    }
+}
+
+/// The smallest memory limit, in MiB, under which the policy at `path`
+/// loads and decides `observation`: what one decision needs at its peak,
+/// rounded up to a MiB.
+fn smallest_memory_mib(
+    runtime: &tokio::runtime::Runtime,
+    path: &std::path::Path,
+    cache: &std::path::Path,
+    observation: &Observation,
+) -> usize {
+    (1..=64)
+        .find(|&mib| {
+            let limits = Limits {
+                memory_bytes: mib << 20,
+                ..Limits::default()
+            };
+            let engine = PolicyEngine::new(limits, Some(CompileCache::new(cache))).unwrap();
+            engine
+                .load(path)
+                .is_ok_and(|policy| runtime.block_on(policy.decide(observation)).0.is_ok())
+        })
+        .expect("decides within the default 64 MiB")
 }
 
 /// The median, over `samples` runs of `per_sample` calls, of the time per call.

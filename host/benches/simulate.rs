@@ -2,8 +2,12 @@
 //! `cargo bench --bench simulate` (after `cargo xtask policies`). The trace
 //! is the embedded weekday, thirty times over. Prints the wall time of the
 //! run (target ≤ 1 s), per tick, and the run's figures.
+//!
+//! Then the same month through `business-hours` (a warm floor of 2 in
+//! Berlin's business hours) in Rust, Python and JavaScript: the three must
+//! give the same figures, and the wall time is the cost of each language.
 
-use runner_scaler::policy::{BuiltinRule, Limits, Policy, PolicyEngine};
+use runner_scaler::policy::{BuiltinRule, CompileCache, Limits, Policy, PolicyEngine};
 use runner_scaler::simulate::trace::Job;
 use runner_scaler::simulate::{run, Boot, Exit, Scenario, Summary, Trace, WorldSettings};
 use std::path::PathBuf;
@@ -15,7 +19,14 @@ fn main() {
     let policies = std::env::var_os("RUNNER_SCALER_TEST_POLICIES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/policies"));
-    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    // Python and JavaScript take seconds to compile: use the compile cache
+    // (`$RUNNER_SCALER_CACHE_DIR`, as `cargo xtask` fills it).
+    let cache = CompileCache::new(
+        std::env::var_os("RUNNER_SCALER_CACHE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(CompileCache::default_dir),
+    );
+    let engine = PolicyEngine::new(Limits::default(), Some(cache)).unwrap();
     let policy = engine
         .load(&policies.join("queue-depth.wasm"))
         .expect("build the policies first: cargo xtask policies");
@@ -33,17 +44,36 @@ fn main() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     println!(
-        "{:>10} {:>8} {:>8} {:>10} {:>10} {:>10}",
+        "{:>18} {:>8} {:>8} {:>10} {:>10} {:>10}",
         "policy", "ticks", "jobs", "wall", "per tick", "inst-min"
     );
-    for policy in [Policy::Wasm(policy), Policy::Builtin(BuiltinRule::Queue)] {
+    let mut runs: Vec<(Policy, Vec<(String, String)>, jiff::tz::TimeZone)> = vec![
+        (Policy::Wasm(policy), vec![], jiff::tz::TimeZone::UTC),
+        (
+            Policy::Builtin(BuiltinRule::Queue),
+            vec![],
+            jiff::tz::TimeZone::UTC,
+        ),
+    ];
+    for file in ["business-hours", "business-hours-py", "business-hours-js"] {
+        let policy = engine
+            .load(&policies.join(format!("{file}.wasm")))
+            .expect("build the policies first: cargo xtask policies");
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        runs.push((
+            Policy::Wasm(policy),
+            vec![("warm".into(), "2".into())],
+            berlin,
+        ));
+    }
+    for (policy, params, time_zone) in runs {
         let scenario = Scenario {
             label: policy.name().to_string(),
             policy,
-            params: vec![],
+            params,
             fallback: BuiltinRule::Hold,
             tick: 60,
-            time_zone: jiff::tz::TimeZone::UTC,
+            time_zone,
             world: WorldSettings {
                 boot: Boot::Uniform { low: 60, high: 150 },
                 idle_timeout: 300,
@@ -58,7 +88,7 @@ fn main() {
         let wall = started.elapsed();
         let summary = Summary::of(&result, 0.1, 300);
         println!(
-            "{:>10} {:>8} {:>8} {:>8.0}ms {:>8.1}µs {:>10.0}",
+            "{:>18} {:>8} {:>8} {:>8.0}ms {:>8.1}µs {:>10.0}",
             scenario.label,
             result.ticks,
             summary.jobs,
