@@ -13,7 +13,9 @@
 #             beside the bootstrap (set RUNNER_SCALER_CONFIG=runner-scaler.toml)
 #             and must name its policies as policies/NAME.wasm.
 # --policy    a policy to ship as policies/NAME.wasm (repeatable). Default:
-#             every example in policies/, built by `cargo xtask policies`.
+#             every Rust example in policies/, built by `cargo xtask policies`
+#             (the Python and JavaScript ports carry an interpreter each,
+#             12-19 MB: ship one with --policy when a pool uses it).
 # --binary    use this bootstrap instead of building one (a binary built
 #             elsewhere; the tests pass a stand-in). It is checked as a built
 #             one is.
@@ -156,6 +158,7 @@ check_binary "$binary"
 # 2. The policies.
 if [ ${#policies[@]} -eq 0 ]; then
   for dir in "$root"/policies/*/; do
+    [ -f "$dir/Cargo.toml" ] || continue
     name="$(basename "$dir")"
     wasm="$target_dir/policies/$name.wasm"
     if [ ! -f "$wasm" ]; then
