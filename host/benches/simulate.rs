@@ -47,7 +47,9 @@ fn main() {
         "{:>18} {:>8} {:>8} {:>10} {:>10} {:>10}",
         "policy", "ticks", "jobs", "wall", "per tick", "inst-min"
     );
-    let mut runs: Vec<(Policy, Vec<(String, String)>, jiff::tz::TimeZone)> = vec![
+    // (policy, params, time zone)
+    type Run = (Policy, Vec<(String, String)>, jiff::tz::TimeZone);
+    let mut runs: Vec<Run> = vec![
         (Policy::Wasm(policy), vec![], jiff::tz::TimeZone::UTC),
         (
             Policy::Builtin(BuiltinRule::Queue),
