@@ -140,11 +140,11 @@ pub async fn connect(
             (Secret::new(token), None)
         }
         TokenSource::Secret { name, region } => {
-            let secret = crate::secrets::read_runner_secret(name, region, &aws).await?;
+            let secret = crate::runner_secret::read_runner_secret(name, region, &aws).await?;
             (secret.token, secret.resource_class)
         }
         TokenSource::Parameter { name, region } => (
-            crate::secrets::read_token_parameter(name, region, &aws).await?,
+            crate::runner_secret::read_token_parameter(name, region, &aws).await?,
             None,
         ),
     };

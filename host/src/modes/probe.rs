@@ -10,7 +10,7 @@
 use crate::aws::{error_message, refusal, AwsOptions};
 use crate::config::{Config, PolicyRef, TokenSource};
 use crate::iam::{Action, Call};
-use crate::secrets::{self, SecretError};
+use crate::runner_secret::{self, SecretError};
 use aws_sdk_autoscaling::types::Tag;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -112,7 +112,7 @@ pub async fn probe(config: &Config) -> Report {
     match &config.circleci.token {
         TokenSource::Env(_) => {}
         TokenSource::Secret { name, region } => {
-            let read = secrets::read_runner_secret(name, region, &aws).await;
+            let read = runner_secret::read_runner_secret(name, region, &aws).await;
             probes.push(token_probe(
                 Action::GetSecretValue,
                 name,
@@ -121,7 +121,7 @@ pub async fn probe(config: &Config) -> Report {
             ));
         }
         TokenSource::Parameter { name, region } => {
-            let read = secrets::read_token_parameter(name, region, &aws).await;
+            let read = runner_secret::read_token_parameter(name, region, &aws).await;
             probes.push(token_probe(
                 Action::GetParameter,
                 name,
