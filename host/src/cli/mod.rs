@@ -4,9 +4,6 @@
 mod componentize;
 mod language;
 mod policy;
-mod policy_new;
-mod policy_precompile;
-mod policy_test;
 mod scale;
 mod simulate;
 

@@ -5,7 +5,7 @@
 //! are the templates in `host/templates/policy/` (Rust),
 //! `host/templates/policy-python/` and `host/templates/policy-js/`.
 
-use super::language::Language;
+use crate::cli::language::Language;
 use crate::policy::CONTRACT;
 use anyhow::{bail, Context};
 use clap::Args;
@@ -13,33 +13,33 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// The contract, as this binary implements it.
-pub(super) const WIT: &str = include_str!("../../../wit/policy.wit");
+pub(super) const WIT: &str = include_str!("../../../../wit/policy.wit");
 
 /// The files of a new Rust policy crate: (path, template).
 const FILES: &[(&str, &str)] = &[
     (
         "Cargo.toml",
-        include_str!("../../templates/policy/Cargo.toml.tmpl"),
+        include_str!("../../../templates/policy/Cargo.toml.tmpl"),
     ),
     (
         "src/lib.rs",
-        include_str!("../../templates/policy/lib.rs.tmpl"),
+        include_str!("../../../templates/policy/lib.rs.tmpl"),
     ),
     (
         "cases.toml",
-        include_str!("../../templates/policy/cases.toml.tmpl"),
+        include_str!("../../../templates/policy/cases.toml.tmpl"),
     ),
     (
         "observation.toml",
-        include_str!("../../templates/policy/observation.toml.tmpl"),
+        include_str!("../../../templates/policy/observation.toml.tmpl"),
     ),
     (
         "README.md",
-        include_str!("../../templates/policy/README.md.tmpl"),
+        include_str!("../../../templates/policy/README.md.tmpl"),
     ),
     (
         ".gitignore",
-        include_str!("../../templates/policy/gitignore.tmpl"),
+        include_str!("../../../templates/policy/gitignore.tmpl"),
     ),
     ("wit/policy.wit", WIT),
 ];
@@ -48,27 +48,27 @@ const FILES: &[(&str, &str)] = &[
 const PYTHON_FILES: &[(&str, &str)] = &[
     (
         "app.py",
-        include_str!("../../templates/policy-python/app.py.tmpl"),
+        include_str!("../../../templates/policy-python/app.py.tmpl"),
     ),
     (
         "test_app.py",
-        include_str!("../../templates/policy-python/test_app.py.tmpl"),
+        include_str!("../../../templates/policy-python/test_app.py.tmpl"),
     ),
     (
         "cases.toml",
-        include_str!("../../templates/policy/cases.toml.tmpl"),
+        include_str!("../../../templates/policy/cases.toml.tmpl"),
     ),
     (
         "observation.toml",
-        include_str!("../../templates/policy/observation.toml.tmpl"),
+        include_str!("../../../templates/policy/observation.toml.tmpl"),
     ),
     (
         "README.md",
-        include_str!("../../templates/policy-python/README.md.tmpl"),
+        include_str!("../../../templates/policy-python/README.md.tmpl"),
     ),
     (
         ".gitignore",
-        include_str!("../../templates/policy-python/gitignore.tmpl"),
+        include_str!("../../../templates/policy-python/gitignore.tmpl"),
     ),
     ("wit/policy.wit", WIT),
 ];
@@ -77,31 +77,31 @@ const PYTHON_FILES: &[(&str, &str)] = &[
 const JS_FILES: &[(&str, &str)] = &[
     (
         "package.json",
-        include_str!("../../templates/policy-js/package.json.tmpl"),
+        include_str!("../../../templates/policy-js/package.json.tmpl"),
     ),
     (
         "app.js",
-        include_str!("../../templates/policy-js/app.js.tmpl"),
+        include_str!("../../../templates/policy-js/app.js.tmpl"),
     ),
     (
         "app.test.js",
-        include_str!("../../templates/policy-js/app.test.js.tmpl"),
+        include_str!("../../../templates/policy-js/app.test.js.tmpl"),
     ),
     (
         "cases.toml",
-        include_str!("../../templates/policy/cases.toml.tmpl"),
+        include_str!("../../../templates/policy/cases.toml.tmpl"),
     ),
     (
         "observation.toml",
-        include_str!("../../templates/policy/observation.toml.tmpl"),
+        include_str!("../../../templates/policy/observation.toml.tmpl"),
     ),
     (
         "README.md",
-        include_str!("../../templates/policy-js/README.md.tmpl"),
+        include_str!("../../../templates/policy-js/README.md.tmpl"),
     ),
     (
         ".gitignore",
-        include_str!("../../templates/policy-js/gitignore.tmpl"),
+        include_str!("../../../templates/policy-js/gitignore.tmpl"),
     ),
     ("wit/policy.wit", WIT),
 ];

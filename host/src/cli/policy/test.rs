@@ -2,7 +2,7 @@
 //! policy, in the production engine under the production limits, and reports
 //! one line per case and a closing `N passed, M failed`.
 
-use super::policy::SandboxArgs;
+use super::SandboxArgs;
 use crate::cases::{self, CaseResult};
 use crate::text;
 use anyhow::Context;

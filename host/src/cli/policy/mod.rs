@@ -1,4 +1,9 @@
-//! `runner-scaler policy ...`: the policy author's commands.
+//! `runner-scaler policy ...`: the policy author's commands. `build` and
+//! `eval` are here; `test`, `new` and `precompile` have a file each.
+
+mod new;
+mod precompile;
+mod test;
 
 use super::language::Language;
 use crate::policy::{self, BuiltinRule, CompileCache, Limits, Policy, PolicyEngine};
@@ -18,12 +23,12 @@ pub enum PolicyCommand {
     /// Ask a policy for one decision and print it as JSON.
     Eval(EvalArgs),
     /// Run case files (sample observations and expected answers) through a policy.
-    Test(super::policy_test::TestArgs),
+    Test(test::TestArgs),
     /// Create a new policy (a Rust crate, a Python app or a JavaScript
     /// package) that builds and passes its own tests.
-    New(super::policy_new::NewArgs),
+    New(new::NewArgs),
     /// Compile policies ahead of time for an architecture, for a Lambda bundle.
-    Precompile(super::policy_precompile::PrecompileArgs),
+    Precompile(precompile::PrecompileArgs),
 }
 
 #[derive(Debug, Args)]
@@ -92,9 +97,9 @@ impl PolicyCommand {
         match self {
             PolicyCommand::Build(args) => build(args),
             PolicyCommand::Eval(args) => eval(args).await,
-            PolicyCommand::Test(args) => super::policy_test::test(args).await,
-            PolicyCommand::New(args) => super::policy_new::new(args),
-            PolicyCommand::Precompile(args) => super::policy_precompile::precompile(args),
+            PolicyCommand::Test(args) => test::test(args).await,
+            PolicyCommand::New(args) => new::new(args),
+            PolicyCommand::Precompile(args) => precompile::precompile(args),
         }
     }
 }
@@ -216,7 +221,7 @@ fn build_interpreted(language: Language, dir: &Path) -> anyhow::Result<(Vec<u8>,
             policy::CONTRACT
         );
         let file = scratch.path().join("policy.wit");
-        std::fs::write(&file, super::policy_new::WIT)?;
+        std::fs::write(&file, new::WIT)?;
         file
     };
     let component = super::componentize::build(language, &dir, &wit)?;
