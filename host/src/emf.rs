@@ -3,7 +3,7 @@
 //! tick. CloudWatch Logs turns them into metrics — no API call, no extra
 //! permission.
 
-use crate::tick::{Action, PoolReport};
+use crate::report::{Action, PoolReport};
 use serde_json::{json, Map, Value};
 
 /// The CloudWatch namespace the metrics go to.

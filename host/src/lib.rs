@@ -17,6 +17,7 @@ pub mod modes;
 pub mod observation;
 pub mod plan;
 pub mod policy;
+pub mod report;
 pub mod runner_secret;
 pub mod sample;
 pub mod secret;

@@ -7,7 +7,7 @@
 //! at its last reading, and `last_decision_timestamp_seconds` says when the
 //! pool was last decided.
 
-use crate::tick::{Action, HeldBecause, PoolReport};
+use crate::report::{Action, HeldBecause, PoolReport};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -302,7 +302,7 @@ impl Metrics {
 mod tests {
     use super::*;
     use crate::observation::{Capacity, Queue};
-    use crate::tick::PoolReport;
+    use crate::report::PoolReport;
 
     fn report(pool: &str, action: Action, held_because: Option<HeldBecause>) -> PoolReport {
         let decided = action != Action::Held;

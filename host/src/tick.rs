@@ -13,14 +13,16 @@ use crate::groups::{GroupError, GroupId, GroupState, Groups};
 use crate::observation::{Capacity, Clock, Observation, Queue};
 use crate::plan::{self, Bounds};
 use crate::policy::{BuiltinRule, Policy};
+use crate::report;
 use crate::sources::{QueueSource, SourceError};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{self, StreamExt};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+pub use crate::report::{Action, HeldBecause, PoolReport};
 
 /// A pool, ready to tick: its configuration with the policy loaded and the
 /// resource class known.
@@ -65,95 +67,6 @@ impl std::fmt::Display for Cut {
                 write!(f, "the stop grace of {} after SIGTERM", seconds(*grace))
             }
         }
-    }
-}
-
-/// What happened to one pool on one tick: the decision record. A value
-/// that is not known (the input was not read, the policy was not asked) is
-/// `None`, and absent from the JSON.
-#[derive(Debug, Clone, Serialize)]
-pub struct PoolReport {
-    pub pool: String,
-    pub group: String,
-    pub region: String,
-    /// The inputs, when they could be read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue: Option<Queue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub capacity: Option<Capacity>,
-    /// The policy (or fallback) that decided, its answer and its reason.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub decided_by: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy_desired: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Why the pool's policy failed, if it did (the fallback decided).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy_error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy_error_kind: Option<&'static str>,
-    /// The desired capacity after clamping and the safety rules.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub desired: Option<u32>,
-    pub action: Action,
-    /// What kept the pool from being decided, when it was held.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub held_because: Option<HeldBecause>,
-    /// Why the action: what was clamped or refused, what failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub why: Option<String>,
-    /// Time the policy (or fallback) took to decide.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy_ms: Option<f64>,
-    pub duration_ms: f64,
-}
-
-/// Which input or output failed for a held pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HeldBecause {
-    /// The queue could not be read.
-    Queue,
-    /// The group could not be read (or does not exist).
-    Group,
-    /// The decision could not be written.
-    Apply,
-    /// The tick's deadline passed before the pool's work was done.
-    Deadline,
-    /// The process stopped before the pool's work was done.
-    Stopped,
-}
-
-/// What the tick did to a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Wrote the change.
-    Applied,
-    /// Nothing changed, nothing written.
-    Unchanged,
-    /// Dry run: would have written the change.
-    WouldApply,
-    /// Inputs missing, the tick cut short before any write, or a write
-    /// refused: the pool was not decided, and nothing was written (`why`
-    /// names any earlier write of the same tick that was made).
-    Held,
-    /// A write was sent and its outcome is not known (it timed out, the
-    /// connection dropped after sending, the tick was cut while it was under
-    /// way): the group may or may not have changed. Neither applied nor held;
-    /// the next tick reads the group again before deciding.
-    Unknown,
-}
-
-impl PoolReport {
-    /// Whether the pool got a decision whose outcome is known (the tick's
-    /// exit code counts these).
-    pub fn decided(&self) -> bool {
-        matches!(
-            self.action,
-            Action::Applied | Action::Unchanged | Action::WouldApply
-        )
     }
 }
 
@@ -480,7 +393,7 @@ fn capacity(pool: &Pool, group: &GroupState) -> Capacity {
 /// Stamp the record's duration and log it.
 fn finish(mut report: PoolReport, started: Instant) -> PoolReport {
     report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    log(&report);
+    report::log(&report);
     report
 }
 
@@ -614,37 +527,5 @@ fn seconds(d: Duration) -> String {
         format!("{} ms", d.as_millis())
     } else {
         format!("{} s", d.as_secs_f64())
-    }
-}
-
-/// The decision record as one structured log line (JSON fields with
-/// `--log-format json`). A value that is not known is left out, never
-/// written as 0.
-fn log(r: &PoolReport) {
-    macro_rules! record {
-        ($level:ident) => {
-            tracing::$level!(
-                target: "decision",
-                pool = %r.pool,
-                group = %r.group,
-                waiting = r.queue.map(|q| q.waiting),
-                running = r.queue.map(|q| q.running),
-                desired_before = r.capacity.map(|c| c.desired),
-                decided_by = r.decided_by.as_deref(),
-                policy_desired = r.policy_desired,
-                desired = r.desired,
-                action = ?r.action,
-                policy_error = r.policy_error.as_deref(),
-                why = r.why.as_deref(),
-                duration_ms = r.duration_ms,
-                "{}",
-                r.reason.as_deref().unwrap_or("no decision")
-            )
-        };
-    }
-    if r.decided() {
-        record!(info);
-    } else {
-        record!(warn);
     }
 }

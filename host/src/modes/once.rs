@@ -1,8 +1,8 @@
 //! `runner-scaler once`: one tick, a summary, an exit code. The rows come in
 //! the configuration's order; a value that is not known shows as `-`.
 
+use crate::report::{Action, PoolReport};
 use crate::text;
-use crate::tick::{Action, PoolReport};
 use std::fmt::Write;
 
 /// The tick's reports as a table for people.

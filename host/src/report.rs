@@ -1,0 +1,127 @@
+//! The decision record: what one tick did to one pool ([`PoolReport`]),
+//! and its log line. The tick writes it; the summary table, the metrics and
+//! the EMF lines read it.
+
+use crate::observation::{Capacity, Queue};
+use serde::Serialize;
+
+/// What happened to one pool on one tick: the decision record. A value
+/// that is not known (the input was not read, the policy was not asked) is
+/// `None`, and absent from the JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolReport {
+    pub pool: String,
+    pub group: String,
+    pub region: String,
+    /// The inputs, when they could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<Queue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Capacity>,
+    /// The policy (or fallback) that decided, its answer and its reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_desired: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Why the pool's policy failed, if it did (the fallback decided).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_error_kind: Option<&'static str>,
+    /// The desired capacity after clamping and the safety rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired: Option<u32>,
+    pub action: Action,
+    /// What kept the pool from being decided, when it was held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_because: Option<HeldBecause>,
+    /// Why the action: what was clamped or refused, what failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// Time the policy (or fallback) took to decide.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_ms: Option<f64>,
+    pub duration_ms: f64,
+}
+
+/// Which input or output failed for a held pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldBecause {
+    /// The queue could not be read.
+    Queue,
+    /// The group could not be read (or does not exist).
+    Group,
+    /// The decision could not be written.
+    Apply,
+    /// The tick's deadline passed before the pool's work was done.
+    Deadline,
+    /// The process stopped before the pool's work was done.
+    Stopped,
+}
+
+/// What the tick did to a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Wrote the change.
+    Applied,
+    /// Nothing changed, nothing written.
+    Unchanged,
+    /// Dry run: would have written the change.
+    WouldApply,
+    /// Inputs missing, the tick cut short before any write, or a write
+    /// refused: the pool was not decided, and nothing was written (`why`
+    /// names any earlier write of the same tick that was made).
+    Held,
+    /// A write was sent and its outcome is not known (it timed out, the
+    /// connection dropped after sending, the tick was cut while it was under
+    /// way): the group may or may not have changed. Neither applied nor held;
+    /// the next tick reads the group again before deciding.
+    Unknown,
+}
+
+impl PoolReport {
+    /// Whether the pool got a decision whose outcome is known (the tick's
+    /// exit code counts these).
+    pub fn decided(&self) -> bool {
+        matches!(
+            self.action,
+            Action::Applied | Action::Unchanged | Action::WouldApply
+        )
+    }
+}
+
+/// The decision record as one structured log line (JSON fields with
+/// `--log-format json`). A value that is not known is left out, never
+/// written as 0.
+pub(crate) fn log(r: &PoolReport) {
+    macro_rules! record {
+        ($level:ident) => {
+            tracing::$level!(
+                target: "decision",
+                pool = %r.pool,
+                group = %r.group,
+                waiting = r.queue.map(|q| q.waiting),
+                running = r.queue.map(|q| q.running),
+                desired_before = r.capacity.map(|c| c.desired),
+                decided_by = r.decided_by.as_deref(),
+                policy_desired = r.policy_desired,
+                desired = r.desired,
+                action = ?r.action,
+                policy_error = r.policy_error.as_deref(),
+                why = r.why.as_deref(),
+                duration_ms = r.duration_ms,
+                "{}",
+                r.reason.as_deref().unwrap_or("no decision")
+            )
+        };
+    }
+    if r.decided() {
+        record!(info);
+    } else {
+        record!(warn);
+    }
+}
