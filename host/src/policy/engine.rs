@@ -4,16 +4,17 @@
 
 use super::bindings::{self, PolicyPre, CONTRACT, DECIDER_EXPORT};
 use super::cache::CompileCache;
+use super::compile::{self, Compiler};
+use super::error::chain;
 use super::limits::{self, Limits, MAX_ERROR_BYTES, MAX_POLICY_FILE_BYTES, MAX_REASON_BYTES};
 use super::output::{self, BoundedOutput, Level, PolicyLog};
 use super::wasi::{ObservedClock, Seeds, VirtualClock, VirtualTime, VirtualTimeView};
 use super::{load, PolicyError};
 use crate::observation::{Decision, Observation};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     WasmBacktrace,
@@ -31,10 +32,7 @@ pub struct PolicyEngine {
     engine: Engine,
     linker: Linker<HostState>,
     limits: Limits,
-    cache: Option<CompileCache>,
-    /// A read-only directory of compiled policies shipped with the binary
-    /// (a Lambda bundle), read before `cache`.
-    precompiled: Option<CompileCache>,
+    compiler: Compiler,
     epoch_period: Duration,
 }
 
@@ -179,8 +177,7 @@ impl PolicyEngine {
             engine,
             linker,
             limits,
-            cache,
-            precompiled: options.precompiled.map(CompileCache::new),
+            compiler: Compiler::new(cache, options.precompiled),
             epoch_period,
         })
     }
@@ -192,7 +189,7 @@ impl PolicyEngine {
     /// Load the policy at `path`: a component, or a core module carrying its
     /// contract. Fails if it does not implement this host's contract.
     pub fn load(&self, path: &Path) -> Result<WasmPolicy, PolicyError> {
-        self.load_bytes(path, &read_policy_file(path)?)
+        self.load_bytes(path, &load::read_policy_file(path)?)
     }
 
     /// Load a policy from `bytes`; `path` names it in messages.
@@ -203,7 +200,7 @@ impl PolicyEngine {
                 limit: MAX_POLICY_FILE_BYTES,
             });
         }
-        let component = self.compile(path, bytes)?;
+        let component = self.compiler.component(&self.engine, path, bytes)?;
         load::check_contract(path, &self.engine, &component)?;
         let pre =
             self.linker
@@ -243,86 +240,14 @@ impl PolicyEngine {
         })
     }
 
-    /// Compiled code for `bytes`: from the cache when it holds an intact entry
-    /// for this engine, else compiled (and stored).
-    fn compile(&self, path: &Path, bytes: &[u8]) -> Result<Component, PolicyError> {
-        let started = std::time::Instant::now();
-        if let Some(precompiled) = &self.precompiled {
-            let at = precompiled.path_for(&self.engine, bytes);
-            if let Some(compiled) = precompiled.read(&at) {
-                // SAFETY: as for the cache below: the entry is intact, and
-                // wasmtime checks the version and settings in its header.
-                match unsafe { Component::deserialize(&self.engine, &compiled) } {
-                    Ok(component) => {
-                        tracing::debug!(policy = %path.display(), from = %at.display(), ms = started.elapsed().as_secs_f64() * 1e3, "loaded precompiled policy");
-                        return Ok(component);
-                    }
-                    Err(err) => {
-                        tracing::warn!(path = %at.display(), err = %chain(&err), "precompiled policy does not fit this engine; run `runner-scaler policy precompile` again for this version and architecture")
-                    }
-                }
-            } else {
-                tracing::warn!(policy = %path.display(), dir = %precompiled.dir().display(), "no precompiled code for this policy, engine and architecture; compiling it (slower start). Run `runner-scaler policy precompile` when packaging");
-            }
-        }
-        let entry = self
-            .cache
-            .as_ref()
-            .map(|cache| (cache, cache.path_for(&self.engine, bytes)));
-        if let Some((cache, at)) = &entry {
-            if let Some(compiled) = cache.read(at) {
-                // SAFETY: the entry's checksum matched, so these are the bytes
-                // this engine's configuration precompiled; wasmtime checks the
-                // version and settings in their header itself.
-                match unsafe { Component::deserialize(&self.engine, &compiled) } {
-                    Ok(component) => return Ok(component),
-                    Err(err) => {
-                        tracing::warn!(path = %at.display(), err = %chain(&err), "stale compile cache entry; compiling again")
-                    }
-                }
-            }
-        }
-        let compiled = self.precompile(path, bytes)?;
-        if let Some((cache, at)) = &entry {
-            cache.write(at, &compiled);
-        }
-        tracing::debug!(policy = %path.display(), ms = started.elapsed().as_secs_f64() * 1e3, "compiled policy");
-        // SAFETY: `compiled` was produced just now by this engine.
-        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|err| {
-            PolicyError::Compile {
-                path: path.into(),
-                message: chain(&err),
-            }
-        })
-    }
-
     /// Compile the policy at `path` for this engine's target and store it in
     /// `out` under the key this engine's twin will look for; the entry's
     /// path. Used with a cross-target engine, which cannot load what it
     /// compiles, so the contract is not checked here: load the policy with a
     /// host engine first.
     pub fn precompile_into(&self, path: &Path, out: &CompileCache) -> Result<PathBuf, PolicyError> {
-        let bytes = read_policy_file(path)?;
-        let compiled = self.precompile(path, &bytes)?;
-        let at = out.path_for(&self.engine, &bytes);
-        out.write_checked(&at, &compiled)
-            .map_err(|err| PolicyError::Compile {
-                path: at.clone(),
-                message: format!("cannot write the precompiled entry: {err}"),
-            })?;
-        Ok(at)
-    }
-
-    /// `bytes` (a component or a core module with its contract) compiled
-    /// by this engine.
-    fn precompile(&self, path: &Path, bytes: &[u8]) -> Result<Vec<u8>, PolicyError> {
-        let component = load::to_component(path, bytes)?;
-        self.engine
-            .precompile_component(&component)
-            .map_err(|err| PolicyError::Compile {
-                path: path.into(),
-                message: chain(&err),
-            })
+        let bytes = load::read_policy_file(path)?;
+        compile::precompile_into(&self.engine, path, &bytes, out)
     }
 }
 
@@ -445,27 +370,6 @@ fn cut(text: &str, max: usize) -> String {
     format!("{kept}… [{} more bytes cut]", text.len() - kept.len())
 }
 
-/// Reads the policy file at `path`, refusing one over
-/// [`MAX_POLICY_FILE_BYTES`] without reading more than that.
-fn read_policy_file(path: &Path) -> Result<Vec<u8>, PolicyError> {
-    let read_error = |source| PolicyError::Read {
-        path: path.into(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_POLICY_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    if bytes.len() as u64 > MAX_POLICY_FILE_BYTES {
-        return Err(PolicyError::TooLarge {
-            path: path.into(),
-            limit: MAX_POLICY_FILE_BYTES,
-        });
-    }
-    Ok(bytes)
-}
-
 /// Why a call into the policy failed, from the host's point of view.
 fn classify(
     policy: &str,
@@ -542,14 +446,6 @@ fn trap_summary(err: &wasmtime::Error) -> (String, Option<String>) {
         .collect::<Vec<_>>()
         .join("\n");
     (message, Some(frames))
-}
-
-/// An error and its causes on one line.
-fn chain(err: &wasmtime::Error) -> String {
-    err.chain()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
 }
 
 fn engine_error(err: wasmtime::Error) -> PolicyError {

@@ -90,3 +90,11 @@ impl PolicyError {
         }
     }
 }
+
+/// An error and its causes on one line.
+pub(super) fn chain(err: &wasmtime::Error) -> String {
+    err.chain()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}

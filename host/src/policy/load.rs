@@ -1,10 +1,12 @@
-//! From a file's bytes to a component that implements the contract: core
-//! modules are made into components, and the exports are checked before any
-//! decision is asked for.
+//! From a policy file to a component that implements the contract: the file
+//! is read within its size limit, core modules are made into components, and
+//! the exports are checked before any decision is asked for.
 
 use super::bindings::DECIDER_EXPORT;
+use super::limits::MAX_POLICY_FILE_BYTES;
 use super::PolicyError;
 use std::borrow::Cow;
+use std::io::Read;
 use std::path::Path;
 
 /// `bytes` as a component: returned as is when it already is one, encoded
@@ -51,4 +53,25 @@ pub fn check_contract(
             exports.join(", ")
         },
     })
+}
+
+/// Reads the policy file at `path`, refusing one over
+/// [`MAX_POLICY_FILE_BYTES`] without reading more than that.
+pub fn read_policy_file(path: &Path) -> Result<Vec<u8>, PolicyError> {
+    let read_error = |source| PolicyError::Read {
+        path: path.into(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_POLICY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_POLICY_FILE_BYTES {
+        return Err(PolicyError::TooLarge {
+            path: path.into(),
+            limit: MAX_POLICY_FILE_BYTES,
+        });
+    }
+    Ok(bytes)
 }

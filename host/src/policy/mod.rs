@@ -7,6 +7,7 @@
 mod bindings;
 mod builtin;
 mod cache;
+mod compile;
 mod engine;
 mod error;
 mod limits;
