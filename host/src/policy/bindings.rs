@@ -1,6 +1,8 @@
-//! The generated bindings of `wit/policy.wit`, and the conversions between
-//! them and the host's own types. Generated types never leave this module.
+//! The generated bindings of `wit/policy.wit`: the conversions between them
+//! and the host's own types, and the host's side of the contract's imports.
+//! Generated types never leave this module.
 
+use super::output::{self, PolicyLog};
 use crate::observation as host;
 
 wasmtime::component::bindgen!({
@@ -10,9 +12,8 @@ wasmtime::component::bindgen!({
 });
 
 // `self::`: the generated module shares its name with this crate.
-pub use self::runner_scaler::policy::host::Host;
+use self::runner_scaler::policy::host::Host;
 use self::runner_scaler::policy::types as wit;
-pub use self::runner_scaler::policy::types::{Host as TypesHost, Level};
 
 /// The fully qualified name of the interface every policy must export.
 pub const DECIDER_EXPORT: &str = "runner-scaler:policy/decider@0.1.0";
@@ -102,6 +103,28 @@ impl From<wit::Decision> for host::Decision {
             desired: d.desired,
             reason: d.reason,
             state: d.state,
+        }
+    }
+}
+
+/// The contract's `host` interface: a policy's `log` lines go to the
+/// decision's bounded log.
+impl Host for PolicyLog {
+    fn log(&mut self, level: wit::Level, message: String) {
+        self.push(level.into(), &message);
+    }
+}
+
+/// The `types` interface has no functions of its own to provide.
+impl wit::Host for PolicyLog {}
+
+impl From<wit::Level> for output::Level {
+    fn from(level: wit::Level) -> Self {
+        match level {
+            wit::Level::Debug => output::Level::Debug,
+            wit::Level::Info => output::Level::Info,
+            wit::Level::Warn => output::Level::Warn,
+            wit::Level::Error => output::Level::Error,
         }
     }
 }

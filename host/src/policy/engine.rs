@@ -165,8 +165,12 @@ impl PolicyEngine {
         })
         .map_err(engine_error)?;
         linker.allow_shadowing(false);
-        bindings::Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(engine_error)?;
+        // The contract's own import, `log`, goes to the decision's log.
+        bindings::Policy::add_to_linker::<_, HasSelf<PolicyLog>>(
+            &mut linker,
+            |state: &mut HostState| &mut state.log,
+        )
+        .map_err(engine_error)?;
 
         // The deadline is counted in epochs; ten per deadline keeps the
         // overshoot within a tenth of it.
@@ -514,16 +518,3 @@ impl WasiView for HostState {
     }
 }
 
-impl bindings::Host for HostState {
-    fn log(&mut self, level: bindings::Level, message: String) {
-        let level = match level {
-            bindings::Level::Debug => Level::Debug,
-            bindings::Level::Info => Level::Info,
-            bindings::Level::Warn => Level::Warn,
-            bindings::Level::Error => Level::Error,
-        };
-        self.log.push(level, &message);
-    }
-}
-
-impl bindings::TypesHost for HostState {}
