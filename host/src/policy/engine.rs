@@ -518,3 +518,89 @@ impl WasiView for HostState {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(reason: &str, state: Option<&str>) -> Decision {
+        Decision {
+            desired: 3,
+            reason: reason.into(),
+            state: state.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_failed_call_is_classified_by_what_the_host_saw() {
+        let limits = Limits::default();
+        let interrupt = wasmtime::Error::new(Trap::Interrupt);
+        let crash = wasmtime::Error::new(Trap::UnreachableCodeReached).context("in decide");
+        // (name, the memory cap refused growth, the error, the kind expected)
+        let cases = [
+            ("refused growth, then a trap", true, &crash, "out_of_memory"),
+            (
+                "refused growth, then the deadline",
+                true,
+                &interrupt,
+                "out_of_memory",
+            ),
+            ("the epoch deadline", false, &interrupt, "deadline"),
+            ("any other trap", false, &crash, "trap"),
+        ];
+        for (name, memory_exceeded, err, kind) in cases {
+            let error = classify("greedy", &limits, memory_exceeded, err);
+            assert_eq!(error.kind(), kind, "{name}: {error}");
+            assert!(
+                error.to_string().contains("policy greedy"),
+                "{name}: {error}"
+            );
+        }
+        match classify("greedy", &limits, false, &crash) {
+            PolicyError::Trap {
+                message, backtrace, ..
+            } => {
+                assert!(message.starts_with("in decide: "), "{message}");
+                assert_eq!(backtrace, None, "no wasm frames in this error");
+            }
+            other => panic!("{other}"),
+        }
+        let limit = match classify("greedy", &limits, true, &crash) {
+            PolicyError::OutOfMemory { limit, .. } => limit,
+            other => panic!("{other}"),
+        };
+        assert_eq!(limit, limits.memory_bytes);
+    }
+
+    #[test]
+    fn a_decision_is_used_only_when_its_state_fits_and_its_reason_is_one_short_line() {
+        let fine = decision("3 waiting", Some("empty_since=1795424400"));
+        assert_eq!(checked("p", fine.clone()).unwrap(), fine);
+
+        let err = checked("p", decision("ok", Some("a\nb"))).unwrap_err();
+        assert_eq!(err.kind(), "bad_output");
+        assert!(
+            err.to_string().contains("its state cannot be kept"),
+            "{err}"
+        );
+        let too_long = "x".repeat(crate::policy::MAX_STATE_BYTES + 1);
+        assert!(checked("p", decision("ok", Some(&too_long))).is_err());
+
+        let reason = checked("p", decision("first\nsecond\r\nthird", None))
+            .unwrap()
+            .reason;
+        assert_eq!(reason, "first");
+        // Cut on a character boundary, within the limit.
+        let long = "é".repeat(MAX_REASON_BYTES);
+        let reason = checked("p", decision(&long, None)).unwrap().reason;
+        assert_eq!(reason.len(), MAX_REASON_BYTES);
+        assert!(long.starts_with(&reason));
+    }
+
+    #[test]
+    fn a_long_error_is_cut_saying_how_much() {
+        assert_eq!(cut("short", 10), "short");
+        assert_eq!(cut("0123456789abc", 10), "0123456789… [3 more bytes cut]");
+        // Never inside a character: "é" is two bytes.
+        assert_eq!(cut("ééé", 3), "é… [4 more bytes cut]");
+    }
+}
