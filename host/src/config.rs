@@ -200,9 +200,6 @@ struct RawPool {
     allow_unprotected_scale_in: Option<bool>,
 }
 
-/// The default CircleCI runner API.
-pub const CIRCLECI_URL: &str = "https://runner.circleci.com";
-
 /// The shortest default tick deadline: room for the upstream calls' own
 /// timeouts (10 s per AWS call) when the interval is shorter.
 pub const MIN_DEFAULT_TICK_DEADLINE: Duration = Duration::from_secs(10);
@@ -570,7 +567,7 @@ impl RawConfig {
         let base_url = self
             .circleci
             .base_url
-            .unwrap_or_else(|| CIRCLECI_URL.into());
+            .unwrap_or_else(|| crate::sources::circleci::DEFAULT_BASE_URL.into());
         if let Err(err) = crate::sources::circleci::parse_base_url(&base_url) {
             let field = if from_env {
                 "CIRCLECI_RUNNER_API_URL"
@@ -863,7 +860,10 @@ max = 5
         let config = parse(POOL).unwrap();
         let pool = &config.pools[0];
         assert_eq!(config.interval, Duration::from_secs(60));
-        assert_eq!(config.circleci.base_url, CIRCLECI_URL);
+        assert_eq!(
+            config.circleci.base_url,
+            crate::sources::circleci::DEFAULT_BASE_URL
+        );
         assert_eq!(
             config.circleci.token,
             TokenSource::Env("CIRCLECI_TOKEN".into())
