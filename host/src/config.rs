@@ -828,8 +828,10 @@ fn check_endpoint_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// "90s", "2m", "1h 30m", or a number of seconds.
-fn parse_duration(text: &str) -> Option<Duration> {
+/// A duration as the configuration and the command line write them: "90s",
+/// "2m", "1h 30m" (jiff's friendly format), or a whole number of seconds.
+/// Never negative.
+pub fn parse_duration(text: &str) -> Option<Duration> {
     if let Ok(secs) = text.trim().parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }

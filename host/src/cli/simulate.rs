@@ -1,6 +1,7 @@
 //! `runner-scaler simulate`: replay a trace through policies, print the
 //! figures side by side, draw the chart.
 
+use crate::config::parse_duration;
 use crate::policy::{BuiltinRule, CompileCache, Limits, Policy, PolicyEngine};
 use crate::simulate::{self, chart, report, Boot, Exit, Scenario, Summary, Trace, WorldSettings};
 use anyhow::{bail, ensure, Context};
@@ -318,17 +319,18 @@ fn progress_bar(trace: &Trace, scenarios: &[Scenario], tick: u64) -> indicatif::
     bar
 }
 
-/// "90s", "5m", "1h 30m", or a number of seconds; whole seconds, at least 1.
+/// A duration as the configuration writes it ([`parse_duration`]), in whole
+/// seconds, at least 1.
 fn seconds(text: &str) -> Result<u64, String> {
-    let seconds = if let Ok(seconds) = text.trim().parse::<u64>() {
-        seconds
-    } else {
-        let span: jiff::SignedDuration = text
-            .trim()
-            .parse()
-            .map_err(|_| format!("{text:?} is not a duration; write e.g. 90s, 5m or 1h"))?;
-        u64::try_from(span.as_secs()).map_err(|_| format!("{text:?} is negative"))?
-    };
+    let seconds = parse_duration(text)
+        .ok_or_else(|| {
+            if text.trim().starts_with('-') {
+                format!("{text:?} is negative")
+            } else {
+                format!("{text:?} is not a duration; write e.g. 90s, 5m or 1h")
+            }
+        })?
+        .as_secs();
     if seconds == 0 {
         return Err(format!("{text:?} is zero; use at least 1s"));
     }
