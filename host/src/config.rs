@@ -7,7 +7,7 @@
 
 use crate::groups::GroupId;
 use crate::plan::Bounds;
-use crate::policy::{BuiltinRule, Limits};
+use crate::policy::{BuiltinRule, Limits, MAX_DEADLINE_MS, MAX_MEMORY_MIB};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -203,14 +203,6 @@ struct RawPool {
 /// The shortest default tick deadline: room for the upstream calls' own
 /// timeouts (10 s per AWS call) when the interval is shorter.
 pub const MIN_DEFAULT_TICK_DEADLINE: Duration = Duration::from_secs(10);
-
-/// The longest `sandbox.deadline_ms`: a decision is arithmetic on a few
-/// numbers and takes microseconds; ten seconds is already a hung policy.
-pub const MAX_DEADLINE_MS: u64 = 10_000;
-
-/// The largest `sandbox.memory_mib`: a policy's memory is a 32-bit
-/// WebAssembly memory, which cannot grow past 4 GiB.
-pub const MAX_MEMORY_MIB: usize = 4096;
 
 impl Config {
     /// The configuration for this process: `path` (from `--config` or

@@ -18,11 +18,25 @@ pub struct Limits {
     pub concurrent_decisions: u32,
 }
 
+/// The default deadline of one decision, in milliseconds.
+pub const DEFAULT_DEADLINE_MS: u64 = 100;
+
+/// The default memory of one decision, in MiB.
+pub const DEFAULT_MEMORY_MIB: usize = 64;
+
+/// The longest deadline that may be configured: a decision is arithmetic on
+/// a few numbers and takes microseconds; ten seconds is already a hung policy.
+pub const MAX_DEADLINE_MS: u64 = 10_000;
+
+/// The most memory that may be configured: a policy's memory is a 32-bit
+/// WebAssembly memory, which cannot grow past 4 GiB.
+pub const MAX_MEMORY_MIB: usize = 4096;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            deadline: Duration::from_millis(100),
-            memory_bytes: 64 * 1024 * 1024,
+            deadline: Duration::from_millis(DEFAULT_DEADLINE_MS),
+            memory_bytes: DEFAULT_MEMORY_MIB * 1024 * 1024,
             log_lines: 64,
             log_line_bytes: 1024,
             concurrent_decisions: 64,

@@ -62,10 +62,10 @@ pub struct EvalArgs {
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
     /// Time one decision may take, in milliseconds.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = policy::DEFAULT_DEADLINE_MS)]
     deadline_ms: u64,
     /// Memory one decision may use, in MiB.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = policy::DEFAULT_MEMORY_MIB)]
     memory_mib: usize,
     /// Compile the policy every time instead of caching the compiled code.
     #[arg(long)]
