@@ -23,6 +23,7 @@ pub mod sample;
 pub mod secret;
 pub mod simulate;
 pub mod sources;
+pub mod state;
 pub mod text;
 pub mod tick;
 

@@ -492,14 +492,14 @@ async fn decide_and_apply<G: Groups>(
 /// the pool its state, never its decisions.
 fn usable_state(pool: &Pool, group: &GroupState) -> Option<String> {
     let state = group.policy_state.as_deref()?;
-    match crate::policy::state_problem(state) {
+    match crate::state::state_problem(state) {
         None => Some(state.to_string()),
         Some(problem) => {
             tracing::warn!(
                 pool = %pool.name,
                 group = %pool.group,
                 "the group's {} tag cannot be used ({problem}); the policy decides without state and its decision replaces the tag",
-                crate::groups::STATE_TAG
+                crate::state::STATE_TAG
             );
             None
         }

@@ -11,8 +11,9 @@ mod support;
 
 use runner_scaler::aws::AwsOptions;
 use runner_scaler::groups::asg::{ApiCalls, AsgGroups};
-use runner_scaler::groups::{GroupId, GroupState, Groups, Write, STATE_TAG};
+use runner_scaler::groups::{GroupId, GroupState, Groups, Write};
 use runner_scaler::runner_secret::{read_runner_secret, SecretError};
+use runner_scaler::state::STATE_TAG;
 use std::time::{Duration, Instant};
 use support::aws_proxy::{Answer, AwsProxy};
 use support::moto::{Moto, TestGroup, KEY};

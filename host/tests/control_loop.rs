@@ -50,7 +50,7 @@ async fn state_tag(moto: &Moto, name: &str) -> Option<String> {
     group
         .tags()
         .iter()
-        .find(|t| t.key() == Some(runner_scaler::groups::STATE_TAG))
+        .find(|t| t.key() == Some(runner_scaler::state::STATE_TAG))
         .and_then(|t| t.value().map(String::from))
 }
 
@@ -238,7 +238,7 @@ async fn a_state_tag_the_host_cannot_use_costs_the_pool_its_state() {
             &TestGroup::new(&format!("ci-{name}"))
                 .desired(1)
                 .protected()
-                .tag(runner_scaler::groups::STATE_TAG, value),
+                .tag(runner_scaler::state::STATE_TAG, value),
         )
         .await;
         circleci.set_queue(&format!("acme/{name}"), 1, 0);

@@ -3,9 +3,10 @@
 //! `UpdateAutoScalingGroup` and the tag calls.
 
 use super::write_outcome::WriteOutcome;
-use super::{GroupError, GroupId, GroupState, Groups, Write, DESCRIBE_BATCH, STATE_TAG};
+use super::{GroupError, GroupId, GroupState, Groups, Write, DESCRIBE_BATCH};
 use crate::aws::{call_error, AwsOptions};
 use crate::iam::{Action, Call};
+use crate::state::STATE_TAG;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, LifecycleState, Tag};
 use aws_sdk_autoscaling::Client;
 use std::collections::{HashMap, HashSet};

@@ -11,10 +11,6 @@ pub use memory::MemoryGroups;
 use std::collections::HashMap;
 use std::future::Future;
 
-/// The tag that keeps a policy's state on its group between ticks (and
-/// across restarts and Lambda cold starts).
-pub const STATE_TAG: &str = "runner-scaler:state";
-
 /// Group names per `DescribeAutoScalingGroups` call, the API's limit.
 pub const DESCRIBE_BATCH: usize = 50;
 
@@ -48,7 +44,7 @@ pub struct GroupState {
     pub protected: u32,
     /// Whether the group protects the instances it launches from scale-in.
     pub new_instances_protected: bool,
-    /// The policy's state from the [`STATE_TAG`] tag.
+    /// The policy's state from the [`STATE_TAG`](crate::state::STATE_TAG) tag.
     pub policy_state: Option<String>,
 }
 

@@ -11,6 +11,7 @@ use super::output::{self, BoundedOutput, Level, PolicyLog};
 use super::wasi::{ObservedClock, Seeds, VirtualClock, VirtualTime, VirtualTimeView};
 use super::{load, PolicyError};
 use crate::observation::{Decision, Observation};
+use crate::state::state_problem;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -354,7 +355,7 @@ impl WasmPolicy {
 /// The policy's decision if the host can use it: the state is a value the
 /// group's tag can hold, the reason is one line of reasonable length.
 fn checked(policy: &str, mut decision: Decision) -> Result<Decision, PolicyError> {
-    if let Some(problem) = decision.state.as_deref().and_then(limits::state_problem) {
+    if let Some(problem) = decision.state.as_deref().and_then(state_problem) {
         return Err(PolicyError::BadOutput {
             policy: policy.to_string(),
             message: format!("its state cannot be kept: {problem}"),
@@ -582,7 +583,7 @@ mod tests {
             err.to_string().contains("its state cannot be kept"),
             "{err}"
         );
-        let too_long = "x".repeat(crate::policy::MAX_STATE_BYTES + 1);
+        let too_long = "x".repeat(crate::state::MAX_STATE_BYTES + 1);
         assert!(checked("p", decision("ok", Some(&too_long))).is_err());
 
         let reason = checked("p", decision("first\nsecond\r\nthird", None))

@@ -21,8 +21,8 @@ pub use cache::CompileCache;
 pub use engine::{linux_target, EngineOptions, PolicyEngine, WasmPolicy};
 pub use error::PolicyError;
 pub use limits::{
-    state_problem, Limits, PoolShare, DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB, MAX_DEADLINE_MS,
-    MAX_MEMORY_MIB, MAX_POLICY_FILE_BYTES, MAX_STATE_BYTES, PER_DECISION,
+    Limits, PoolShare, DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB, MAX_DEADLINE_MS, MAX_MEMORY_MIB,
+    MAX_POLICY_FILE_BYTES, PER_DECISION,
 };
 pub use load::to_component;
 pub use output::{Level, PolicyLog};
