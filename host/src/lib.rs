@@ -15,6 +15,7 @@ pub mod iam;
 pub mod metrics;
 pub mod modes;
 pub mod observation;
+pub mod params;
 pub mod plan;
 pub mod policy;
 pub mod report;

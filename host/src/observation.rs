@@ -15,7 +15,7 @@ pub struct Observation {
     pub capacity: Capacity,
     pub clock: Clock,
     /// The pool's params, in the order they were configured.
-    #[serde(default, with = "params_as_table")]
+    #[serde(default, with = "crate::params::as_strings")]
     pub params: Vec<(String, String)>,
     /// What the policy kept from its previous decision for this pool.
     #[serde(default)]
@@ -95,41 +95,6 @@ impl Queue {
     /// Jobs that need an instance: waiting plus running.
     pub fn jobs(&self) -> u32 {
         self.waiting.saturating_add(self.running)
-    }
-}
-
-/// Params are written as a table (`warm = "2"`) but kept as ordered pairs, so
-/// the policy sees them in the order the operator wrote them.
-mod params_as_table {
-    use serde::de::{MapAccess, Visitor};
-    use serde::ser::SerializeMap;
-    use serde::{Deserializer, Serializer};
-    use std::fmt;
-
-    pub fn serialize<S: Serializer>(params: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(params.len()))?;
-        for (name, value) in params {
-            map.serialize_entry(name, value)?;
-        }
-        map.end()
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
-        struct Pairs;
-        impl<'de> Visitor<'de> for Pairs {
-            type Value = Vec<(String, String)>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a table of parameter names to string values, e.g. { warm = \"2\" }")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut pairs = Vec::new();
-                while let Some(pair) = map.next_entry()? {
-                    pairs.push(pair);
-                }
-                Ok(pairs)
-            }
-        }
-        d.deserialize_map(Pairs)
     }
 }
 

@@ -25,9 +25,7 @@ pub(crate) use file::{field, parse_toml, read, resolve};
 pub use file::{load_observation, Fields};
 
 use crate::observation::{Capacity, Clock, Observation, Queue};
-use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
-use std::fmt;
+use serde::Deserialize;
 
 /// The default pool name.
 pub const DEFAULT_POOL: &str = "sample";
@@ -65,7 +63,7 @@ pub struct SampleObservation {
     /// The whole clock, instead of `at` and `time_zone`.
     pub clock: Option<Clock>,
     /// Params, in the order written. Numbers and booleans are taken as their text.
-    #[serde(default, deserialize_with = "params_in_order")]
+    #[serde(default, deserialize_with = "crate::params::written")]
     pub params: Vec<(String, String)>,
     /// The state the policy kept on the previous tick.
     pub state: Option<String>,
@@ -254,57 +252,6 @@ fn merge_option<T: Copy>(base: Option<T>, over: Option<T>, merge: impl Fn(T, T) 
     match (base, over) {
         (Some(base), Some(over)) => Some(merge(base, over)),
         (base, over) => over.or(base),
-    }
-}
-
-/// Params as a table, kept in the order written; a number or boolean value is
-/// taken as its text (`warm = 2` is `warm = "2"`).
-fn params_in_order<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
-    struct Pairs;
-    impl<'de> Visitor<'de> for Pairs {
-        type Value = Vec<(String, String)>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a table of parameter names to values, e.g. { warm = \"2\" }")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut pairs = Vec::new();
-            while let Some((name, value)) = map.next_entry::<String, ParamValue>()? {
-                pairs.push((name, value.0));
-            }
-            Ok(pairs)
-        }
-    }
-    d.deserialize_map(Pairs)
-}
-
-/// A param's value: a string, or a number or boolean as its text.
-struct ParamValue(String);
-
-impl<'de> Deserialize<'de> for ParamValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Text;
-        impl Visitor<'_> for Text {
-            type Value = ParamValue;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string, number or boolean")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<ParamValue, E> {
-                Ok(ParamValue(v.to_string()))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<ParamValue, E> {
-                Ok(ParamValue(v.to_string()))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<ParamValue, E> {
-                Ok(ParamValue(v.to_string()))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<ParamValue, E> {
-                Ok(ParamValue(v.to_string()))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<ParamValue, E> {
-                Ok(ParamValue(v.to_string()))
-            }
-        }
-        d.deserialize_any(Text)
     }
 }
 
