@@ -738,18 +738,12 @@ fn validate_pool(
         .flatten()
         .chain(pool.params.iter().flatten())
     {
-        let value = match value {
-            toml::Value::String(s) => s.clone(),
-            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
-                value.to_string()
-            }
-            other => {
-                return Err(invalid(
-                    &format!("params.{key}"),
-                    format!("{other} is not a string, number or boolean"),
-                ))
-            }
-        };
+        let value = crate::params::text(value).ok_or_else(|| {
+            invalid(
+                &format!("params.{key}"),
+                format!("{value} is not a string, number or boolean"),
+            )
+        })?;
         params.retain(|(k, _): &(String, String)| k != key);
         params.push((key.clone(), value));
     }

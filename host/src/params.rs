@@ -6,8 +6,9 @@
 //!   values are strings, as in the contract's `list<tuple<string, string>>`,
 //!   and nothing else is taken: the observation is the contract's data.
 //! - [`written`]: what people write, in sample observations and case files:
-//!   a string, or a number or boolean taken as its text (`warm = 2` is
-//!   `"2"`). The configuration's `params` follow the same rule (`config.rs`).
+//!   a string, or a number or boolean taken as its [`text`] (`warm = 2` is
+//!   `"2"`). The configuration's `params` are read by the same rule, so
+//!   `policy test` shows a policy the params the scaler will.
 
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -68,7 +69,20 @@ pub fn written<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>,
     d.deserialize_map(Pairs)
 }
 
-/// A param's value: a string, or a number or boolean as its text.
+/// A param's value as a policy sees it: a string as it is, a number or a
+/// boolean as TOML writes it (`2`, `1.5`, `1.0`, `true`); `None` for a
+/// table, an array or a date.
+pub fn text(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+            Some(value.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// A param's value, a string or a number or boolean as its [`text`].
 struct ParamValue(String);
 
 impl<'de> Deserialize<'de> for ParamValue {
@@ -83,18 +97,52 @@ impl<'de> Deserialize<'de> for ParamValue {
                 Ok(ParamValue(v.to_string()))
             }
             fn visit_i64<E>(self, v: i64) -> Result<ParamValue, E> {
-                Ok(ParamValue(v.to_string()))
+                Ok(ParamValue(toml::Value::Integer(v).to_string()))
             }
             fn visit_u64<E>(self, v: u64) -> Result<ParamValue, E> {
+                // Beyond TOML's integers (JSON): its digits, as TOML would.
                 Ok(ParamValue(v.to_string()))
             }
             fn visit_f64<E>(self, v: f64) -> Result<ParamValue, E> {
-                Ok(ParamValue(v.to_string()))
+                Ok(ParamValue(toml::Value::Float(v).to_string()))
             }
             fn visit_bool<E>(self, v: bool) -> Result<ParamValue, E> {
-                Ok(ParamValue(v.to_string()))
+                Ok(ParamValue(toml::Value::Boolean(v).to_string()))
             }
         }
         d.deserialize_any(Text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Sample {
+        #[serde(deserialize_with = "written")]
+        params: Vec<(String, String)>,
+    }
+
+    #[test]
+    fn written_params_read_as_the_configuration_reads_them() {
+        let written = r#"params = { b = "x", a = 2, f = 1.0, g = 0.5, t = true }"#;
+        let table: toml::Table = toml::from_str(written).unwrap();
+        let configured: Vec<(String, String)> = table["params"]
+            .as_table()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), text(v).unwrap()))
+            .collect();
+        let sample: Sample = toml::from_str(written).unwrap();
+        assert_eq!(sample.params, configured);
+        let as_json: Sample = serde_json::from_str(
+            r#"{"params": {"b": "x", "a": 2, "f": 1.0, "g": 0.5, "t": true}}"#,
+        )
+        .unwrap();
+        assert_eq!(as_json.params, configured);
+        let texts: Vec<&str> = configured.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(texts, ["x", "2", "1.0", "0.5", "true"]);
+        assert_eq!(text(&toml::Value::Array(vec![])), None);
     }
 }
