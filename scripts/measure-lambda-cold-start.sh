@@ -1,6 +1,6 @@
 #!/bin/bash
 # Measure the Lambda mode's cold start: process start -> first response
-# posted to a loopback fake of the Runtime API (host/tests/support/
+# posted to a loopback fake of the Runtime API (host/tests/it/support/
 # fake_lambda.rs), with moto as AWS and the fake CircleCI API, and the peak
 # RSS of the whole process (/usr/bin/time -v). Three variants: the built-in
 # `queue` rule, a WebAssembly policy compiled at start (an empty /tmp cache,
@@ -29,5 +29,5 @@ if [ -n "${BOOTSTRAP:-}" ]; then
   export BOOTSTRAP
   profile=()
 fi
-cargo test "${profile[@]}" -p runner-scaler --test lambda -- \
-  --ignored --exact measure_cold_start --nocapture --test-threads 1
+cargo test "${profile[@]}" -p runner-scaler --test it -- \
+  --ignored --exact lambda::measure_cold_start --nocapture --test-threads 1

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Copy userdata/install-runner-ubuntu.sh into the CloudFormation template's
 # UserData block (examples/cloudformation/runner-scaler.yaml), verbatim.
-# Run it after editing the script; host/tests/cloudformation.rs fails until
+# Run it after editing the script; host/tests/it/cloudformation.rs fails until
 # the two agree.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"

@@ -66,7 +66,7 @@ fn test(root: &Path) -> Result<()> {
     let tools = ensure_policy_tools(root)?;
     build_interpreted_policies(root, &tools, &policies)?;
     test_interpreted_natively(root, &tools)?;
-    // The scaffold test (host/tests/policy_cli.rs) builds WebAssembly: it gets
+    // The scaffold test (host/tests/it/policy_cli.rs) builds WebAssembly: it gets
     // the toolchain under names of its own, so the host's build is untouched.
     let wasm_env: Vec<String> = toolchain
         .env
@@ -111,7 +111,7 @@ fn test(root: &Path) -> Result<()> {
 }
 
 /// moto's server, the local AWS the host's tests start
-/// (`host/tests/support/moto.rs`).
+/// (`host/tests/it/support/moto.rs`).
 fn ensure_moto() -> Result<()> {
     ensure_from_pypi(
         "moto[server]",
@@ -119,7 +119,7 @@ fn ensure_moto() -> Result<()> {
     )
 }
 
-/// The AWS CLI, which `scripts/deploy.sh` drives and `host/tests/deploy.rs`
+/// The AWS CLI, which `scripts/deploy.sh` drives and `host/tests/it/deploy.rs`
 /// runs against moto. Pinned to the version deploy.sh installs.
 fn ensure_aws_cli() -> Result<()> {
     ensure_from_pypi("awscli==1.45.11", Command::new("aws").arg("--version"))

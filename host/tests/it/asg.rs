@@ -7,7 +7,7 @@
 //! counts are covered by the unit tests in `groups/asg.rs`), and answers a
 //! write to a missing group with a server error where AWS says ValidationError.
 
-mod support;
+use crate::support;
 
 use runner_scaler::aws::AwsOptions;
 use runner_scaler::groups::asg::{ApiCalls, AsgGroups};

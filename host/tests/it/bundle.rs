@@ -6,7 +6,7 @@
 //! Runtime API, moto and the fake CircleCI API, loading the bundled
 //! precompiled policy rather than compiling it.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! The CircleCI source against a fake runner API on loopback: counts, every
 //! scripted fault, encoding of the resource class, and redaction of the token.
 
-mod support;
+use crate::support;
 
 use runner_scaler::secret::Secret;
 use runner_scaler::sources::circleci::{CircleCi, HttpOptions};

@@ -3,7 +3,7 @@
 //! compiled example policies. Some tests run the `runner-scaler` binary as
 //! a user would; the fault tests drive the tick with the real adapters.
 
-mod support;
+use crate::support;
 
 use runner_scaler::policy::{BuiltinRule, Limits, Policy, PolicyEngine};
 use runner_scaler::secret::Secret;

@@ -19,7 +19,7 @@
 //! (it resolves the stored image id as a parameter name), so only the
 //! creation is deployed here.
 
-mod support;
+use crate::support;
 
 use base64::Engine;
 use serde_json::Value;

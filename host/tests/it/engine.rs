@@ -7,7 +7,7 @@
 //! The policies are built by `cargo xtask policies` (or `cargo xtask test`)
 //! into `target/policies/`.
 
-mod support;
+use crate::support;
 
 use runner_scaler::policy::{
     BuiltinRule, CompileCache, Limits, Policy, PolicyEngine, PolicyError, WasmPolicy,

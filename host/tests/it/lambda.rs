@@ -4,7 +4,7 @@
 //! cold-start measurement (`#[ignore]`d; `scripts/measure-lambda-cold-start.sh`,
 //! of this build's binary or of `$BOOTSTRAP`).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Stdio;

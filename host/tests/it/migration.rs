@@ -5,7 +5,7 @@
 //! takes what the original's users have (a binary secret, a secret without
 //! a resource class, a token in SSM, a time zone).
 
-mod support;
+use crate::support;
 
 use std::process::{Output, Stdio};
 use std::time::Duration;

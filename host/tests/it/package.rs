@@ -3,7 +3,7 @@
 //! build would take minutes): the zip holds an executable `bootstrap`, the
 //! configuration, the policies, and precompiled code the Lambda engine finds.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::Command;

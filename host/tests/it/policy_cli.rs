@@ -9,7 +9,7 @@
 //! componentize-py and componentize-js, named by `COMPONENTIZE_PY` and
 //! `COMPONENTIZE_JS`); they fail, rather than skip, without them.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

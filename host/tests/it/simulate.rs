@@ -5,7 +5,7 @@
 //! The invariants run over a seeded loop of random cases rather than
 //! proptest: no new dependency, and a failure names its seed to replay.
 
-mod support;
+use crate::support;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -1,7 +1,7 @@
 //! The tick over the in-memory queue and groups: every rule of the data
 //! path, one named case at a time.
 
-mod support;
+use crate::support;
 
 use runner_scaler::groups::{GroupState, MemoryGroups, Write};
 use runner_scaler::policy::{BuiltinRule, Limits, Policy, PolicyEngine};

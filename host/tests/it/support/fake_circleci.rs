@@ -25,14 +25,6 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// The path CircleCI serves it at.
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::Unclaimed => "/api/v3/runner/tasks",
-            Endpoint::Running => "/api/v3/runner/tasks/running",
-        }
-    }
-
     fn field(self) -> &'static str {
         match self {
             Endpoint::Unclaimed => "unclaimed_task_count",

@@ -24,11 +24,7 @@ pub enum Posted {
     /// `POST invocation/{id}/response`.
     Response { request_id: String, body: String },
     /// `POST invocation/{id}/error`.
-    Error {
-        request_id: String,
-        error_type: Option<String>,
-        body: String,
-    },
+    Error { body: String },
     /// `POST init/error`.
     InitError {
         error_type: Option<String>,
@@ -229,15 +225,11 @@ async fn answer(
             request_id: id.to_string(),
             body,
         }
-    } else if let Some(id) = rest
+    } else if rest
         .strip_prefix("/invocation/")
-        .and_then(|r| r.strip_suffix("/error"))
+        .is_some_and(|r| r.ends_with("/error"))
     {
-        Posted::Error {
-            request_id: id.to_string(),
-            error_type,
-            body,
-        }
+        Posted::Error { body }
     } else {
         return Ok(reply(
             StatusCode::NOT_FOUND,

@@ -1,8 +1,5 @@
-//! Test doubles of the services runner-scaler talks to, shared by the
-//! integration tests (each test file declares `mod support;`).
-
-// Each test crate compiles all of support and uses only part of it.
-#![allow(dead_code)]
+//! Test doubles of the services runner-scaler talks to, and helpers the
+//! integration tests share.
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};

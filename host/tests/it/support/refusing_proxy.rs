@@ -84,12 +84,6 @@ impl RefusingProxy {
             .map(|(action, _)| action.clone())
             .collect()
     }
-
-    /// Every action asked for so far, in order.
-    pub fn actions(&self) -> Vec<String> {
-        let seen = self.shared.seen.lock().unwrap();
-        seen.iter().map(|(action, _)| action.clone()).collect()
-    }
 }
 
 impl Drop for RefusingProxy {

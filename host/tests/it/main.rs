@@ -1,0 +1,21 @@
+//! The integration tests, as one test binary: a module for each part of
+//! the scaler, and `support` for the fakes and helpers they share. One
+//! binary links wasmtime and the AWS SDK once, not once per test file.
+//!
+//! Run one part with its module's name: `cargo test --test it engine::`.
+
+mod support;
+
+mod asg;
+mod bundle;
+mod circleci;
+mod cloudformation;
+mod control_loop;
+mod deploy;
+mod engine;
+mod lambda;
+mod migration;
+mod package;
+mod policy_cli;
+mod simulate;
+mod tick;
