@@ -22,16 +22,16 @@ fn group(desired: u32) -> GroupState {
     }
 }
 
-/// A world of pools, queues and groups.
-struct World {
+/// Pools over the in-memory queue and groups, ticked at a fixed time.
+struct InMemory {
     pools: Vec<Pool>,
     queues: MemoryQueue,
     groups: MemoryGroups,
 }
 
-impl World {
-    fn new(pools: Vec<Pool>) -> World {
-        World {
+impl InMemory {
+    fn new(pools: Vec<Pool>) -> InMemory {
+        InMemory {
             pools,
             queues: MemoryQueue::new(),
             groups: MemoryGroups::new(),
@@ -70,7 +70,7 @@ const QUEUE: Policy = Policy::Builtin(BuiltinRule::Queue);
 
 #[tokio::test]
 async fn scales_out_to_the_queue_and_writes_once() {
-    let w = World::new(vec![support::pool("a", QUEUE)]);
+    let w = InMemory::new(vec![support::pool("a", QUEUE)]);
     w.set(0, 3, 1, group(1));
     let r = w.tick(false).await;
     assert_eq!((r[0].action, r[0].desired), (Action::Applied, Some(4)));
@@ -81,7 +81,7 @@ async fn scales_out_to_the_queue_and_writes_once() {
 
 #[tokio::test]
 async fn an_unchanged_decision_writes_nothing() {
-    let w = World::new(vec![support::pool("a", QUEUE)]);
+    let w = InMemory::new(vec![support::pool("a", QUEUE)]);
     w.set(0, 2, 2, group(4));
     let r = w.tick(false).await;
     assert_eq!(r[0].action, Action::Unchanged);
@@ -90,7 +90,7 @@ async fn an_unchanged_decision_writes_nothing() {
 
 #[tokio::test]
 async fn dry_run_reads_real_state_and_writes_nothing() {
-    let w = World::new(vec![support::pool("a", QUEUE)]);
+    let w = InMemory::new(vec![support::pool("a", QUEUE)]);
     w.set(0, 7, 0, group(2));
     let r = w.tick(true).await;
     assert_eq!((r[0].action, r[0].desired), (Action::WouldApply, Some(7)));
@@ -101,7 +101,7 @@ async fn dry_run_reads_real_state_and_writes_nothing() {
 
 #[tokio::test]
 async fn a_pool_whose_queue_cannot_be_read_is_held_and_others_go_on() {
-    let w = World::new(vec![support::pool("a", QUEUE), support::pool("b", QUEUE)]);
+    let w = InMemory::new(vec![support::pool("a", QUEUE), support::pool("b", QUEUE)]);
     w.set(0, 0, 0, group(5));
     w.set(1, 2, 0, group(0));
     w.queues.fail(&w.pools[0].resource_class, "HTTP 500");
@@ -116,7 +116,7 @@ async fn a_pool_whose_queue_cannot_be_read_is_held_and_others_go_on() {
 async fn a_region_whose_groups_cannot_be_read_is_held() {
     let mut other = support::pool("b", QUEUE);
     other.group.region = "us-east-1".into();
-    let w = World::new(vec![support::pool("a", QUEUE), other]);
+    let w = InMemory::new(vec![support::pool("a", QUEUE), other]);
     w.set(0, 0, 0, group(5));
     w.set(1, 1, 0, group(0));
     w.groups.fail_describe("eu-west-1");
@@ -127,7 +127,7 @@ async fn a_region_whose_groups_cannot_be_read_is_held() {
 
 #[tokio::test]
 async fn a_missing_group_is_held_with_a_message_naming_it() {
-    let w = World::new(vec![support::pool("a", QUEUE)]);
+    let w = InMemory::new(vec![support::pool("a", QUEUE)]);
     w.queues.set(
         "acme/a",
         Queue {
@@ -143,7 +143,7 @@ async fn a_missing_group_is_held_with_a_message_naming_it() {
 
 #[tokio::test]
 async fn a_failed_write_holds_only_that_pool() {
-    let w = World::new(vec![support::pool("a", QUEUE), support::pool("b", QUEUE)]);
+    let w = InMemory::new(vec![support::pool("a", QUEUE), support::pool("b", QUEUE)]);
     w.set(0, 3, 0, group(0));
     w.set(1, 3, 0, group(0));
     w.groups.fail_writes(&w.pools[0].group);
@@ -154,7 +154,7 @@ async fn a_failed_write_holds_only_that_pool() {
 
 #[tokio::test]
 async fn scale_in_is_refused_on_an_unprotected_group() {
-    let w = World::new(vec![support::pool("a", QUEUE)]);
+    let w = InMemory::new(vec![support::pool("a", QUEUE)]);
     w.set(
         0,
         0,
@@ -176,7 +176,7 @@ async fn scale_in_is_refused_on_an_unprotected_group() {
 
 #[tokio::test]
 async fn the_group_is_widened_when_the_pool_allows_more() {
-    let w = World::new(vec![support::pool("a", QUEUE)]);
+    let w = InMemory::new(vec![support::pool("a", QUEUE)]);
     w.set(0, 4, 0, GroupState { max: 0, ..group(0) });
     w.tick(false).await;
     assert_eq!(
@@ -196,7 +196,7 @@ async fn state_goes_to_the_group_tag_and_comes_back_next_tick() {
     let cooldown = engine
         .load(&policies.join("cooldown.wasm"))
         .expect("build the policies with `cargo xtask policies`");
-    let w = World::new(vec![support::pool("a", Policy::Wasm(cooldown))]);
+    let w = InMemory::new(vec![support::pool("a", Policy::Wasm(cooldown))]);
     w.set(0, 0, 0, group(3));
     let r = w.tick(false).await;
     assert_eq!(w.desired(0), 3, "{:?}", r[0].reason);
@@ -218,7 +218,7 @@ async fn a_failing_policy_falls_back_and_says_why() {
     let refuses = engine.load(&policies.join("refuses.wasm")).unwrap();
     let mut p = support::pool("a", Policy::Wasm(refuses));
     p.fallback = BuiltinRule::Queue;
-    let w = World::new(vec![p]);
+    let w = InMemory::new(vec![p]);
     w.set(0, 2, 0, group(0));
     let r = w.tick(false).await;
     assert_eq!((r[0].action, w.desired(0)), (Action::Applied, 2));
@@ -231,7 +231,7 @@ async fn many_pools_share_one_describe_per_fifty_groups() {
     let pools: Vec<Pool> = (0..120)
         .map(|i| support::pool(&format!("p{i:03}"), QUEUE))
         .collect();
-    let w = World::new(pools);
+    let w = InMemory::new(pools);
     for i in 0..120 {
         w.set(i, (i % 3) as u32, 0, group(1));
     }
@@ -244,7 +244,7 @@ async fn many_pools_share_one_describe_per_fifty_groups() {
 }
 
 /// One tick of `w` in the order of its pools, within `deadline`.
-async fn tick_within(w: &World, deadline: Duration) -> Vec<PoolReport> {
+async fn tick_within(w: &InMemory, deadline: Duration) -> Vec<PoolReport> {
     tick(
         &w.pools,
         &w.queues,
@@ -265,7 +265,7 @@ async fn tick_within(w: &World, deadline: Duration) -> Vec<PoolReport> {
 async fn a_stuck_upstream_is_cut_at_the_tick_deadline_and_every_pool_is_reported() {
     let mut elsewhere = support::pool("describe", QUEUE);
     elsewhere.group.region = "us-east-1".into();
-    let w = World::new(vec![
+    let w = InMemory::new(vec![
         support::pool("queue", QUEUE),
         elsewhere,
         support::pool("write", QUEUE),
@@ -341,7 +341,7 @@ async fn a_stuck_upstream_is_cut_at_the_tick_deadline_and_every_pool_is_reported
 /// the group before deciding, so it writes nothing more.
 #[tokio::test]
 async fn a_write_with_a_lost_answer_is_unknown_and_read_again_next_tick() {
-    let w = World::new(vec![support::pool("a", QUEUE)]);
+    let w = InMemory::new(vec![support::pool("a", QUEUE)]);
     w.set(0, 5, 0, group(1));
     w.groups.lose_answers(&w.pools[0].group);
     let r = w.tick(false).await;
@@ -366,7 +366,7 @@ async fn reports_come_in_configuration_order_whatever_finishes_first() {
     let pools: Vec<Pool> = (0..6)
         .map(|i| support::pool(&format!("p{i}"), QUEUE))
         .collect();
-    let w = World::new(pools);
+    let w = InMemory::new(pools);
     for i in 0..6 {
         w.set(i, 1, 0, group(0));
         // The first pool's write answers last, the last pool's first.
