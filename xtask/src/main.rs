@@ -2,9 +2,10 @@
 //!
 //! - `test`: everything CI checks, on a fresh machine: formatting, a WASM
 //!   toolchain (found or installed), the Python and JavaScript policy tools
-//!   (installed into `target/tools/`), every policy built, the whole test
+//!   (installed into `target/tools/`), the workspace's tests built once and
+//!   linted by clippy as they build, every policy built, the whole test
 //!   suite, the Python and JavaScript examples' native tests, every example
-//!   policy's cases (`runner-scaler policy test`), clippy, the user-data
+//!   policy's cases (`runner-scaler policy test`), the user-data
 //!   tests, cfn-lint on the CloudFormation template (installed from PyPI
 //!   when missing).
 //! - `policies`: only find the toolchains and build the policies into
@@ -37,7 +38,9 @@ fn main() -> Result<()> {
     match task.as_str() {
         "test" => test(&root),
         "policies" => {
-            let policies = build_policies(&root, &find_wasm_toolchain()?)?;
+            let toolchain = find_wasm_toolchain()?;
+            build_host()?;
+            let policies = build_policies(&root, &toolchain)?;
             build_interpreted_policies(&root, &ensure_policy_tools(&root)?, &policies)
         }
         "bundle" => {
@@ -50,7 +53,9 @@ fn main() -> Result<()> {
                     bail!("usage: cargo xtask bundle [--arch x86_64|arm64], not {other}")
                 }
             };
-            build_policies(&root, &find_wasm_toolchain()?)?;
+            let toolchain = find_wasm_toolchain()?;
+            build_host()?;
+            build_policies(&root, &toolchain)?;
             build_lambda_bundle(&root, &arch).map(|_| ())
         }
         _ => bail!("usage: cargo xtask test | policies | bundle [--arch x86_64|arm64]"),
@@ -62,6 +67,12 @@ fn test(root: &Path) -> Result<()> {
     let started = Instant::now();
     step("formatting", cargo(["fmt", "--all", "--check"]))?;
     let toolchain = find_wasm_toolchain()?;
+    // Everything below runs what this builds: the policies are built with
+    // its binary, the tests are its test binaries, and it is linted.
+    step(
+        "build and clippy",
+        linted(["test", "--workspace", "--all-targets", "--no-run"]),
+    )?;
     let policies = build_policies(root, &toolchain)?;
     let tools = ensure_policy_tools(root)?;
     build_interpreted_policies(root, &tools, &policies)?;
@@ -78,7 +89,7 @@ fn test(root: &Path) -> Result<()> {
     let bundle = build_lambda_bundle(root, "x86_64")?;
     step(
         "tests",
-        cargo(["test", "--workspace"])
+        linted(["test", "--workspace"])
             .env("RUNNER_SCALER_TEST_POLICIES", &policies)
             .env("RUNNER_SCALER_TEST_BUNDLE", &bundle)
             .env("RUNNER_SCALER_TEST_WASM_TARGET", toolchain.target)
@@ -86,17 +97,6 @@ fn test(root: &Path) -> Result<()> {
             .envs(tools.env()),
     )?;
     test_example_cases(root, &tools, &policies)?;
-    step(
-        "clippy",
-        cargo([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]),
-    )?;
     step(
         "user data",
         Command::new("bash").arg("userdata/tests/run.sh"),
@@ -108,6 +108,41 @@ fn test(root: &Path) -> Result<()> {
     )?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// `target/debug/runner-scaler`, which builds the policies, for the tasks
+/// that do not build the tests (whose build makes it too).
+fn build_host() -> Result<()> {
+    step(
+        "build runner-scaler",
+        cargo(["build", "--package", "runner-scaler"]),
+    )
+}
+
+/// `cargo ARGS` with clippy as the workspace crates' compiler, warnings
+/// denied. `cargo clippy --workspace --all-targets -- -D warnings` runs the
+/// same clippy-driver the same way, under `cargo check`, which compiles every
+/// dependency once more (as metadata); under `cargo test` the workspace is
+/// linted as it builds, and the dependencies are compiled once. Every call
+/// must pass the same wrapper, or the workspace crates compile again.
+///
+/// Why the tests' build is the only one: their dev-dependencies change the
+/// features of tokio, regex and getrandom, so a `cargo build` beside them
+/// would compile every crate above those a second time.
+fn linted<const N: usize>(args: [&str; N]) -> Command {
+    let mut command = Command::new("cargo");
+    command
+        .args([
+            "--config",
+            "build.rustc-workspace-wrapper=\"clippy-driver\"",
+        ])
+        .args(args)
+        // `-D warnings`, as `cargo clippy` hands it to clippy-driver.
+        .env(
+            "CLIPPY_ARGS",
+            "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
+        );
+    command
 }
 
 /// moto's server, the local AWS the host's tests start
@@ -242,7 +277,8 @@ fn find_wasm_toolchain() -> Result<WasmToolchain> {
     })
 }
 
-/// Build every policy crate into `target/policies/<crate dir>.wasm`: the
+/// Build every policy crate into `target/policies/<crate dir>.wasm` (with
+/// `target/debug/runner-scaler`, built before): the
 /// examples with `runner-scaler policy build` (so the test suite exercises
 /// the command users run), the hostile test policies as plain core modules
 /// (one of them is built for the wrong contract on purpose, which `policy
@@ -252,11 +288,6 @@ fn build_policies(root: &Path, toolchain: &WasmToolchain) -> Result<PathBuf> {
     std::fs::create_dir_all(&out)?;
     let examples = crate_dirs(&root.join("policies"))?;
     let hostile = crate_dirs(&root.join("host/tests/policies"))?;
-    step(
-        "build runner-scaler",
-        cargo(["build", "--package", "runner-scaler"]),
-    )?;
-
     // One cargo run compiles every policy, in parallel.
     let mut all = wasm_cargo(toolchain);
     all.args(["build", "--release", "--target", toolchain.target]);
