@@ -17,5 +17,6 @@ mod lambda;
 mod migration;
 mod package;
 mod policy_cli;
+mod sdk;
 mod simulate;
 mod tick;
