@@ -1,220 +1,95 @@
 //! `buffered`: the knobs of buildkite-agent-scaler: runners per instance, a
-//! buffer of spare instances, and damped scaling in both directions.
+//! buffer of spare instances, and damped scaling both ways.
 //!
-//! Jobs are `waiting + running`. The target is
-//! `ceil(jobs / runners_per_instance) + buffer`, with no buffer when there are
-//! no jobs so that an idle pool can go down to `min`. The policy then moves
-//! from the group's current desired capacity towards the target:
-//!
-//! - out: `desired + ceil(gap × scale_out_factor)`; any factor adds at least
-//!   one instance.
-//! - in: `desired - floor(gap × scale_in_factor)`, but at least one instance
-//!   when the factor is above 0, so that a factor below 1 still closes a gap
-//!   of 1 instead of rounding it away forever. A factor of 0 turns scale-in
-//!   off.
-//!
-//! With both factors 1 the group goes straight to the target; with
-//! `scale_in_factor = 0.5` it closes half the gap on every tick. The result is
-//! clamped to `[min, max]`.
-//!
-//! Params (all optional):
-//!
-//! - `runners_per_instance` (default `1`, at least 1): jobs one instance runs
-//!   at once.
-//! - `buffer` (default `0`): spare instances while there are jobs.
-//! - `scale_out_factor` (default `1.0`, above 0): share of the gap to add per
-//!   tick; above 1 overshoots the target.
-//! - `scale_in_factor` (default `1.0`, 0 to 1): share of the gap to remove
-//!   per tick.
-//!
-//! An unknown param is refused, so that a typo (`bufer`) is not silently
-//! ignored.
+//! The target is `ceil(jobs / runners_per_instance) + buffer` (jobs are
+//! `waiting + running`; no buffer without jobs, so an idle pool goes down to
+//! `min`). From the current desired capacity it moves out by
+//! `ceil(gap × scale_out_factor)` or in by `floor(gap × scale_in_factor)`,
+//! at least one either way (a factor below 1 must still close a gap of 1),
+//! unless `scale_in_factor` is 0. Clamped to `[min, max]`.
 
-wit_bindgen::generate!({ path: "../../wit", world: "policy" });
+use runner_scaler_policy::{export, Decision, Observation, Params};
 
-use exports::runner_scaler::policy::decider::Guest;
-use runner_scaler::policy::types::{Decision, Observation};
-
-struct Buffered;
-
-impl Guest for Buffered {
-    fn decide(observation: Observation) -> Result<Decision, String> {
-        decide(&observation)
-    }
-}
-
-/// The params, parsed.
-#[derive(Debug, PartialEq)]
+/// The params, all optional; an unknown one is refused.
+#[derive(Params, Debug, PartialEq)]
 pub struct Params {
+    /// Jobs one instance runs at once.
+    #[param(
+        default = "1",
+        expected = "a whole number of 1 or more, e.g. `2`",
+        check = |n| *n >= 1
+    )]
     pub runners_per_instance: u32,
+    /// Spare instances while there are jobs.
+    #[param(default = "0", example = "2")]
     pub buffer: u32,
+    /// Share of the gap to add per tick; above 1 overshoots the target.
+    #[param(
+        default = "1.0",
+        expected = "a number above 0, e.g. `1.0` or `0.5`",
+        check = |f| *f > 0.0
+    )]
     pub scale_out_factor: f64,
+    /// Share of the gap to remove per tick, 0 to 1; 0 turns scale-in off.
+    #[param(
+        default = "1.0",
+        expected = "a number from 0 to 1, e.g. `1.0` or `0.5`",
+        check = |f| (0.0..=1.0).contains(f)
+    )]
     pub scale_in_factor: f64,
 }
 
-/// The rule, as a plain function so native tests can call it.
+/// The rule.
 pub fn decide(observation: &Observation) -> Result<Decision, String> {
-    let params = parse_params(&observation.params)?;
-    let queue = &observation.queue;
-    let capacity = &observation.capacity;
-
-    let jobs = queue.waiting.saturating_add(queue.running);
+    let params: Params = observation.params()?;
+    let (queue, current) = (&observation.queue, observation.capacity.desired);
+    let (jobs, per) = (queue.jobs(), params.runners_per_instance);
     let buffer = if jobs > 0 { params.buffer } else { 0 };
-    let target = jobs
-        .div_ceil(params.runners_per_instance)
-        .saturating_add(buffer);
-    let current = capacity.desired;
-    let mut reason = format!(
-        "{} waiting + {} running at {} per instance + buffer {buffer}: target {target}",
-        queue.waiting, queue.running, params.runners_per_instance,
-    );
-
-    let wanted = if target > current {
-        let step = ceil((target - current) as f64 * params.scale_out_factor);
-        let wanted = current.saturating_add(step);
-        reason += &format!("; scale out {current} -> {wanted}");
-        wanted
+    let target = jobs.div_ceil(per).saturating_add(buffer);
+    let gap = target.abs_diff(current) as f64;
+    let (wanted, step) = if target > current {
+        let wanted = current.saturating_add(ceil(gap * params.scale_out_factor));
+        (wanted, format!("scale out {current} -> {wanted}"))
     } else if target < current && params.scale_in_factor > 0.0 {
-        // At least one, or a gap of 1 under a factor below 1 would never close.
-        let step = floor((current - target) as f64 * params.scale_in_factor).max(1);
-        let wanted = current - step;
-        reason += &format!("; scale in {current} -> {wanted}");
-        wanted
+        let wanted = current - floor(gap * params.scale_in_factor).max(1);
+        (wanted, format!("scale in {current} -> {wanted}"))
     } else if target < current {
-        reason += &format!("; scale-in is off, keep {current}");
-        current
+        (current, format!("scale-in is off, keep {current}"))
     } else {
-        reason += "; at target";
-        current
+        (current, "at target".into())
     };
-
-    let desired = wanted.clamp(capacity.min, capacity.max);
-    if desired != wanted {
-        reason += &format!("; {wanted} clamped to [{}, {}]", capacity.min, capacity.max);
-    }
-    Ok(Decision {
-        desired,
-        reason,
-        state: None,
-    })
+    let reason =
+        format!("{queue} at {per} per instance + buffer {buffer}: target {target}; {step}");
+    Ok(observation.decision(wanted, reason))
 }
 
-/// `x` rounded up. The millionth of slack keeps floating-point noise out:
-/// 10 × 1.1 is 11.000000000000002, which must give 11, not 12.
+/// `x` rounded up, with a millionth of slack against floating-point noise:
+/// 10 × 1.1 is 11.000000000000002, which must give 11.
 fn ceil(x: f64) -> u32 {
     (x - 1e-6).ceil() as u32
 }
 
 /// `x` rounded down, with the same slack: 100 × 0.29 is 28.999999999999996,
-/// which must give 29, not 28.
+/// which must give 29.
 fn floor(x: f64) -> u32 {
     (x + 1e-6).floor() as u32
 }
 
-/// Parses the four params, with their defaults.
-pub fn parse_params(params: &[(String, String)]) -> Result<Params, String> {
-    let mut parsed = Params {
-        runners_per_instance: 1,
-        buffer: 0,
-        scale_out_factor: 1.0,
-        scale_in_factor: 1.0,
-    };
-    for (name, value) in params {
-        match name.as_str() {
-            "runners_per_instance" => {
-                parsed.runners_per_instance =
-                    parse(name, value, "a whole number of 1 or more, e.g. `2`", |n| {
-                        *n >= 1
-                    })?
-            }
-            "buffer" => parsed.buffer = parse(name, value, "a whole number, e.g. `2`", |_| true)?,
-            "scale_out_factor" => {
-                parsed.scale_out_factor = parse(
-                    name,
-                    value,
-                    "a number above 0, e.g. `1.0` or `0.5`",
-                    |f: &f64| f.is_finite() && *f > 0.0,
-                )?
-            }
-            "scale_in_factor" => {
-                parsed.scale_in_factor = parse(
-                    name,
-                    value,
-                    "a number from 0 to 1, e.g. `1.0` or `0.5`",
-                    |f| (0.0..=1.0).contains(f),
-                )?
-            }
-            _ => {
-                return Err(format!(
-                    "param `{name}`: unknown; this policy takes `runners_per_instance`, \
-                     `buffer`, `scale_out_factor` and `scale_in_factor`"
-                ))
-            }
-        }
-    }
-    Ok(parsed)
-}
-
-/// Parses `value` and checks it with `valid`, or says what was `expected`.
-fn parse<T: std::str::FromStr>(
-    name: &str,
-    value: &str,
-    expected: &str,
-    valid: impl Fn(&T) -> bool,
-) -> Result<T, String> {
-    match value.trim().parse() {
-        Ok(parsed) if valid(&parsed) => Ok(parsed),
-        _ => Err(format!(
-            "param `{name}`: expected {expected}, got {value:?}"
-        )),
-    }
-}
-
-// Only the WebAssembly build is a policy; native builds (the unit tests)
-// leave the export out, since native linkers cannot take its WIT names.
-#[cfg(target_arch = "wasm32")]
-export!(Buffered);
-
+export!(decide);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runner_scaler::policy::types::{Capacity, Clock, Queue, Weekday};
 
     /// An observation of `jobs` waiting jobs for a group of `[0, 100]` whose
     /// desired capacity is `desired`.
     fn observation(jobs: u32, desired: u32, params: &[(&str, &str)]) -> Observation {
-        Observation {
-            pool: "linux-large".to_string(),
-            queue: Queue {
-                waiting: jobs,
-                running: 0,
-            },
-            capacity: Capacity {
-                desired,
-                min: 0,
-                max: 100,
-                pending: 0,
-                in_service: desired,
-                terminating: 0,
-                protected: 0,
-            },
-            clock: Clock {
-                unix_seconds: 1_772_437_800,
-                year: 2026,
-                month: 3,
-                day: 2,
-                hour: 8,
-                minute: 30,
-                weekday: Weekday::Monday,
-                utc_offset_seconds: 0,
-                time_zone: "UTC".to_string(),
-            },
-            params: params
-                .iter()
-                .map(|(name, value)| (name.to_string(), value.to_string()))
-                .collect(),
-            state: None,
+        let mut observation = Observation::sample()
+            .with_queue(jobs, 0)
+            .with_capacity(desired, 0, 100);
+        for (name, value) in params {
+            observation = observation.with_param(name, value);
         }
+        observation
     }
 
     #[test]
@@ -426,7 +301,7 @@ mod tests {
     #[test]
     fn defaults() {
         assert_eq!(
-            parse_params(&[]).unwrap(),
+            Observation::sample().params::<Params>().unwrap(),
             Params {
                 runners_per_instance: 1,
                 buffer: 0,

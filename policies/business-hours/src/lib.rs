@@ -2,240 +2,72 @@
 //! instance for every job.
 //!
 //! `desired = max(warm if within business hours else 0, waiting + running)`,
-//! clamped to `[min, max]`. The hours are read from the tick's `clock`, which
-//! is already in the pool's time zone (its `time_zone` setting), so they follow
-//! daylight saving. Outside business hours the pool scales with its queue
-//! alone, down to `min`.
-//!
-//! Params (all optional):
-//!
-//! - `warm` (default `1`): instances to keep running during business hours.
-//! - `days` (default `mon-fri`): the business days, as day names `mon` ..
-//!   `sun`, in ranges and comma lists: `mon-fri`, `sat-sun`, `mon,wed,fri`,
-//!   `mon-wed,fri`. A range may run past Sunday: `sun-thu` is Sunday to
-//!   Thursday.
-//! - `hours` (default `08-18`): from the first hour up to, not including, the
-//!   second, local time. `08-18` is 08:00 to 17:59; `00-24` is all day. Hours
-//!   that cross midnight (`22-06`) are refused: a night shift belongs to two
-//!   days, so write it as two pools or widen the hours.
-//!
-//! An unknown param is refused too, so that a typo (`wram`) is not silently
-//! ignored.
+//! clamped to `[min, max]`. The clock is already in the pool's time zone (its
+//! `time_zone` setting), so the hours follow daylight saving. Outside business
+//! hours the pool scales with its queue alone, down to `min`.
 
-wit_bindgen::generate!({ path: "../../wit", world: "policy" });
+use runner_scaler_policy::{export, Days, Decision, Hours, Observation, Params};
 
-use exports::runner_scaler::policy::decider::Guest;
-use runner_scaler::policy::types::{Decision, Observation, Weekday};
-
-struct BusinessHours;
-
-impl Guest for BusinessHours {
-    fn decide(observation: Observation) -> Result<Decision, String> {
-        decide(&observation)
-    }
-}
-
-/// Day names, in the order of `days` below: Monday is 0.
-const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
-/// The params, parsed.
-#[derive(Debug, PartialEq)]
+/// The params, all optional; an unknown one is refused, so that a typo
+/// (`wram`) is not silently ignored.
+#[derive(Params)]
 pub struct Params {
-    /// Instances to keep during business hours.
+    /// Instances to keep running during business hours.
+    #[param(default = "1", example = "2")]
     pub warm: u32,
-    /// Which days are business days, Monday first.
-    pub days: [bool; 7],
-    /// Business hours are `start <= hour < end`.
-    pub start: u8,
-    pub end: u8,
+    /// The business days: `mon-fri`, `sat-sun`, `mon,wed,fri`, `mon-wed,fri`;
+    /// `sun-thu` runs past Sunday.
+    #[param(default = "mon-fri")]
+    pub days: Days,
+    /// From the first hour up to, not including, the second, local time:
+    /// `08-18` is 08:00 to 17:59, `00-24` all day. Hours across midnight
+    /// (`22-06`) are refused: a night shift belongs to two days, so write it as
+    /// two pools or widen the hours.
+    #[param(default = "08-18")]
+    pub hours: Hours,
 }
 
-/// The rule, as a plain function so native tests can call it.
+/// The rule.
 pub fn decide(observation: &Observation) -> Result<Decision, String> {
-    let params = parse_params(&observation.params)?;
-    let queue = &observation.queue;
-    let capacity = &observation.capacity;
-    let clock = &observation.clock;
-
-    let day = day_index(clock.weekday);
-    let open = params.days[day] && params.start <= clock.hour && clock.hour < params.end;
-    let floor = if open { params.warm } else { 0 };
-    let jobs = queue.waiting.saturating_add(queue.running);
-    let wanted = floor.max(jobs);
-    let desired = wanted.clamp(capacity.min, capacity.max);
-
-    let mut reason = format!(
-        "{} waiting + {} running; {} {:02}:{:02} {} is {}",
-        queue.waiting,
-        queue.running,
-        DAY_NAMES[day],
-        clock.hour,
-        clock.minute,
-        clock.time_zone,
-        if open {
-            format!("within business hours, warm floor {}", params.warm)
-        } else {
-            "outside business hours, no warm floor".to_string()
-        },
-    );
-    if desired != wanted {
-        reason += &format!("; {wanted} clamped to [{}, {}]", capacity.min, capacity.max);
-    }
-    Ok(Decision {
-        desired,
-        reason,
-        state: None,
-    })
-}
-
-/// Parses `warm`, `days` and `hours`, with their defaults.
-pub fn parse_params(params: &[(String, String)]) -> Result<Params, String> {
-    let mut parsed = Params {
-        warm: 1,
-        days: [true, true, true, true, true, false, false], // mon-fri
-        start: 8,
-        end: 18,
+    let params: Params = observation.params()?;
+    let (queue, clock) = (&observation.queue, &observation.clock);
+    let open = params.days.contains(clock.weekday) && params.hours.contains(clock.hour);
+    let (floor, hours) = match open {
+        true => (
+            params.warm,
+            format!("within business hours, warm floor {}", params.warm),
+        ),
+        false => (0, "outside business hours, no warm floor".to_string()),
     };
-    for (name, value) in params {
-        match name.as_str() {
-            "warm" => parsed.warm = parse(name, value, "a whole number, e.g. `2`", |_| true)?,
-            "days" => parsed.days = parse_days(value)?,
-            "hours" => (parsed.start, parsed.end) = parse_hours(value)?,
-            _ => {
-                return Err(format!(
-                    "param `{name}`: unknown; this policy takes `warm`, `days` and `hours`"
-                ))
-            }
-        }
-    }
-    Ok(parsed)
+    let reason = format!("{queue}; {clock} is {hours}");
+    Ok(observation.decision(floor.max(queue.jobs()), reason))
 }
 
-/// Parses `value` and checks it with `valid`, or says what was `expected`.
-fn parse<T: std::str::FromStr>(
-    name: &str,
-    value: &str,
-    expected: &str,
-    valid: impl Fn(&T) -> bool,
-) -> Result<T, String> {
-    match value.trim().parse() {
-        Ok(parsed) if valid(&parsed) => Ok(parsed),
-        _ => Err(format!(
-            "param `{name}`: expected {expected}, got {value:?}"
-        )),
-    }
-}
-
-/// Parses a comma list of days and day ranges, e.g. `mon-wed,fri`.
-fn parse_days(value: &str) -> Result<[bool; 7], String> {
-    let bad = || {
-        format!(
-            "param `days`: expected day names mon..sun in ranges or a comma list, \
-             e.g. `mon-fri` or `mon,wed,fri`, got {value:?}"
-        )
-    };
-    let name_to_index = |name: &str| {
-        DAY_NAMES
-            .iter()
-            .position(|day| day.eq_ignore_ascii_case(name.trim()))
-    };
-    let mut days = [false; 7];
-    for item in value.split(',') {
-        let (first, last) = item.split_once('-').unwrap_or((item, item));
-        let (Some(first), Some(last)) = (name_to_index(first), name_to_index(last)) else {
-            return Err(bad());
-        };
-        // Walk from the first day to the last, past Sunday if need be.
-        let mut day = first;
-        days[day] = true;
-        while day != last {
-            day = (day + 1) % 7;
-            days[day] = true;
-        }
-    }
-    Ok(days)
-}
-
-/// Parses `HH-HH`: a start hour 0..=23 and an end hour up to 24 after it.
-fn parse_hours(value: &str) -> Result<(u8, u8), String> {
-    let bad = || {
-        format!(
-            "param `hours`: expected `HH-HH` with hours 00 to 24 and the start before the end, \
-             e.g. `08-18` or `00-24`, got {value:?}"
-        )
-    };
-    let (start, end) = value.split_once('-').ok_or_else(bad)?;
-    let start: u8 = start.trim().parse().map_err(|_| bad())?;
-    let end: u8 = end.trim().parse().map_err(|_| bad())?;
-    if start < end && end <= 24 {
-        Ok((start, end))
-    } else {
-        Err(bad())
-    }
-}
-
-/// Monday is 0, Sunday is 6.
-fn day_index(weekday: Weekday) -> usize {
-    match weekday {
-        Weekday::Monday => 0,
-        Weekday::Tuesday => 1,
-        Weekday::Wednesday => 2,
-        Weekday::Thursday => 3,
-        Weekday::Friday => 4,
-        Weekday::Saturday => 5,
-        Weekday::Sunday => 6,
-    }
-}
-
-// Only the WebAssembly build is a policy; native builds (the unit tests)
-// leave the export out, since native linkers cannot take its WIT names.
-#[cfg(target_arch = "wasm32")]
-export!(BusinessHours);
+export!(decide);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runner_scaler::policy::types::{Capacity, Clock, Queue};
-    use Weekday::*;
+    use runner_scaler_policy::Weekday::{self, *};
 
-    /// An observation at `weekday hour:minute` in Europe/Berlin, with a group
-    /// of `[0, 10]` that runs 1 instance. Only the weekday and the time of day
-    /// matter to this policy, so the date stays fixed.
+    /// An observation at `weekday hour:minute` in Europe/Berlin (in the week
+    /// of Monday 2026-11-23), with a group of `[0, 10]` that runs 1 instance.
     fn observation(
         weekday: Weekday,
         (hour, minute): (u8, u8),
         (waiting, running): (u32, u32),
         params: &[(&str, &str)],
     ) -> Observation {
-        Observation {
-            pool: "linux-large".to_string(),
-            queue: Queue { waiting, running },
-            capacity: Capacity {
-                desired: 1,
-                min: 0,
-                max: 10,
-                pending: 0,
-                in_service: 1,
-                terminating: 0,
-                protected: 0,
-            },
-            clock: Clock {
-                unix_seconds: 1_772_437_800,
-                year: 2026,
-                month: 3,
-                day: 2,
-                hour,
-                minute,
-                weekday,
-                utc_offset_seconds: 3600,
-                time_zone: "Europe/Berlin".to_string(),
-            },
-            params: params
-                .iter()
-                .map(|(name, value)| (name.to_string(), value.to_string()))
-                .collect(),
-            state: None,
+        let day = 23 + weekday.index();
+        let mut observation = Observation::sample()
+            .in_time_zone("Europe/Berlin", 3600)
+            .at(&format!("2026-11-{day}T{hour:02}:{minute:02}"))
+            .with_queue(waiting, running)
+            .with_capacity(1, 0, 10);
+        for (name, value) in params {
+            observation = observation.with_param(name, value);
         }
+        observation
     }
 
     #[test]
@@ -427,18 +259,19 @@ mod tests {
 
     #[test]
     fn params_allow_spaces_and_capitals() {
-        let params = [
-            ("days".to_string(), "Mon - Wed, Fri".to_string()),
-            ("hours".to_string(), "7-19".to_string()),
+        let params: Params = Observation::sample()
+            .with_param("days", "Mon - Wed, Fri")
+            .with_param("hours", "7-19")
+            .params()
+            .unwrap();
+        assert_eq!(params.warm, 1);
+        let week = [
+            Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday,
         ];
         assert_eq!(
-            parse_params(&params).unwrap(),
-            Params {
-                warm: 1,
-                days: [true, true, true, false, true, false, false],
-                start: 7,
-                end: 19,
-            }
+            week.map(|day| params.days.contains(day)),
+            [true, true, true, false, true, false, false]
         );
+        assert_eq!(params.hours, Hours { start: 7, end: 19 });
     }
 }

@@ -1,150 +1,66 @@
 //! `cooldown`: scale out at once, scale in only after the queue has been empty
 //! for a while.
 //!
-//! Jobs are `waiting + running`, one instance each. When jobs wait, or there
-//! are at least as many jobs as instances, the group grows to fit them at once:
-//! `desired = max(current desired, jobs)`. When nothing waits and instances
-//! are idle, the policy keeps them until the queue has had no waiting jobs for
-//! `minutes`, then scales in to the jobs that run. Short gaps between bursts
-//! of jobs so cost no new instance boots.
-//!
-//! The policy remembers since when the queue is empty in its state, as
-//! `empty_since=<unix seconds>`. A state it cannot read, or a time in the
-//! future, is not an error: it starts counting again and says so in the reason.
-//!
-//! Params (all optional):
-//!
-//! - `minutes` (default `10`): how long idle instances are kept. `0` scales
-//!   in as soon as the queue is empty.
-//!
-//! An unknown param is refused, so that a typo (`minute`) is not silently
-//! ignored.
+//! When jobs wait, or every instance has a job, the group grows at once to fit
+//! the jobs (`waiting + running`). When nothing waits and instances are idle,
+//! it keeps them until no job has waited for `minutes`, then scales in to the
+//! running jobs: short gaps between bursts cost no new boots. Its state is
+//! since when the queue is empty; a state it cannot read, or in the future,
+//! restarts the count, and the reason says so.
 
-wit_bindgen::generate!({ path: "../../wit", world: "policy" });
+use runner_scaler_policy::{export, Decision, Observation, Params, Quoted, State};
 
-use exports::runner_scaler::policy::decider::Guest;
-use runner_scaler::policy::types::{Decision, Observation};
-
-struct Cooldown;
-
-impl Guest for Cooldown {
-    fn decide(observation: Observation) -> Result<Decision, String> {
-        decide(&observation)
-    }
+/// The params; an unknown one is refused.
+#[derive(Params)]
+pub struct Params {
+    /// Minutes idle instances are kept; `0` scales in once the queue is empty.
+    #[param(default = "10", example = "10")]
+    pub minutes: u32,
 }
 
-/// The prefix of the state, which goes on with unix seconds.
-const STATE_PREFIX: &str = "empty_since=";
+/// What the policy keeps between ticks.
+#[derive(State)]
+pub struct Idle {
+    /// Since when no job waits, in unix seconds.
+    pub empty_since: i64,
+}
 
-/// The rule, as a plain function so native tests can call it.
+/// The rule.
 pub fn decide(observation: &Observation) -> Result<Decision, String> {
-    let minutes = parse_minutes(&observation.params)?;
-    let queue = &observation.queue;
-    let capacity = &observation.capacity;
-    let now = observation.clock.unix_seconds;
-    let jobs = queue.waiting.saturating_add(queue.running);
-    let mut reason = format!("{} waiting + {} running", queue.waiting, queue.running);
-
+    let Params { minutes } = observation.params()?;
+    let (queue, capacity) = (&observation.queue, &observation.capacity);
+    let (now, jobs) = (observation.clock.unix_seconds, queue.jobs());
+    let mut reason = format!("{queue}");
     // Work for every instance, or more: grow at once, forget the cooldown.
     if queue.waiting > 0 || jobs >= capacity.desired {
-        let wanted = capacity.desired.max(jobs);
-        return Ok(decision(wanted, reason, None, observation));
+        return Ok(observation.decision(capacity.desired.max(jobs), reason));
     }
-
-    // Idle instances: keep them until the queue has been empty for `minutes`.
-    let empty_since = match observation.state.as_deref() {
-        None => now,
-        Some(state) => match parse_state(state) {
-            Some(since) if since <= now => since,
-            _ => {
-                reason += &format!(
-                    "; ignored state {state:?}, not a past `{STATE_PREFIX}<unix seconds>`, counting from now"
-                );
-                now
-            }
-        },
-    };
-    let idle_seconds = now.saturating_sub(empty_since);
-    let cooldown_seconds = i64::from(minutes) * 60;
-    if idle_seconds >= cooldown_seconds {
-        reason += &format!("; queue empty for {minutes} min or more, scaling in");
-        Ok(decision(jobs, reason, None, observation))
-    } else {
-        let left = cooldown_seconds - idle_seconds; // Both in 0..cooldown_seconds.
-        reason += &format!(
-            "; {} idle, kept for {left} s more of the {minutes} min cooldown",
-            capacity.desired - jobs
-        );
-        let state = format!("{STATE_PREFIX}{empty_since}");
-        Ok(decision(capacity.desired, reason, Some(state), observation))
-    }
-}
-
-/// Clamps `wanted` to the group's bounds and notes in the reason when that
-/// changed it.
-fn decision(
-    wanted: u32,
-    mut reason: String,
-    state: Option<String>,
-    observation: &Observation,
-) -> Decision {
-    let capacity = &observation.capacity;
-    let desired = wanted.clamp(capacity.min, capacity.max);
-    if desired != wanted {
-        reason += &format!("; {wanted} clamped to [{}, {}]", capacity.min, capacity.max);
-    }
-    Decision {
-        desired,
-        reason,
-        state,
-    }
-}
-
-/// Reads `empty_since=<unix seconds>`, or `None` if the state is not that.
-fn parse_state(state: &str) -> Option<i64> {
-    state.strip_prefix(STATE_PREFIX)?.parse().ok()
-}
-
-/// Parses the param `minutes`, 10 if the pool does not set it.
-pub fn parse_minutes(params: &[(String, String)]) -> Result<u32, String> {
-    let mut minutes = 10;
-    for (name, value) in params {
-        match name.as_str() {
-            "minutes" => minutes = parse(name, value, "a whole number, e.g. `10`", |_| true)?,
-            _ => {
-                return Err(format!(
-                    "param `{name}`: unknown; this policy takes `minutes`"
-                ))
-            }
+    let empty_since = match observation.previous_state() {
+        Ok(None) => now,
+        Ok(Some(Idle { empty_since })) if empty_since <= now => empty_since,
+        _ => {
+            let state = Quoted(observation.state.as_deref().unwrap_or_default());
+            reason += &format!("; ignored state {state}, not a past `empty_since=<unix seconds>`, counting from now");
+            now
         }
+    };
+    let (idle, cooldown) = (now.saturating_sub(empty_since), i64::from(minutes) * 60);
+    if idle >= cooldown {
+        reason += &format!("; queue empty for {minutes} min or more, scaling in");
+        return Ok(observation.decision(jobs, reason));
     }
-    Ok(minutes)
+    let left = cooldown - idle; // Both in 0..cooldown.
+    let instances = capacity.desired - jobs;
+    reason += &format!("; {instances} idle, kept for {left} s more of the {minutes} min cooldown");
+    Ok(observation
+        .decision(capacity.desired, reason)
+        .keep(&Idle { empty_since }))
 }
 
-/// Parses `value` and checks it with `valid`, or says what was `expected`.
-fn parse<T: std::str::FromStr>(
-    name: &str,
-    value: &str,
-    expected: &str,
-    valid: impl Fn(&T) -> bool,
-) -> Result<T, String> {
-    match value.trim().parse() {
-        Ok(parsed) if valid(&parsed) => Ok(parsed),
-        _ => Err(format!(
-            "param `{name}`: expected {expected}, got {value:?}"
-        )),
-    }
-}
-
-// Only the WebAssembly build is a policy; native builds (the unit tests)
-// leave the export out, since native linkers cannot take its WIT names.
-#[cfg(target_arch = "wasm32")]
-export!(Cooldown);
-
+export!(decide);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runner_scaler::policy::types::{Capacity, Clock, Queue, Weekday};
 
     /// Tick times: the first empty tick and some seconds after it.
     const T0: i64 = 1_772_437_800;
@@ -158,32 +74,21 @@ mod tests {
         desired: u32,
         state: Option<&str>,
     ) -> Observation {
-        Observation {
-            pool: "linux-large".to_string(),
-            queue: Queue { waiting, running },
-            capacity: Capacity {
-                desired,
-                min: 1,
-                max: 10,
-                pending: 0,
-                in_service: desired,
-                terminating: 0,
-                protected: 0,
-            },
-            clock: Clock {
-                unix_seconds: now,
-                year: 2026,
-                month: 3,
-                day: 2,
-                hour: 8,
-                minute: 30,
-                weekday: Weekday::Monday,
-                utc_offset_seconds: 0,
-                time_zone: "UTC".to_string(),
-            },
-            params: vec![("minutes".to_string(), "5".to_string())],
-            state: state.map(str::to_string),
+        Observation::sample()
+            .with_unix_seconds(now)
+            .with_queue(waiting, running)
+            .with_capacity(desired, 1, 10)
+            .with_param("minutes", "5")
+            .with_state(state)
+    }
+
+    /// The param `minutes`, parsed.
+    fn minutes(params: &[(&str, &str)]) -> Result<u32, String> {
+        let mut observation = Observation::sample();
+        for (name, value) in params {
+            observation = observation.with_param(name, value);
         }
+        observation.params().map(|Params { minutes }| minutes)
     }
 
     #[test]
@@ -316,15 +221,14 @@ mod tests {
 
     #[test]
     fn minutes_zero_scales_in_at_once() {
-        let mut observation = observation(T0, (0, 1), 4, None);
-        observation.params = vec![("minutes".to_string(), "0".to_string())];
+        let observation = observation(T0, (0, 1), 4, None).with_param("minutes", "0");
         let decision = decide(&observation).unwrap();
         assert_eq!((decision.desired, decision.state), (1, None));
     }
 
     #[test]
     fn default_is_ten_minutes() {
-        assert_eq!(parse_minutes(&[]), Ok(10));
+        assert_eq!(minutes(&[]), Ok(10));
     }
 
     #[test]
@@ -373,8 +277,7 @@ mod tests {
             ),
         ];
         for (name, (param, value), want) in cases {
-            let params = [(param.to_string(), value.to_string())];
-            assert_eq!(parse_minutes(&params), Err(want.to_string()), "{name}");
+            assert_eq!(minutes(&[(param, value)]), Err(want.to_string()), "{name}");
         }
     }
 }
