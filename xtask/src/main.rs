@@ -13,6 +13,9 @@
 //! - `bundle [--arch x86_64|arm64]`: only build the Lambda bundle, with
 //!   `scripts/package-lambda.sh` (CI builds the x86_64 one in `test`, before
 //!   the tests that check it and deploy it to moto).
+//! - `policy-table [--write]`: print the README's table of example policies,
+//!   generated from their params structs (`--write` puts it in README.md; a
+//!   test checks that README.md has it).
 //!
 //! The WASM toolchain: a rustup target if one is installed; otherwise
 //! Debian's `rustc-web` with its library source, building `std` for
@@ -25,6 +28,8 @@
 //! and componentize-js, pinned and installed into `target/tools/` (a venv
 //! from PyPI, `npm ci` from `xtask/js-tools/`): nothing global is assumed,
 //! and a machine that cannot install them fails the run, saying why.
+
+mod policy_table;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -58,7 +63,10 @@ fn main() -> Result<()> {
             build_policies(&root, &toolchain)?;
             build_lambda_bundle(&root, &arch).map(|_| ())
         }
-        _ => bail!("usage: cargo xtask test | policies | bundle [--arch x86_64|arm64]"),
+        "policy-table" => policy_table::run(&root, std::env::args().nth(2).as_deref()),
+        _ => bail!(
+            "usage: cargo xtask test | policies | bundle [--arch x86_64|arm64] | policy-table [--write]"
+        ),
     }
 }
 
