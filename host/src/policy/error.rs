@@ -33,13 +33,13 @@ pub enum PolicyError {
 
     #[error(
         "policy {path} is a core WebAssembly module that cannot be made into a component: {message}\n\
-         build it with wit-bindgen against runner-scaler's wit/ (`runner-scaler policy build` does)"
+         build it with the runner-scaler-policy SDK, or wit-bindgen against runner-scaler's wit/, with `runner-scaler policy build`"
     )]
     Componentize { path: PathBuf, message: String },
 
     #[error(
         "policy {path} does not implement {expected}: it exports {found}\n\
-         rebuild it against the WIT of this runner-scaler (`runner-scaler policy new` writes a current copy)"
+         rebuild it with the runner-scaler-policy SDK of that version (`runner-scaler policy new` writes a crate that uses it), or against this runner-scaler's wit/policy.wit"
     )]
     WrongContract {
         path: PathBuf,

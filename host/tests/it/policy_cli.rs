@@ -321,6 +321,37 @@ fn log_colours_only_on_a_terminal_and_never_with_no_color() {
     );
 }
 
+#[test]
+fn new_builds_against_the_sdk_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let crate_dir = dir.path().join("p");
+    // A directory that does not hold the SDK is refused, with the fix, and
+    // nothing is written.
+    let output = run(runner_scaler(&["policy", "new", "p", "--path"])
+        .arg(&crate_dir)
+        .arg("--sdk")
+        .arg(dir.path()));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("give the directory of the runner-scaler-policy crate"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!crate_dir.exists(), "nothing is written");
+
+    let output = run(runner_scaler(&["policy", "new", "p", "--path"])
+        .arg(&crate_dir)
+        .arg("--sdk")
+        .arg(workspace().join("policies/../sdk")));
+    assert_eq!(output.status.code(), Some(0));
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    let sdk = std::fs::canonicalize(workspace().join("sdk")).unwrap();
+    assert!(
+        manifest.contains(&format!("path = {:?}", sdk.to_str().unwrap())),
+        "{manifest}"
+    );
+}
+
 /// The WebAssembly toolchain `cargo xtask test` found: the target, and the
 /// environment to build with.
 fn wasm_toolchain() -> (String, Vec<(String, String)>) {
@@ -350,18 +381,18 @@ fn a_new_policy_passes_its_own_tests_builds_and_passes_its_cases() {
     let crate_dir = dir.path().join("night-shift");
     let output = run(runner_scaler(&["policy", "new", "night-shift", "--path"]).arg(&crate_dir));
     assert_eq!(output.status.code(), Some(0));
-    for file in [
-        "Cargo.toml",
-        "src/lib.rs",
-        "wit/policy.wit",
-        "cases.toml",
-        "README.md",
-    ] {
+    for file in ["Cargo.toml", "src/lib.rs", "cases.toml", "README.md"] {
         assert!(crate_dir.join(file).is_file(), "{file} is missing");
     }
-    let wit = std::fs::read_to_string(crate_dir.join("wit/policy.wit")).unwrap();
-    let ours = std::fs::read_to_string(workspace().join("wit/policy.wit")).unwrap();
-    assert_eq!(wit, ours, "the scaffold carries the host's contract");
+    // It builds against the policy SDK of the checkout this binary comes
+    // from, by an absolute path: the crate is outside the workspace.
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    let sdk = std::fs::canonicalize(workspace().join("sdk")).unwrap();
+    let dependency = format!(
+        "runner-scaler-policy = {{ version = \"0.1.0\", path = {:?} }}",
+        sdk.to_str().unwrap()
+    );
+    assert!(manifest.contains(&dependency), "{manifest}");
 
     // It never overwrites.
     let output = run(runner_scaler(&["policy", "new", "night-shift", "--path"]).arg(&crate_dir));
@@ -372,8 +403,9 @@ fn a_new_policy_passes_its_own_tests_builds_and_passes_its_cases() {
         stderr(&output)
     );
 
-    // The workspace's lock file pins the same wit-bindgen, so the build needs
-    // no registry and reuses what the workspace compiled; cargo drops the rest.
+    // The workspace's lock file pins the same wit-bindgen (under the SDK), so
+    // the build needs no registry and reuses what the workspace compiled;
+    // cargo drops the rest.
     std::fs::copy(workspace().join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
 
     // Its unit tests pass natively.
