@@ -4,7 +4,8 @@
 //! assertion flaky, a printed figure is for people to compare.
 //!
 //! - decision: one `queue-depth` decision, fresh instance included
-//!   (target: median ≤ 25 µs);
+//!   (target: median ≤ 25 µs); and one of each other example policy, with
+//!   every param set (params parsing and state included);
 //! - load cold: read, componentize and compile a policy with no cache;
 //! - load warm: the same load with the compiled code in the cache
 //!   (target: ≥ 20× faster than cold).
@@ -55,6 +56,67 @@ fn main() {
         assert_eq!(result.unwrap().desired, 5);
     });
 
+    // The other examples: params to parse, and cooldown a state to read.
+    let monday_9 = Clock::at(
+        jiff::Timestamp::from_second(1_795_424_400).unwrap(),
+        &jiff::tz::TimeZone::UTC,
+    );
+    let params = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let examples = [
+        (
+            "business-hours",
+            params(&[("warm", "2"), ("days", "mon-fri"), ("hours", "08-18")]),
+            None,
+            2,
+        ),
+        (
+            "cooldown",
+            params(&[("minutes", "10")]),
+            Some(format!("empty_since={}", 1_795_424_400 - 60)),
+            4,
+        ),
+        (
+            "buffered",
+            params(&[
+                ("runners_per_instance", "2"),
+                ("buffer", "1"),
+                ("scale_out_factor", "0.5"),
+                ("scale_in_factor", "0.5"),
+            ]),
+            None,
+            3,
+        ),
+    ];
+    let mut example_decisions = Vec::new();
+    for (name, params, state, expected) in examples {
+        let policy = engine.load(&policies.join(format!("{name}.wasm"))).unwrap();
+        let observation = Observation {
+            queue: Queue {
+                waiting: 0,
+                running: 2,
+            },
+            capacity: Capacity {
+                desired: 4,
+                max: 10,
+                ..Capacity::default()
+            },
+            clock: monday_9.clone(),
+            params,
+            state,
+            ..observation.clone()
+        };
+        let median = median_per_call(2_000, 25, || {
+            let (result, _) = runtime.block_on(policy.decide(&observation));
+            assert_eq!(result.unwrap().desired, expected, "{name}");
+        });
+        example_decisions.push((name, median));
+    }
+
     let cold = median_per_call(1, 10, || {
         let engine = PolicyEngine::new(Limits::default(), None).unwrap();
         engine.load(&core).unwrap();
@@ -71,6 +133,13 @@ fn main() {
         "decision (queue-depth, fresh instance)  median {:>10.2?}   target ≤ 25µs",
         decision
     );
+    for (name, median) in example_decisions {
+        println!(
+            "decision ({name}, with params){:pad$}median {median:>10.2?}",
+            "",
+            pad = 16 - name.len()
+        );
+    }
     println!(
         "load cold (componentize + compile)      median {:>10.2?}",
         cold
