@@ -25,13 +25,14 @@ pub trait CompactState: Sized {
     fn decode(text: &str) -> Option<Self>;
 }
 
-/// A type a state field can be: its text has no spaces and a known longest
-/// length.
+/// A type a state field can be: its text is printable, has no spaces or `=`,
+/// and a known longest length.
 pub trait StateField: Sized {
     /// The longest text [`write`](StateField::write) appends, in bytes.
     const MAX_LEN: usize;
 
-    /// Appends the value's text (no spaces, at most `MAX_LEN` bytes).
+    /// Appends the value's text: printable, no spaces or `=`, at most
+    /// `MAX_LEN` bytes (checked in debug builds, so in the policy's tests).
     fn write(&self, out: &mut String);
 
     /// The value `text` stands for, if any.
@@ -112,9 +113,13 @@ pub fn write_field<T: StateField>(out: &mut String, key: &str, value: &T) {
     out.push('=');
     let start = out.len();
     value.write(out);
+    // The host refuses control characters in a state; spaces and `=` would
+    // not read back.
     debug_assert!(
-        out.len() - start <= T::MAX_LEN && !out[start..].contains([' ', '=']),
-        "the StateField impl of {} wrote {:?}: longer than its MAX_LEN ({}), or with a space or `=`",
+        out.len() - start <= T::MAX_LEN
+            && !out[start..].contains(|c: char| c == ' ' || c == '=' || c.is_control()),
+        "the StateField impl of {} wrote {:?}: longer than its MAX_LEN ({}), or with a space, \
+         `=` or a control character",
         std::any::type_name::<T>(),
         &out[start..],
         T::MAX_LEN,
