@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the embedded traces (weekday.csv, release-day.csv, weekend.csv).
+"""Writes the embedded traces (weekday.csv, release-day.csv, weekend.csv,
+bursty.csv).
 
 Deterministic: a fixed seed per trace, and only Random.random() (whose
 sequence for an integer seed is stable across Python versions), so running
@@ -84,6 +85,18 @@ def release(rng, jobs):
             jobs.append((start, duration(rng, 480, sigma=0.4)))
 
 
+def bursts(rng, jobs, start=8 * 3600, end=18 * 3600):
+    """A monorepo's working day: every 4 to 20 minutes a burst of 6-12
+    parallel jobs (median 4 minutes). Many gaps outlast the runner's
+    5-minute idle timeout, so capacity kept warm after a burst decides
+    whether the next one waits for boots."""
+    t = start + int(rng.random() * 600)
+    while t < end:
+        for _ in range(6 + int(rng.random() * 7)):
+            jobs.append((t, duration(rng, 240, sigma=0.4)))
+        t += 240 + int(rng.random() * 960)
+
+
 def write(name, about, jobs):
     jobs.sort()
     path = os.path.join(HERE, name + ".csv")
@@ -115,6 +128,11 @@ def main():
     nightly(rng, jobs)
     pipelines(rng, WEEKEND, jobs)
     write("weekend", "a quiet Saturday: the nightly batch and a few pipelines", jobs)
+
+    rng = random.Random(4)
+    jobs = []
+    bursts(rng, jobs)
+    write("bursty", "a monorepo's Tuesday: bursts of 6-12 jobs every 4 to 20 minutes, 08:00-18:00", jobs)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@
 
 use runner_scaler::policy::{BuiltinRule, CompileCache, Limits, Policy, PolicyEngine};
 use runner_scaler::simulate::trace::Job;
-use runner_scaler::simulate::{run, Boot, Exit, Scenario, Summary, Trace, WorldSettings};
+use runner_scaler::simulate::{
+    run, Boot, Exit, Protection, Scenario, Summary, Trace, WorldSettings,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -76,10 +78,12 @@ fn main() {
             fallback: BuiltinRule::Hold,
             tick: 60,
             time_zone,
+            allow_unprotected_scale_in: false,
             world: WorldSettings {
                 boot: Boot::Uniform { low: 60, high: 150 },
                 idle_timeout: 300,
                 exit: Exit::Decrement,
+                protection: Protection::All,
                 min: 0,
                 max: 20,
                 seed: 1,

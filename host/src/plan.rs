@@ -10,9 +10,8 @@ use crate::observation::Decision;
 pub struct Bounds {
     pub min: u32,
     pub max: u32,
-    /// Lower desired capacity even when the group's new instances are not
-    /// protected from scale-in (which lets EC2 terminate an instance that
-    /// runs a job).
+    /// Lower desired capacity even when instances that are not protected
+    /// from scale-in could be terminated (one of them may run a job).
     pub allow_unprotected_scale_in: bool,
 }
 
@@ -36,17 +35,15 @@ pub fn plan(decision: &Decision, group: &GroupState, bounds: Bounds) -> Plan {
             decision.desired, bounds.min, bounds.max
         )
     });
-    if desired < group.desired
-        && !group.new_instances_protected
-        && !bounds.allow_unprotected_scale_in
-    {
-        adjusted = Some(format!(
-            "kept {} instead of scaling in to {desired}: the group does not protect new instances from \
-             scale-in, so EC2 could terminate one that runs a job; enable \"new instances protected from \
-             scale-in\" on the group, or set allow_unprotected_scale_in = true for the pool",
-            group.desired
-        ));
-        desired = group.desired;
+    if let Some(limit) = scale_in_limit(group, bounds) {
+        if desired < group.desired && desired < limit.floor {
+            let kept = limit.floor.min(group.desired);
+            adjusted = Some(format!(
+                "kept {kept} instead of scaling in to {desired}: {}",
+                limit.advice()
+            ));
+            desired = kept;
+        }
     }
 
     let mut writes = Vec::new();
@@ -73,18 +70,121 @@ pub fn plan(decision: &Decision, group: &GroupState, bounds: Bounds) -> Plan {
     }
 }
 
+/// Rule 3 of the design, the one place it is written: never lower desired
+/// capacity so that Auto Scaling could terminate an instance that runs a job.
+///
+/// What AWS does when desired capacity drops below the instances that count
+/// toward it (`Pending*` and `InService`): it terminates the difference,
+/// chosen by the group's termination policy among the instances that are
+/// *not* protected from scale-in; protected instances stay, and the group
+/// simply runs above its desired capacity until they leave on their own
+/// ("Use instance scale-in protection" and "Configure termination policies",
+/// EC2 Auto Scaling User Guide:
+/// <https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-instance-protection.html>,
+/// <https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-termination-policies.html>).
+/// Protection is per instance: an instance launched before the group's
+/// "protect new instances" flag was switched on stays unprotected.
+///
+/// The host cannot tell which instance runs a job, only count instances by
+/// state and protection. So:
+/// - With no unprotected instance, any desired capacity is safe: scale-in
+///   terminates nothing that could run a job.
+/// - With one or more, the only safe lower desired capacity is one that
+///   terminates nothing: the count of instances (`pending + in_service`),
+///   or the current desired capacity if that is lower already. Lowering
+///   "only by as many as there are unprotected instances not in service"
+///   would not do: the termination policy (zone balance, oldest launch
+///   template, closest to the billing hour, then at random) does not prefer
+///   pending instances, so it may pick an in-service one instead. And a
+///   pending instance is not proof of idleness either: in a launch lifecycle
+///   hook (`Pending:Wait`) its user data, and so a runner, may already run.
+///   Holding costs only the instances the policy wanted gone, which leave on
+///   their own (idle timeout) anyway.
+///
+/// `None` when nothing limits scale-in: the pool allows unprotected scale-in,
+/// or every instance is protected and the group protects new ones. A group
+/// that does not protect new instances gets a limit (with a floor of 0 while
+/// it has no unprotected instance) so that its start-up warning comes from
+/// here too.
+pub fn scale_in_limit(group: &GroupState, bounds: Bounds) -> Option<ScaleInLimit> {
+    if bounds.allow_unprotected_scale_in
+        || (group.unprotected == 0 && group.new_instances_protected)
+    {
+        return None;
+    }
+    Some(ScaleInLimit {
+        floor: if group.unprotected > 0 {
+            group.pending + group.in_service
+        } else {
+            0
+        },
+        unprotected: group.unprotected,
+        new_instances_unprotected: !group.new_instances_protected,
+    })
+}
+
+/// How far a group may scale in without risking a job: see [`scale_in_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScaleInLimit {
+    /// The least desired capacity that terminates no unprotected instance.
+    pub floor: u32,
+    /// Instances launching or in service that are not protected.
+    pub unprotected: u32,
+    /// The group launches new instances unprotected.
+    pub new_instances_unprotected: bool,
+}
+
+impl ScaleInLimit {
+    /// Why scale-in is limited, and the fix.
+    pub fn advice(&self) -> String {
+        let what = match (self.unprotected, self.new_instances_unprotected) {
+            (0, _) => "the group does not protect new instances from scale-in".to_string(),
+            (1, false) => "1 instance is not protected from scale-in".to_string(),
+            (n, false) => format!("{n} instances are not protected from scale-in"),
+            (1, true) => "1 instance is not protected from scale-in, nor are the group's new ones"
+                .to_string(),
+            (n, true) => format!(
+                "{n} instances are not protected from scale-in, nor are the group's new ones"
+            ),
+        };
+        format!(
+            "{what}, and Auto Scaling could terminate one that runs a job; protect them \
+             (aws autoscaling set-instance-protection --protected-from-scale-in) and enable \
+             \"new instances protected from scale-in\" on the group, or set \
+             allow_unprotected_scale_in = true for the pool"
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
-    fn group(desired: u32, min: u32, max: u32, protected: bool) -> GroupState {
+    /// A group at `desired` with as many instances in service, every one
+    /// protected, and new instances protected.
+    fn group(desired: u32, min: u32, max: u32) -> GroupState {
         GroupState {
             desired,
             min,
             max,
-            new_instances_protected: protected,
+            in_service: desired,
+            protected: desired,
+            new_instances_protected: true,
             ..GroupState::default()
         }
+    }
+
+    /// `group` with `pending` of its instances launching and `unprotected`
+    /// of them not protected, and the group's flag for new instances.
+    fn mixed(mut g: GroupState, pending: u32, unprotected: u32, flag: bool) -> GroupState {
+        g.pending = pending;
+        g.in_service -= pending;
+        g.protected -= unprotected;
+        g.unprotected = unprotected;
+        g.new_instances_protected = flag;
+        g
     }
 
     fn decision(desired: u32) -> Decision {
@@ -100,6 +200,10 @@ mod tests {
         max: 10,
         allow_unprotected_scale_in: false,
     };
+    const ALLOWED: Bounds = Bounds {
+        allow_unprotected_scale_in: true,
+        ..POOL
+    };
 
     #[test]
     fn plans() {
@@ -109,7 +213,7 @@ mod tests {
             (
                 "unchanged writes nothing",
                 3,
-                group(3, 0, 10, true),
+                group(3, 0, 10),
                 POOL,
                 3,
                 vec![],
@@ -118,7 +222,7 @@ mod tests {
             (
                 "scale out",
                 5,
-                group(3, 0, 10, true),
+                group(3, 0, 10),
                 POOL,
                 5,
                 vec![Write::Desired(5)],
@@ -127,7 +231,7 @@ mod tests {
             (
                 "protected scale in",
                 1,
-                group(3, 0, 10, true),
+                group(3, 0, 10),
                 POOL,
                 1,
                 vec![Write::Desired(1)],
@@ -136,7 +240,7 @@ mod tests {
             (
                 "clamped to max",
                 50,
-                group(3, 0, 10, true),
+                group(3, 0, 10),
                 POOL,
                 10,
                 vec![Write::Desired(10)],
@@ -145,7 +249,7 @@ mod tests {
             (
                 "clamped to min",
                 0,
-                group(3, 0, 10, true),
+                group(3, 0, 10),
                 Bounds { min: 2, ..POOL },
                 2,
                 vec![Write::Desired(2)],
@@ -154,7 +258,7 @@ mod tests {
             (
                 "unprotected scale in is refused",
                 1,
-                group(3, 0, 10, false),
+                mixed(group(3, 0, 10), 0, 3, false),
                 POOL,
                 3,
                 vec![],
@@ -163,11 +267,8 @@ mod tests {
             (
                 "unprotected scale in when allowed",
                 1,
-                group(3, 0, 10, false),
-                Bounds {
-                    allow_unprotected_scale_in: true,
-                    ..POOL
-                },
+                mixed(group(3, 0, 10), 0, 3, false),
+                ALLOWED,
                 1,
                 vec![Write::Desired(1)],
                 false,
@@ -175,16 +276,110 @@ mod tests {
             (
                 "unprotected scale out is fine",
                 5,
-                group(3, 0, 10, false),
+                mixed(group(3, 0, 10), 0, 3, false),
                 POOL,
                 5,
                 vec![Write::Desired(5)],
                 false,
             ),
             (
+                "mixed: one unprotected instance among protected ones holds scale-in, though the flag is on",
+                0,
+                mixed(group(4, 0, 10), 0, 1, true),
+                POOL,
+                4,
+                vec![],
+                true,
+            ),
+            (
+                "mixed: allowed, it scales in",
+                0,
+                mixed(group(4, 0, 10), 0, 1, true),
+                ALLOWED,
+                0,
+                vec![Write::Desired(0)],
+                false,
+            ),
+            (
+                "mixed: an unprotected pending instance holds scale-in too (a lifecycle hook may run its runner)",
+                1,
+                mixed(group(3, 0, 10), 1, 1, true),
+                POOL,
+                3,
+                vec![],
+                true,
+            ),
+            (
+                "mixed: lowering desired to the instance count terminates nothing, so it is done",
+                1,
+                // desired 6, but only 4 instances so far, one unprotected.
+                GroupState {
+                    desired: 6,
+                    ..mixed(group(4, 0, 10), 0, 1, true)
+                },
+                POOL,
+                4,
+                vec![Write::Desired(4)],
+                true,
+            ),
+            (
+                "mixed: a policy answer at or above the instance count is not adjusted",
+                5,
+                GroupState {
+                    desired: 6,
+                    ..mixed(group(4, 0, 10), 0, 1, true)
+                },
+                POOL,
+                5,
+                vec![Write::Desired(5)],
+                false,
+            ),
+            (
+                "mixed: desired already below the instance count is kept, not raised",
+                0,
+                GroupState {
+                    desired: 2,
+                    ..mixed(group(4, 0, 10), 0, 1, true)
+                },
+                POOL,
+                2,
+                vec![],
+                true,
+            ),
+            (
+                "mixed: every instance protected by hand in a group whose flag is off scales in",
+                0,
+                mixed(group(3, 0, 10), 0, 0, false),
+                POOL,
+                0,
+                vec![Write::Desired(0)],
+                false,
+            ),
+            (
+                "no instances, flag off: nothing to terminate, so it scales in",
+                0,
+                GroupState {
+                    desired: 2,
+                    ..mixed(group(0, 0, 10), 0, 0, false)
+                },
+                POOL,
+                0,
+                vec![Write::Desired(0)],
+                false,
+            ),
+            (
+                "the hold wins over the pool's max: jobs before bounds",
+                8,
+                mixed(group(12, 0, 20), 0, 2, true),
+                POOL,
+                12,
+                vec![],
+                true,
+            ),
+            (
                 "group max below the pool's widens the group",
                 6,
-                group(0, 0, 0, true),
+                group(0, 0, 0),
                 POOL,
                 6,
                 vec![Write::DesiredAndBounds {
@@ -197,7 +392,7 @@ mod tests {
             (
                 "group min above the pool's widens the group",
                 1,
-                group(4, 4, 10, true),
+                group(4, 4, 10),
                 POOL,
                 1,
                 vec![Write::DesiredAndBounds {
@@ -223,7 +418,7 @@ mod tests {
 
     #[test]
     fn state_is_written_only_when_it_changes() {
-        let mut g = group(3, 0, 10, true);
+        let mut g = group(3, 0, 10);
         g.policy_state = Some("empty_since=100".into());
         let mut d = decision(3);
         d.state = Some("empty_since=100".into());
@@ -239,11 +434,87 @@ mod tests {
 
     #[test]
     fn the_refusal_says_how_to_enable_protection() {
-        let plan = plan(&decision(0), &group(2, 0, 10, false), POOL);
+        let plan = plan(&decision(0), &mixed(group(2, 0, 10), 0, 2, false), POOL);
         let why = plan.adjusted.unwrap();
         assert!(
-            why.contains("protected from scale-in") && why.contains("allow_unprotected_scale_in"),
+            why.starts_with("kept 2 instead of scaling in to 0: 2 instances are not protected")
+                && why.contains("nor are the group's new ones")
+                && why.contains("set-instance-protection")
+                && why.contains("protected from scale-in")
+                && why.contains("allow_unprotected_scale_in"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn the_limit_comes_from_the_instances_not_the_flag() {
+        let limit = |g: &GroupState, b| scale_in_limit(g, b);
+        assert_eq!(limit(&group(3, 0, 10), POOL), None);
+        assert_eq!(limit(&mixed(group(3, 0, 10), 0, 1, true), ALLOWED), None);
+        assert_eq!(
+            limit(&mixed(group(3, 0, 10), 1, 1, true), POOL),
+            Some(ScaleInLimit {
+                floor: 3,
+                unprotected: 1,
+                new_instances_unprotected: false
+            })
+        );
+        // Flag off, every instance protected: nothing to hold now, but a
+        // limit (floor 0) for the start-up warning.
+        let flag_off = limit(&mixed(group(3, 0, 10), 0, 0, false), POOL).unwrap();
+        assert_eq!(flag_off.floor, 0);
+        assert!(flag_off
+            .advice()
+            .starts_with("the group does not protect new instances from scale-in"));
+    }
+
+    /// Whatever the policy answers and whatever state AWS reports, the plan
+    /// sends only requests AWS accepts (a desired capacity within the
+    /// group's bounds, or new bounds around it), and never one that lets
+    /// Auto Scaling terminate an unprotected instance unless allowed.
+    #[test]
+    fn every_write_is_one_aws_accepts_and_none_risks_a_job() {
+        let mut rng = StdRng::seed_from_u64(13);
+        for case in 0..20_000 {
+            let group_min = rng.random_range(0..5);
+            let group_max = rng.random_range(group_min..12);
+            let instances = rng.random_range(0..=group_max + 2);
+            let pending = rng.random_range(0..=instances);
+            let unprotected = rng.random_range(0..=instances);
+            let g = GroupState {
+                // AWS keeps desired within the group's bounds.
+                desired: rng.random_range(group_min..=group_max),
+                min: group_min,
+                max: group_max,
+                pending,
+                in_service: instances - pending,
+                protected: instances - unprotected,
+                unprotected,
+                new_instances_protected: rng.random_bool(0.5),
+                ..GroupState::default()
+            };
+            let pool_min = rng.random_range(0..6);
+            let bounds = Bounds {
+                min: pool_min,
+                max: rng.random_range(pool_min.max(1)..15),
+                allow_unprotected_scale_in: rng.random_bool(0.2),
+            };
+            let wanted = rng.random_range(0..20);
+            let p = plan(&decision(wanted), &g, bounds);
+            let context = format!("case {case}: {g:?} {bounds:?} wanted {wanted}: {p:?}");
+            for write in &p.writes {
+                match *write {
+                    Write::Desired(d) => assert!(g.min <= d && d <= g.max, "{context}"),
+                    Write::DesiredAndBounds { desired, min, max } => {
+                        assert!(min <= desired && desired <= max, "{context}")
+                    }
+                    Write::State(_) => {}
+                }
+            }
+            let terminated = (g.pending + g.in_service).saturating_sub(p.desired);
+            if terminated > 0 && p.desired < g.desired && !bounds.allow_unprotected_scale_in {
+                assert_eq!(g.unprotected, 0, "{context}");
+            }
+        }
     }
 }

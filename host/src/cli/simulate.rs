@@ -2,12 +2,13 @@
 //! figures side by side, draw the chart.
 
 use crate::config::parse_duration;
-use crate::policy::{BuiltinRule, CompileCache, Limits, Policy, PolicyEngine};
-use crate::simulate::{self, chart, report, Boot, Exit, Scenario, Summary, Trace, WorldSettings};
+use crate::policy::Policy;
+use crate::simulate::experiment::load_policies;
+use crate::simulate::{self, chart, report, Boot, Exit, Protection, Settings, Summary, Trace};
 use anyhow::{bail, ensure, Context};
 use clap::{Args, ValueEnum};
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 const AFTER_HELP: &str = "\
@@ -17,10 +18,18 @@ are files, not part of the binary: build them with `cargo xtask policies`, then 
 e.g. `--policy target/policies/cooldown.wasm --policy queue`.
 
 Ticks are at one tick interval after the trace's start and every interval \
-after. Scale-in never terminates an instance that runs a job; it takes \
-booting and idle ones, youngest first. A tick on which a policy fails is \
-decided by the `hold` rule (production's default fallback) and counted in \
-the table. Traces: examples/traces/README.md.";
+after. The group behaves as EC2 Auto Scaling documents: with --protection all \
+(every instance protected from scale-in, as the shipped CloudFormation stack \
+sets up) a lower desired capacity terminates nothing, and instances leave only \
+on their own: after their job or their idle timeout, lowering desired by one \
+(--exit decrement), which AWS refuses while desired is at the group's min (the \
+instance then powers off after the user data's retries, and the group replaces \
+it); or without lowering it (--exit poweroff), and the group replaces them. \
+With --protection none a lower desired capacity terminates instances the \
+termination policy picks, busy ones too, which the scaler allows only with \
+--allow-unprotected-scale-in. A tick on which a policy fails is decided by \
+the `hold` rule (production's default fallback) and counted in the table. \
+Traces and the model in full: examples/traces/README.md.";
 
 /// Replay a day of CI jobs through scaling policies against a simulated
 /// Auto Scaling group; report job waits and instance cost.
@@ -31,8 +40,8 @@ pub struct SimulateArgs {
     /// to compare [default: queue].
     #[arg(long = "policy", value_name = "P.wasm|queue|hold")]
     policies: Vec<String>,
-    /// An embedded trace (weekday, release-day, weekend) or a CSV file of
-    /// `submit,duration[,resource_class]` lines.
+    /// An embedded trace (weekday, release-day, weekend, bursty) or a CSV
+    /// file of `submit,duration[,resource_class]` lines.
     #[arg(long, default_value = "weekday")]
     trace: String,
     /// Second 0 of the trace [default: the embedded trace's day, the first
@@ -69,6 +78,16 @@ pub struct SimulateArgs {
     /// --policy, else decrement].
     #[arg(long, value_enum)]
     exit: Option<ExitArg>,
+    /// Which instances are protected from scale-in: `all` (the shipped
+    /// CloudFormation stack: a lower desired capacity terminates nothing) or
+    /// `none` (it terminates instances the termination policy picks).
+    #[arg(long, value_enum, default_value = "all")]
+    protection: ProtectionArg,
+    /// Let the scaler lower desired capacity although unprotected instances
+    /// could be terminated (the pool's `allow_unprotected_scale_in`); with
+    /// `--protection none`, jobs can then be killed.
+    #[arg(long)]
+    allow_unprotected_scale_in: bool,
     /// What an instance costs per hour, for the estimate.
     #[arg(long, default_value_t = 0.10)]
     price_per_hour: f64,
@@ -83,6 +102,10 @@ pub struct SimulateArgs {
     /// (`cooldown:minutes=5`). Repeat for more.
     #[arg(long = "params", value_name = "[POLICY:]KEY=VALUE")]
     params: Vec<String>,
+    /// Print the table as Markdown (the README's policy tables are this
+    /// output).
+    #[arg(long)]
+    markdown: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,6 +113,12 @@ enum ExitArg {
     Decrement,
     Poweroff,
     Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProtectionArg {
+    All,
+    None,
 }
 
 /// Run the simulations, print the table, write the chart.
@@ -133,6 +162,23 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     };
     let policies = load_policies(&names)?;
     let params = parse_params(&args.params, &policies)?;
+    let settings = Settings {
+        tick: args.tick,
+        boot: args.boot,
+        idle_timeout: args.idle_timeout,
+        min: args.min,
+        max: args.max,
+        exit: exits[0],
+        protection: match args.protection {
+            ProtectionArg::All => Protection::All,
+            ProtectionArg::None => Protection::None,
+        },
+        allow_unprotected_scale_in: args.allow_unprotected_scale_in,
+        seed: args.seed,
+        time_zone: time_zone.clone(),
+        price_per_hour: args.price_per_hour,
+        slow_wait: args.slow_wait,
+    };
 
     let mut scenarios = Vec::new();
     for policy in &policies {
@@ -142,26 +188,19 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             } else {
                 policy.name().to_string()
             };
-            scenarios.push(Scenario {
+            let settings = Settings {
+                exit,
+                ..settings.clone()
+            };
+            scenarios.push(settings.scenario(
                 label,
-                policy: policy.clone(),
-                params: params_for(&params, policy.name()),
-                fallback: BuiltinRule::Hold,
-                tick: args.tick,
-                time_zone: time_zone.clone(),
-                world: WorldSettings {
-                    boot: args.boot,
-                    idle_timeout: args.idle_timeout,
-                    exit,
-                    min: args.min,
-                    max: args.max,
-                    seed: args.seed,
-                },
-            });
+                policy.clone(),
+                params_for(&params, policy.name()),
+            ));
         }
     }
 
-    let progress = progress_bar(&trace, &scenarios, args.tick);
+    let progress = progress_bar(&trace, scenarios.len(), args.tick);
     let mut runs = Vec::new();
     for scenario in &scenarios {
         progress.set_message(scenario.label.clone());
@@ -169,26 +208,13 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     progress.finish_and_clear();
 
-    let settings = format!(
-        "tick {}, boot {}, idle timeout {}, max {}{}",
-        report::duration(args.tick),
-        args.boot,
-        report::duration(args.idle_timeout),
-        args.max,
-        if args.min > 0 {
-            format!(", min {}", args.min)
-        } else {
-            String::new()
-        }
-    );
+    let described = settings.describe(exits.len() == 1);
     let day = trace
         .start
         .to_zoned(time_zone.clone())
         .strftime("%a %Y-%m-%d %H:%M %Z");
-    // The whole text is written at once, after the chart: a reader that
-    // stops early (`| head`) must not keep the chart from being written.
-    let mut out = format!(
-        "{}: {} jobs from {day}; {settings}; ${:.2} per instance-hour\n\n",
+    let heading = format!(
+        "{}: {} jobs from {day}; {described}; ${:.2} per instance-hour",
         trace.origin,
         trace.jobs.len(),
         args.price_per_hour
@@ -197,7 +223,16 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|r| Summary::of(r, args.price_per_hour, args.slow_wait))
         .collect();
-    out += &report::table(&summaries, args.slow_wait);
+    // The whole text is written at once, after the chart: a reader that
+    // stops early (`| head`) must not keep the chart from being written.
+    let mut out = if args.markdown {
+        format!(
+            "{heading}.\n\n{}",
+            report::markdown(&summaries, args.slow_wait)
+        )
+    } else {
+        format!("{heading}\n\n{}", report::table(&summaries, args.slow_wait))
+    };
     for run in &runs {
         if let Some(err) = &run.first_policy_error {
             out += &format!(
@@ -206,17 +241,18 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    if exits.len() > 1 {
-        out += "\ndecrement: an instance that leaves lowers desired by one (runner-scaler's user data).\n\
+    if exits.len() > 1 && !args.markdown {
+        out += "\ndecrement: an instance that leaves lowers desired by one (runner-scaler's user data);\n\
+                at the group's min AWS refuses that, and it powers off and is replaced.\n\
                 poweroff: it only terminates; the group launches a replacement while desired is above\n\
-                the instance count (the original tool), until the next tick lowers desired.\n";
+                the instance count (the original tool).\n";
     }
-    if default_run {
+    if default_run && !args.markdown {
         out += "\nCompare a WebAssembly policy: cargo xtask policies, then\n  \
                 runner-scaler simulate --policy target/policies/cooldown.wasm --policy queue\n";
     }
     if let Some(path) = &args.chart {
-        let title = format!("{}, {settings}", trace.origin);
+        let title = format!("{}, {described}", trace.origin);
         let svg = chart::svg(&runs, &title, trace.start, &time_zone)?;
         std::fs::write(path, svg)
             .with_context(|| format!("cannot write the chart to {}", path.display()))?;
@@ -228,31 +264,6 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
         _ => Ok(ExitCode::SUCCESS),
     }
-}
-
-/// Built-in rules by name, files through one engine (and the compile cache).
-fn load_policies(names: &[String]) -> anyhow::Result<Vec<Policy>> {
-    let mut engine = None;
-    let mut policies = Vec::new();
-    for name in names {
-        if let Some(rule) = BuiltinRule::from_name(name) {
-            policies.push(Policy::Builtin(rule));
-            continue;
-        }
-        if engine.is_none() {
-            let cache = CompileCache::new(CompileCache::default_dir());
-            engine = Some(PolicyEngine::new(Limits::default(), Some(cache))?);
-        }
-        let engine = engine.as_ref().expect("set above");
-        let policy = engine.load(Path::new(name)).with_context(|| {
-            format!(
-                "--policy {name}: not a built-in rule (queue, hold), and not a loadable policy file; \
-                 the examples are built into target/policies/ by `cargo xtask policies`"
-            )
-        })?;
-        policies.push(Policy::Wasm(policy));
-    }
-    Ok(policies)
 }
 
 /// `[POLICY:]KEY=VALUE` → (policy, key, value); a named policy must be one
@@ -296,7 +307,7 @@ fn params_for(params: &[(Option<String>, String, String)], policy: &str) -> Vec<
 }
 
 /// A bar over every run's ticks, on stderr when it is a terminal.
-fn progress_bar(trace: &Trace, scenarios: &[Scenario], tick: u64) -> indicatif::ProgressBar {
+fn progress_bar(trace: &Trace, runs: usize, tick: u64) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
@@ -309,7 +320,7 @@ fn progress_bar(trace: &Trace, scenarios: &[Scenario], tick: u64) -> indicatif::
         .unwrap_or(0);
     let per_run = last_end.div_ceil(tick) + 1;
     let bar = indicatif::ProgressBar::with_draw_target(
-        Some(per_run * scenarios.len() as u64),
+        Some(per_run * runs as u64),
         indicatif::ProgressDrawTarget::stderr(),
     );
     if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} ticks  {msg}")
@@ -356,6 +367,7 @@ fn boot(text: &str) -> Result<Boot, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::BuiltinRule;
 
     #[test]
     fn durations_and_boots() {

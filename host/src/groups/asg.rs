@@ -225,19 +225,31 @@ fn group_state(group: &AutoScalingGroup) -> GroupState {
         ..GroupState::default()
     };
     for instance in group.instances() {
-        match instance.lifecycle_state() {
+        let protected = instance.protected_from_scale_in() == Some(true);
+        // Pending* and InService instances count toward the desired
+        // capacity, so a lower one can terminate them when they are not
+        // protected.
+        let counted = match instance.lifecycle_state() {
             Some(
                 LifecycleState::Pending
                 | LifecycleState::PendingWait
                 | LifecycleState::PendingProceed,
-            ) => state.pending += 1,
-            Some(LifecycleState::InService) => state.in_service += 1,
+            ) => &mut state.pending,
+            Some(LifecycleState::InService) => &mut state.in_service,
             // Terminating*, Detaching, Standby, Warmed:*, and states newer
-            // than this SDK: none of them will take a task.
-            _ => state.terminating += 1,
-        }
-        if instance.protected_from_scale_in() == Some(true) {
+            // than this SDK: none of them will take a task, and scale-in
+            // does not pick them.
+            _ => {
+                state.terminating += 1;
+                state.protected += u32::from(protected);
+                continue;
+            }
+        };
+        *counted += 1;
+        if protected {
             state.protected += 1;
+        } else {
+            state.unprotected += 1;
         }
     }
     state
@@ -299,6 +311,8 @@ mod tests {
                 in_service: 2,
                 terminating: 5,
                 protected: 4,
+                // Pending:Proceed and the second InService.
+                unprotected: 2,
                 new_instances_protected: true,
                 policy_state: Some("{\"n\":1}".into()),
             }

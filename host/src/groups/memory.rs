@@ -6,7 +6,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Groups kept in memory. Writes change the state as EC2 Auto Scaling would
-/// (desired, bounds, the state tag) and are recorded.
+/// (desired, bounds, the state tag) and are recorded. As on AWS, a desired
+/// capacity outside the group's bounds is refused, and a desired capacity
+/// below the instance count terminates unprotected instances (protected
+/// ones stay): in-service ones first, the worst case, counted in
+/// [`MemoryGroups::terminated_in_service`].
 #[derive(Debug, Default)]
 pub struct MemoryGroups {
     inner: Mutex<Inner>,
@@ -23,6 +27,7 @@ struct Inner {
     hanging_writes: Vec<GroupId>,
     slow_writes: Vec<(GroupId, std::time::Duration)>,
     lost_answers: Vec<GroupId>,
+    terminated_in_service: HashMap<GroupId, u32>,
 }
 
 impl MemoryGroups {
@@ -101,6 +106,13 @@ impl MemoryGroups {
     pub fn writes(&self) -> Vec<(GroupId, Write)> {
         self.inner.lock().unwrap().writes.clone()
     }
+
+    /// In-service instances of `id` that a lower desired capacity
+    /// terminated: any of them could have been running a job.
+    pub fn terminated_in_service(&self, id: &GroupId) -> u32 {
+        let inner = self.inner.lock().unwrap();
+        inner.terminated_in_service.get(id).copied().unwrap_or(0)
+    }
 }
 
 impl Groups for MemoryGroups {
@@ -141,7 +153,8 @@ impl Groups for MemoryGroups {
 
     async fn apply(&self, group: &GroupId, write: &Write) -> Result<(), GroupError> {
         let (hang, delay, lost) = {
-            let mut inner = self.inner.lock().unwrap();
+            let mut guard = self.inner.lock().unwrap();
+            let inner = &mut *guard;
             if inner.failing_writes.contains(group) {
                 return Err(GroupError::Apply {
                     group: group.clone(),
@@ -156,12 +169,36 @@ impl Groups for MemoryGroups {
                     group: group.clone(),
                     message: "no such group".into(),
                 })?;
-            match write {
-                Write::Desired(desired) => state.desired = *desired,
-                Write::DesiredAndBounds { desired, min, max } => {
-                    (state.desired, state.min, state.max) = (*desired, *min, *max);
+            let bounded = match *write {
+                Write::Desired(desired) => Some((desired, state.min, state.max)),
+                Write::DesiredAndBounds { desired, min, max } => Some((desired, min, max)),
+                Write::State(ref kept) => {
+                    state.policy_state = kept.clone();
+                    None
                 }
-                Write::State(kept) => state.policy_state = kept.clone(),
+            };
+            if let Some((desired, min, max)) = bounded {
+                if desired < min || desired > max {
+                    return Err(GroupError::Apply {
+                        group: group.clone(),
+                        message: format!(
+                            "ValidationError: desired capacity {desired} is outside the group's bounds [{min}, {max}]"
+                        ),
+                    });
+                }
+                (state.desired, state.min, state.max) = (desired, min, max);
+                // Scale-in: the difference, among the unprotected instances.
+                let count = state.pending + state.in_service;
+                let terminated = count.saturating_sub(desired).min(state.unprotected);
+                let from_service = terminated.min(state.in_service);
+                state.in_service -= from_service;
+                state.pending -= terminated - from_service;
+                state.unprotected -= terminated;
+                state.terminating += terminated;
+                *inner
+                    .terminated_in_service
+                    .entry(group.clone())
+                    .or_default() += from_service;
             }
             (
                 inner.hanging_writes.contains(group),

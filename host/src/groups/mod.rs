@@ -42,6 +42,12 @@ pub struct GroupState {
     pub terminating: u32,
     /// Instances protected from scale-in.
     pub protected: u32,
+    /// Instances launching or in service that are *not* protected from
+    /// scale-in, judged per instance: a lower desired capacity lets Auto
+    /// Scaling terminate any of them ([`crate::plan::scale_in_limit`]).
+    /// Instances launched before the group's flag was switched on stay
+    /// unprotected while the flag is on.
+    pub unprotected: u32,
     /// Whether the group protects the instances it launches from scale-in.
     pub new_instances_protected: bool,
     /// The policy's state from the [`STATE_TAG`](crate::state::STATE_TAG) tag.

@@ -10,6 +10,7 @@ pub mod probe;
 
 use crate::config::{Config, PolicyRef, PoolConfig};
 use crate::groups::Groups;
+use crate::plan;
 use crate::policy::{Policy, PolicyEngine, WasmPolicy};
 use crate::sources::QueueSource;
 use crate::tick::{self, Cut, Pool, PoolReport, TickOptions};
@@ -162,8 +163,9 @@ pub async fn connect(
     })
 }
 
-/// Say, once at start, which groups would let EC2 terminate a busy
-/// instance, and that the scaler will not scale them in.
+/// Say, once at start, which groups the scaler will not scale in as far
+/// as their policy asks, because Auto Scaling could terminate an instance
+/// that runs a job ([`plan::scale_in_limit`], the rule every tick applies).
 pub async fn warn_unprotected<Q: QueueSource, G: Groups>(scaler: &Scaler<Q, G>) {
     // Bounded like a tick: a describe that hangs must not keep the daemon
     // from starting its ticks.
@@ -178,14 +180,13 @@ pub async fn warn_unprotected<Q: QueueSource, G: Groups>(scaler: &Scaler<Q, G>) 
         let Some(Ok(group)) = groups.get(&pool.group) else {
             continue;
         };
-        if !group.new_instances_protected && !pool.bounds.allow_unprotected_scale_in {
+        if let Some(limit) = plan::scale_in_limit(group, pool.bounds) {
             tracing::warn!(
                 pool = %pool.name,
                 group = %pool.group,
-                "the group does not protect new instances from scale-in, so lowering its desired capacity \
-                 could terminate an instance that runs a job; runner-scaler will not scale it in. Enable \
-                 scale-in protection for new instances on the group (and on its running instances), or set \
-                 allow_unprotected_scale_in = true for the pool"
+                "runner-scaler will not lower this group's desired capacity below its instance count \
+                 while any of them is unprotected: {}",
+                limit.advice()
             );
         }
     }

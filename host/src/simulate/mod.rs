@@ -11,18 +11,22 @@
 //! - [`world`]: the group, its instances and the queue;
 //! - [`run`](mod@run): ticks over simulated time;
 //! - [`report`]: the figures and the side-by-side table;
-//! - [`chart`]: the SVG.
+//! - [`chart`]: the SVG;
+//! - [`experiment`]: a simulation set up by names, as the command line,
+//!   the README's tables and the policy tests set it up.
 
 pub mod chart;
+pub mod experiment;
 pub mod report;
 pub mod run;
 pub mod trace;
 pub mod world;
 
+pub use experiment::{figures, Settings};
 pub use report::Summary;
 pub use run::{run, Run, Scenario};
 pub use trace::Trace;
-pub use world::{Boot, Exit, World, WorldSettings};
+pub use world::{Boot, Exit, Protection, World, WorldSettings};
 
 /// The log filter for `simulate` when `RUST_LOG` is not set: each tick's
 /// decision record (info) and a failing policy's error (logged every tick)

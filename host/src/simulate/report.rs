@@ -10,6 +10,8 @@ pub struct Summary {
     pub jobs: usize,
     /// Jobs no runner ever claimed (their waits count up to the end).
     pub never_ran: usize,
+    /// Jobs lost because scale-in terminated their instance.
+    pub killed: usize,
     /// Waits in seconds, nearest-rank percentiles.
     pub wait_p50: u64,
     pub wait_p95: u64,
@@ -27,6 +29,9 @@ pub struct Summary {
     /// the exit behaviour cost.
     pub idle_replacements: usize,
     pub idle_replacement_seconds: u64,
+    /// Instances whose every decrement EC2 refused (desired at the group's
+    /// min), so they powered off.
+    pub decrements_refused: u64,
     pub policy_errors: u64,
 }
 
@@ -49,6 +54,7 @@ impl Summary {
             label: run.label.clone(),
             jobs: run.jobs.len(),
             never_ran: run.jobs.iter().filter(|j| j.claimed.is_none()).count(),
+            killed: run.jobs.iter().filter(|j| j.killed.is_some()).count(),
             wait_p50: percentile(&waits, 50),
             wait_p95: percentile(&waits, 95),
             wait_max: waits.last().copied().unwrap_or(0),
@@ -63,6 +69,7 @@ impl Summary {
                 .iter()
                 .map(|i| i.billed_seconds(run.end))
                 .sum(),
+            decrements_refused: run.decrements_refused,
             policy_errors: run.policy_errors,
         }
     }
@@ -99,8 +106,9 @@ pub fn duration(seconds: u64) -> String {
     }
 }
 
-/// The runs side by side: a row per figure, a column per run.
-pub fn table(summaries: &[Summary], slow_wait: u64) -> String {
+/// The figures of `summaries`, a row per figure: its name (indented under
+/// the row it details) and a cell per run.
+fn rows(summaries: &[Summary], slow_wait: u64) -> Vec<(String, Vec<String>)> {
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     let mut row = |name: &str, cell: &dyn Fn(&Summary) -> String| {
         rows.push((name.to_string(), summaries.iter().map(cell).collect()));
@@ -108,6 +116,9 @@ pub fn table(summaries: &[Summary], slow_wait: u64) -> String {
     row("jobs", &|s| s.jobs.to_string());
     if summaries.iter().any(|s| s.never_ran > 0) {
         row("  never ran", &|s| s.never_ran.to_string());
+    }
+    if summaries.iter().any(|s| s.killed > 0) {
+        row("  killed by scale-in", &|s| s.killed.to_string());
     }
     row("wait p50", &|s| duration(s.wait_p50));
     row("wait p95", &|s| duration(s.wait_p95));
@@ -126,12 +137,20 @@ pub fn table(summaries: &[Summary], slow_wait: u64) -> String {
     row("    their instance-minutes", &|s| {
         format!("{:.1}", s.idle_replacement_minutes())
     });
+    row("decrements refused at min", &|s| {
+        s.decrements_refused.to_string()
+    });
     if summaries.iter().any(|s| s.policy_errors > 0) {
         row("ticks decided by fallback", &|s| {
             s.policy_errors.to_string()
         });
     }
+    rows
+}
 
+/// The runs side by side: a row per figure, a column per run.
+pub fn table(summaries: &[Summary], slow_wait: u64) -> String {
+    let rows = rows(summaries, slow_wait);
     let name_width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let widths: Vec<usize> = summaries
         .iter()
@@ -153,6 +172,32 @@ pub fn table(summaries: &[Summary], slow_wait: u64) -> String {
         out += &format!("{name:name_width$}");
         for (cell, width) in cells.iter().zip(&widths) {
             out += &format!("  {cell:>width$}");
+        }
+        out += "\n";
+    }
+    out
+}
+
+/// The same table in Markdown (a detail row starts with `↳`).
+pub fn markdown(summaries: &[Summary], slow_wait: u64) -> String {
+    let cell = |text: &str| text.replace('|', "\\|");
+    let mut out = String::from("|");
+    for s in summaries {
+        out += &format!(" `{}` |", cell(&s.label));
+    }
+    out = format!("| {out}\n|---|");
+    out += &"---:|".repeat(summaries.len());
+    out += "\n";
+    for (name, cells) in rows(summaries, slow_wait) {
+        let trimmed = name.trim_start();
+        let name = if trimmed.len() < name.len() {
+            format!("↳ {trimmed}")
+        } else {
+            name
+        };
+        out += &format!("| {} |", cell(&name));
+        for value in cells {
+            out += &format!(" {} |", cell(&value));
         }
         out += "\n";
     }

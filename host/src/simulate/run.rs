@@ -10,7 +10,9 @@
 //! never scales out) stop it [`GIVE_UP`] after the last submission.
 
 use super::trace::Trace;
-use super::world::{self, Counts, Exit, InstanceRecord, JobRecord, World, WorldSettings};
+use super::world::{
+    self, Counts, Exit, InstanceRecord, JobRecord, Protection, World, WorldSettings,
+};
 use crate::plan::Bounds;
 use crate::policy::{BuiltinRule, Policy};
 use crate::tick::{tick, Pool, TickOptions};
@@ -32,6 +34,9 @@ pub struct Scenario {
     /// Seconds between ticks.
     pub tick: u64,
     pub time_zone: jiff::tz::TimeZone,
+    /// The pool's `allow_unprotected_scale_in`: whether the scaler lowers
+    /// desired capacity when unprotected instances could be terminated.
+    pub allow_unprotected_scale_in: bool,
     pub world: WorldSettings,
 }
 
@@ -48,6 +53,7 @@ pub struct Sample {
 pub struct Run {
     pub label: String,
     pub exit: Exit,
+    pub protection: Protection,
     /// The second the run stopped at; instances still there count up to it.
     pub end: u64,
     pub ticks: u64,
@@ -76,7 +82,7 @@ pub async fn run(trace: &Trace, scenario: &Scenario, on_tick: &mut dyn FnMut()) 
         bounds: Bounds {
             min: scenario.world.min,
             max: scenario.world.max,
-            allow_unprotected_scale_in: false,
+            allow_unprotected_scale_in: scenario.allow_unprotected_scale_in,
         },
         time_zone: scenario.time_zone.clone(),
         params: scenario.params.clone(),
@@ -117,6 +123,7 @@ pub async fn run(trace: &Trace, scenario: &Scenario, on_tick: &mut dyn FnMut()) 
     Run {
         label: scenario.label.clone(),
         exit: scenario.world.exit,
+        protection: scenario.world.protection,
         end: at,
         ticks: samples.len() as u64,
         jobs: world.jobs(),

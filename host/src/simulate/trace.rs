@@ -57,6 +57,12 @@ pub const EMBEDDED: &[Embedded] = &[
         start: "2026-11-28T00:00:00Z",
         csv: include_str!("../../../examples/traces/weekend.csv"),
     },
+    Embedded {
+        name: "bursty",
+        about: "a monorepo's Tuesday: bursts of 6-12 jobs every 4 to 20 minutes, 08-18 (449 jobs)",
+        start: "2026-11-24T00:00:00Z",
+        csv: include_str!("../../../examples/traces/bursty.csv"),
+    },
 ];
 
 /// Second 0 of a trace whose submit times are offsets, unless `--start`
@@ -404,6 +410,7 @@ mod tests {
             ("weekday", jiff::civil::Weekday::Monday),
             ("release-day", jiff::civil::Weekday::Thursday),
             ("weekend", jiff::civil::Weekday::Saturday),
+            ("bursty", jiff::civil::Weekday::Tuesday),
         ];
         for (name, weekday) in weekdays {
             let t = Trace::find(name, None).unwrap();
@@ -419,6 +426,9 @@ mod tests {
             );
         }
         let err = Trace::find("no-such-trace", None).unwrap_err().to_string();
-        assert!(err.contains("weekday, release-day, weekend"), "{err}");
+        assert!(
+            err.contains("weekday, release-day, weekend, bursty"),
+            "{err}"
+        );
     }
 }

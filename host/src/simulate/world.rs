@@ -6,22 +6,44 @@
 //!
 //! Time is whole seconds from the trace's start, and moves only through
 //! [`World::advance`]. Within one second things happen in this order: jobs
-//! finish (and their instances leave), boots complete, jobs arrive, idle
-//! timeouts expire; an idle runner claims the oldest waiting job as soon as
-//! both exist. A tick at that second sees the result.
+//! finish (and their runners exit), boots complete, jobs arrive, idle
+//! timeouts expire, leave attempts are retried; an idle runner claims the
+//! oldest waiting job as soon as both exist. A tick at that second sees the
+//! result.
 //!
-//! The group, as EC2 Auto Scaling would run it:
-//! - desired above the instance count launches instances at once (never
-//!   above the group's max);
-//! - desired below the instance count terminates instances that run no job
-//!   (booting or idle), youngest launch first, and never a busy one: that is
-//!   scale-in protection, modelled as held by an instance while it runs a job;
-//! - an instance leaves on its own when its job is done or when its idle
-//!   timeout passes with no job. With [`Exit::Decrement`] it also lowers
-//!   desired by one — unless desired is at the group's min, where EC2
-//!   refuses the decrement and the user data falls back to powering off;
-//!   with [`Exit::Poweroff`] it only terminates, and the group launches a
-//!   replacement at once while desired is above the instance count.
+//! The group follows EC2 Auto Scaling's documented behaviour (rule 9 of the
+//! design), not the local test endpoint's:
+//! - A desired capacity outside the group's bounds is refused, as AWS
+//!   refuses it (`ValidationError`).
+//! - Desired above the instance count launches instances at once.
+//! - Desired below the instance count terminates the difference, chosen
+//!   among the instances *not protected from scale-in* by the default
+//!   termination policy (closest to the next billing hour; ties, which AWS
+//!   breaks at random, go to the instance launched first) — whether or not
+//!   they run a job. Protected instances are never terminated by scale-in:
+//!   the group runs above its desired capacity until they leave on their own
+//!   ("Use instance scale-in protection", EC2 Auto Scaling User Guide).
+//!   [`Protection::All`] (every instance protected, as the CloudFormation
+//!   stack in `examples/cloudformation/` sets up) makes a lower desired
+//!   capacity terminate nothing. In the simulator an instance is protected
+//!   from launch: on AWS protection starts once the instance is `InService`,
+//!   seconds after launch, long before its runner's boot is done.
+//! - An instance leaves on its own when its runner exits: its job is done,
+//!   or its idle timeout passes with no job. With [`Exit::Decrement`] (the
+//!   user data in `userdata/`) it calls `TerminateInstanceInAutoScalingGroup`
+//!   with `ShouldDecrementDesiredCapacity`, which AWS refuses while desired
+//!   equals the group's minimum ("Currently, desiredSize equals minSize");
+//!   the user data then retries [`LEAVE_RETRY_DELAYS`] apart and, refused
+//!   every time, powers off — and the group, now below its desired
+//!   capacity, launches a replacement. Together with the scaler that is the
+//!   *double decrement*: a scaler that lowered desired for an instance that
+//!   then also decrements leaves desired one lower each time, down to the
+//!   minimum, where the next decrements are refused.
+//! - With [`Exit::Poweroff`] (the original tool's script) an instance only
+//!   terminates, and the group launches a replacement at once while desired
+//!   is above the instance count.
+//! - A job whose instance scale-in terminates is lost (killed), not queued
+//!   again.
 
 use super::trace::Job;
 use crate::groups::{GroupError, GroupId, GroupState, Groups, Write};
@@ -53,6 +75,27 @@ impl Exit {
     }
 }
 
+/// Which instances the group protects from scale-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protection {
+    /// Every instance: a lower desired capacity terminates nothing, and
+    /// instances leave only on their own (the shipped CloudFormation stack).
+    All,
+    /// None: a lower desired capacity terminates instances the termination
+    /// policy picks, busy ones too.
+    None,
+}
+
+impl Protection {
+    /// As written on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protection::All => "all",
+            Protection::None => "none",
+        }
+    }
+}
+
 /// How long an instance boots before its runner can claim a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Boot {
@@ -79,6 +122,7 @@ pub struct WorldSettings {
     /// Seconds an instance waits for a job before it leaves.
     pub idle_timeout: u64,
     pub exit: Exit,
+    pub protection: Protection,
     /// The group's bounds; it starts at `min` instances, all booting.
     pub min: u32,
     pub max: u32,
@@ -88,6 +132,24 @@ pub struct WorldSettings {
 
 /// EC2's least billed time per instance (per-second billing, Linux).
 pub const BILLING_MINIMUM: u64 = 60;
+
+/// Seconds between the user data's attempts to leave with a decrement, at
+/// its defaults (`LEAVE_ATTEMPTS=5`, `LEAVE_RETRY_DELAY=5`, doubling): five
+/// attempts, at 0, 5, 15, 35 and 75 s; refused every time, it powers off
+/// right after the last.
+pub const LEAVE_RETRY_DELAYS: [u64; 4] = [5, 10, 20, 40];
+
+/// Seconds from a runner's exit to its instance powering off when every
+/// decrement is refused (75).
+pub const LEAVE_GIVE_UP: u64 = {
+    let mut total = 0;
+    let mut i = 0;
+    while i < LEAVE_RETRY_DELAYS.len() {
+        total += LEAVE_RETRY_DELAYS[i];
+        i += 1;
+    }
+    total
+};
 
 /// The resource class and group the simulated pool has.
 pub const RESOURCE_CLASS: &str = "simulated";
@@ -113,6 +175,8 @@ pub struct JobRecord {
     pub claimed: Option<u64>,
     /// The instance that ran it.
     pub instance: Option<usize>,
+    /// When scale-in terminated its instance before it was done.
+    pub killed: Option<u64>,
 }
 
 impl JobRecord {
@@ -125,9 +189,9 @@ impl JobRecord {
 /// Why an instance left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Leave {
-    /// Its job was done.
+    /// Its runner exited after its job.
     JobDone,
-    /// No job came within the idle timeout.
+    /// Its runner exited after the idle timeout with no job.
     IdleTimeout,
     /// Desired was lowered below the instance count and the group chose it.
     ScaleIn,
@@ -141,9 +205,18 @@ pub struct InstanceRecord {
     pub ready: Option<u64>,
     /// The job it ran (its index in the trace's order).
     pub job: Option<usize>,
+    /// When its runner exited (job done or idle timeout), if it did: it
+    /// leaves then, or after refused decrements.
+    pub runner_exited: Option<u64>,
     pub left: Option<(u64, Leave)>,
     /// Launched to replace an instance that left on its own.
     pub replacement: bool,
+    /// Protected from scale-in.
+    pub protected: bool,
+    /// Decrements AWS refused it (desired was at the group's min).
+    pub refused: u32,
+    /// It left by powering off after every decrement was refused.
+    pub powered_off: bool,
 }
 
 impl InstanceRecord {
@@ -164,7 +237,7 @@ pub struct Counts {
     pub waiting: u32,
     pub running: u32,
     pub desired: u32,
-    /// Instances in the group: booting, idle or busy.
+    /// Instances in the group: booting, idle, busy or leaving.
     pub instances: u32,
 }
 
@@ -181,6 +254,8 @@ enum Phase {
     Ready,
     Arrival,
     IdleTimeout,
+    /// The user data tries again to leave with a decrement.
+    LeaveAgain,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +263,9 @@ enum Status {
     Booting,
     Idle,
     Busy,
+    /// Its runner exited (for this reason); the user data is trying to
+    /// leave with a decrement, this many attempts refused so far.
+    Leaving(Leave, usize),
     Gone,
 }
 
@@ -231,6 +309,7 @@ impl World {
                     duration: j.duration,
                     claimed: None,
                     instance: None,
+                    killed: None,
                 })
                 .collect(),
             next_arrival: 0,
@@ -248,7 +327,7 @@ impl World {
             peak: 0,
             decrements_refused: 0,
         };
-        state.launch_up_to_desired(false);
+        state.reconcile(false);
         World {
             inner: Mutex::new(state),
         }
@@ -275,7 +354,7 @@ impl World {
         }
     }
 
-    /// Every job has arrived and finished.
+    /// Every job has arrived and finished (or was killed).
     pub fn all_jobs_done(&self) -> bool {
         let s = self.state();
         s.next_arrival == s.jobs.len() && s.waiting.is_empty() && s.running == 0
@@ -286,8 +365,8 @@ impl World {
         self.state().peak
     }
 
-    /// Decrements EC2 refused because desired was at the group's min (those
-    /// instances powered off instead).
+    /// Runner exits whose every decrement EC2 refused because desired was
+    /// at the group's min (those instances powered off instead).
     pub fn decrements_refused(&self) -> u64 {
         self.state().decrements_refused
     }
@@ -346,7 +425,7 @@ impl State {
         match (phase, self.status[id]) {
             (Phase::Finish, Status::Busy) => {
                 self.running -= 1;
-                self.leave_on_its_own(id, Leave::JobDone);
+                self.runner_exits(id, Leave::JobDone);
             }
             (Phase::Ready, Status::Booting) => {
                 self.status[id] = Status::Idle;
@@ -360,7 +439,10 @@ impl State {
             (Phase::IdleTimeout, Status::Idle) => {
                 let since = self.instances[id].ready.expect("idle means booted");
                 self.idle.remove(&(since, id));
-                self.leave_on_its_own(id, Leave::IdleTimeout);
+                self.runner_exits(id, Leave::IdleTimeout);
+            }
+            (Phase::LeaveAgain, Status::Leaving(why, refused)) => {
+                self.try_to_leave(id, why, refused)
             }
             // The instance was scaled in (or claimed a job) since: stale.
             _ => {}
@@ -385,14 +467,40 @@ impl State {
         }
     }
 
-    fn leave_on_its_own(&mut self, id: usize, why: Leave) {
-        self.remove(id, why);
+    /// The runner of `id` exited: the instance leaves as its exit behaviour
+    /// says.
+    fn runner_exits(&mut self, id: usize, why: Leave) {
+        self.instances[id].runner_exited = Some(self.now);
         match self.settings.exit {
-            Exit::Decrement if self.desired > self.min => self.desired -= 1,
-            Exit::Decrement => self.decrements_refused += 1,
-            Exit::Poweroff => {}
+            Exit::Decrement => self.try_to_leave(id, why, 0),
+            Exit::Poweroff => {
+                self.remove(id, why);
+                self.reconcile(true);
+            }
         }
-        self.launch_up_to_desired(true);
+    }
+
+    /// `TerminateInstanceInAutoScalingGroup` with a decrement, attempt
+    /// `refused + 1`: AWS refuses it while desired equals the group's min.
+    fn try_to_leave(&mut self, id: usize, why: Leave, refused: usize) {
+        if self.desired > self.min {
+            self.desired -= 1;
+            self.remove(id, why);
+        } else if let Some(delay) = LEAVE_RETRY_DELAYS.get(refused) {
+            self.instances[id].refused += 1;
+            self.status[id] = Status::Leaving(why, refused + 1);
+            let again = self.now + delay;
+            self.events.push(Reverse((again, Phase::LeaveAgain, id)));
+            return;
+        } else {
+            // The last attempt was refused too: the user data powers off,
+            // and the group, below its desired capacity, replaces it.
+            self.instances[id].refused += 1;
+            self.instances[id].powered_off = true;
+            self.decrements_refused += 1;
+            self.remove(id, why);
+        }
+        self.reconcile(true);
     }
 
     fn remove(&mut self, id: usize, why: Leave) {
@@ -401,7 +509,10 @@ impl State {
         self.alive.remove(&id);
     }
 
-    fn launch_up_to_desired(&mut self, replacement: bool) {
+    /// What the group does to match its desired capacity: launch up to it,
+    /// or terminate unprotected instances down to it. `replacement` marks
+    /// launches made because an instance left on its own.
+    fn reconcile(&mut self, replacement: bool) {
         while (self.alive.len() as u32) < self.desired.min(self.max) {
             let id = self.instances.len();
             let boot = match self.settings.boot {
@@ -412,8 +523,12 @@ impl State {
                 launched: self.now,
                 ready: None,
                 job: None,
+                runner_exited: None,
                 left: None,
                 replacement,
+                protected: self.settings.protection == Protection::All,
+                refused: 0,
+                powered_off: false,
             });
             self.status.push(Status::Booting);
             self.alive.insert(id);
@@ -421,40 +536,53 @@ impl State {
                 .push(Reverse((self.now + boot, Phase::Ready, id)));
             self.peak = self.peak.max(self.alive.len() as u32);
         }
+        self.scale_in();
     }
 
-    /// Terminate instances that run no job, youngest first, down to desired.
+    /// Terminate instances down to desired, among the unprotected ones, the
+    /// default termination policy's way: closest to the next billing hour
+    /// first (ties: launched first), whatever they run.
     fn scale_in(&mut self) {
-        let excess = (self.alive.len() as u32).saturating_sub(self.desired);
-        let chosen: Vec<usize> = self
+        let excess = (self.alive.len() as u32).saturating_sub(self.desired) as usize;
+        if excess == 0 {
+            return;
+        }
+        let now = self.now;
+        let mut candidates: Vec<usize> = self
             .alive
             .iter()
-            .rev()
             .copied()
-            .filter(|&id| self.status[id] != Status::Busy)
-            .take(excess as usize)
+            .filter(|&id| !self.instances[id].protected)
             .collect();
-        for id in chosen {
-            if self.status[id] == Status::Idle {
-                let since = self.instances[id].ready.expect("idle means booted");
-                self.idle.remove(&(since, id));
+        candidates.sort_by_key(|&id| (Reverse((now - self.instances[id].launched) % 3600), id));
+        for id in candidates.into_iter().take(excess) {
+            match self.status[id] {
+                Status::Idle => {
+                    let since = self.instances[id].ready.expect("idle means booted");
+                    self.idle.remove(&(since, id));
+                }
+                Status::Busy => {
+                    let job = self.instances[id].job.expect("busy means a job");
+                    self.jobs[job].killed = Some(now);
+                    self.running -= 1;
+                }
+                Status::Booting | Status::Leaving(..) | Status::Gone => {}
             }
             self.remove(id, Leave::ScaleIn);
         }
     }
 
-    fn set_desired(&mut self, desired: u32) {
-        self.desired = desired;
-        self.launch_up_to_desired(false);
-        self.scale_in();
+    /// Set desired capacity and bounds, which AWS validated.
+    fn set_desired(&mut self, desired: u32, min: u32, max: u32) {
+        (self.desired, self.min, self.max) = (desired, min, max);
+        self.reconcile(false);
     }
 
     fn group_state(&self) -> GroupState {
-        let booting = self
-            .alive
-            .iter()
-            .filter(|&&id| self.status[id] == Status::Booting)
-            .count() as u32;
+        let count =
+            |what: &dyn Fn(usize) -> bool| self.alive.iter().filter(|&&id| what(id)).count() as u32;
+        let booting = count(&|id| self.status[id] == Status::Booting);
+        let protected = count(&|id| self.instances[id].protected);
         GroupState {
             desired: self.desired,
             min: self.min,
@@ -462,8 +590,9 @@ impl State {
             pending: booting,
             in_service: self.alive.len() as u32 - booting,
             terminating: 0,
-            protected: self.running,
-            new_instances_protected: true,
+            protected,
+            unprotected: self.alive.len() as u32 - protected,
+            new_instances_protected: self.settings.protection == Protection::All,
             policy_state: self.policy_state.clone(),
         }
     }
@@ -500,22 +629,43 @@ impl Groups for World {
     }
 
     async fn apply(&self, group: &GroupId, write: &Write) -> Result<(), GroupError> {
+        let failed = |message: String| GroupError::Apply {
+            group: group.clone(),
+            message,
+        };
         if *group != group_id() {
-            return Err(GroupError::Apply {
-                group: group.clone(),
-                message: "not the simulated group".into(),
-            });
+            return Err(failed("not the simulated group".into()));
         }
         let mut s = self.state();
-        match write {
-            Write::Desired(desired) => s.set_desired(*desired),
-            Write::DesiredAndBounds { desired, min, max } => {
-                (s.min, s.max) = (*min, *max);
-                s.set_desired(*desired);
+        // What AWS refuses (a ValidationError), in its words.
+        match *write {
+            Write::Desired(desired) if desired < s.min => Err(failed(format!(
+                "ValidationError: New SetDesiredCapacity value {desired} is below min value {} for the AutoScalingGroup.",
+                s.min
+            ))),
+            Write::Desired(desired) if desired > s.max => Err(failed(format!(
+                "ValidationError: New SetDesiredCapacity value {desired} is above max value {} for the AutoScalingGroup.",
+                s.max
+            ))),
+            Write::Desired(desired) => {
+                let (min, max) = (s.min, s.max);
+                s.set_desired(desired, min, max);
+                Ok(())
             }
-            Write::State(kept) => s.policy_state = kept.clone(),
+            Write::DesiredAndBounds { desired, min, max } if desired < min || desired > max => {
+                Err(failed(format!(
+                    "ValidationError: Desired capacity:{desired} must be between the specified min size:{min} and max size:{max}"
+                )))
+            }
+            Write::DesiredAndBounds { desired, min, max } => {
+                s.set_desired(desired, min, max);
+                Ok(())
+            }
+            Write::State(ref kept) => {
+                s.policy_state = kept.clone();
+                Ok(())
+            }
         }
-        Ok(())
     }
 }
 
@@ -532,11 +682,12 @@ mod tests {
         }
     }
 
-    fn settings(exit: Exit) -> WorldSettings {
+    fn settings(exit: Exit, protection: Protection) -> WorldSettings {
         WorldSettings {
             boot: Boot::Fixed(90),
             idle_timeout: 300,
             exit,
+            protection,
             min: 0,
             max: 3,
             seed: 1,
@@ -547,9 +698,13 @@ mod tests {
         futures::executor::block_on(world.apply(&group_id(), &Write::Desired(desired))).unwrap();
     }
 
+    fn left(w: &World) -> Vec<Option<(u64, Leave)>> {
+        w.instances().iter().map(|i| i.left).collect()
+    }
+
     #[test]
     fn a_launched_instance_boots_claims_runs_and_leaves() {
-        let w = World::new(&[job(0, 600)], settings(Exit::Decrement));
+        let w = World::new(&[job(0, 600)], settings(Exit::Decrement, Protection::All));
         w.advance(60);
         assert_eq!(w.counts().waiting, 1);
         set(&w, 1);
@@ -567,13 +722,17 @@ mod tests {
         let i = &w.instances()[0];
         assert_eq!((i.launched, i.ready, i.job), (60, Some(150), Some(0)));
         assert_eq!(i.left, Some((750, Leave::JobDone)));
+        assert_eq!(
+            (i.runner_exited, i.refused, i.powered_off),
+            (Some(750), 0, false)
+        );
         assert_eq!(w.jobs()[0].wait(750), 150);
         assert!(w.all_jobs_done());
     }
 
     #[test]
     fn poweroff_leaves_desired_and_the_group_replaces_at_once() {
-        let w = World::new(&[job(0, 100)], settings(Exit::Poweroff));
+        let w = World::new(&[job(0, 100)], settings(Exit::Poweroff, Protection::All));
         set(&w, 1);
         w.advance(190);
         let c = w.counts();
@@ -593,7 +752,7 @@ mod tests {
 
     #[test]
     fn idle_timeout_with_decrement_shrinks_the_group() {
-        let w = World::new(&[], settings(Exit::Decrement));
+        let w = World::new(&[], settings(Exit::Decrement, Protection::All));
         set(&w, 2);
         w.advance(389);
         assert_eq!(w.counts().instances, 2);
@@ -602,32 +761,191 @@ mod tests {
         assert_eq!((c.instances, c.desired), (0, 0));
     }
 
+    // Protected instances: a lower desired capacity terminates none, busy,
+    // idle or booting; the group runs above desired until they leave.
     #[test]
-    fn scale_in_takes_the_youngest_instances_that_run_no_job() {
-        let w = World::new(&[job(0, 1000)], settings(Exit::Decrement));
+    fn lowering_desired_on_a_protected_group_terminates_nothing() {
+        let w = World::new(&[job(0, 1000)], settings(Exit::Decrement, Protection::All));
         set(&w, 1); // 0: claims the job at 90.
         w.advance(100);
         set(&w, 3); // 1 and 2 boot until 190.
-        w.advance(200);
+        w.advance(150);
         set(&w, 0);
-        let instances = w.instances();
-        assert_eq!(instances[0].left, None, "busy: protected");
-        assert_eq!(instances[1].left, Some((200, Leave::ScaleIn)));
-        assert_eq!(instances[2].left, Some((200, Leave::ScaleIn)));
-        assert_eq!((w.counts().instances, w.counts().desired), (1, 0));
-        // Leaving at desired 0 = min: EC2 refuses the decrement; it powers
-        // off, and desired (0) is not above the count, so no replacement.
-        w.advance(1090);
-        assert_eq!(w.decrements_refused(), 1);
-        assert_eq!(w.instances().len(), 3);
+        assert_eq!((w.counts().instances, w.counts().desired), (3, 0));
+        assert_eq!(left(&w), vec![None, None, None]);
+        // 1 and 2 boot, idle, and time out at 490: desired is 0 = min, so
+        // each decrement is refused, retried at 495, 505, 525 and 565, and
+        // they power off at 565; desired 0 is below the count, so no
+        // replacement.
+        w.advance(564);
+        assert_eq!(w.counts().instances, 3);
+        assert_eq!(w.instances()[1].refused, 4);
+        w.advance(565);
+        assert_eq!(
+            left(&w),
+            vec![
+                None,
+                Some((565, Leave::IdleTimeout)),
+                Some((565, Leave::IdleTimeout))
+            ]
+        );
+        let i = &w.instances()[1];
+        assert_eq!(
+            (i.runner_exited, i.refused, i.powered_off),
+            (Some(490), 5, true)
+        );
+        assert_eq!(w.decrements_refused(), 2);
+        // The busy one finishes at 1090: refused too, gone at 1165.
+        w.advance(1165);
+        assert_eq!(w.instances()[0].left, Some((1165, Leave::JobDone)));
+        assert_eq!((w.decrements_refused(), w.instances().len()), (3, 3));
+    }
+
+    // The double decrement: the scaler lowers desired for instances that
+    // also decrement when they leave. Three busy instances, desired lowered
+    // from 3 to 1: the first to finish takes desired to 0, the other two are
+    // refused (0 = min) and power off 75 s later.
+    #[test]
+    fn the_double_decrement() {
+        let jobs = [job(0, 300), job(0, 400), job(0, 500)];
+        let w = World::new(&jobs, settings(Exit::Decrement, Protection::All));
+        set(&w, 3); // all three claim at 90.
+        w.advance(100);
+        set(&w, 1);
+        w.advance(390);
+        assert_eq!((w.counts().instances, w.counts().desired), (2, 0));
+        w.advance(600);
+        let gone: Vec<_> = w
+            .instances()
+            .iter()
+            .map(|i| (i.left, i.powered_off))
+            .collect();
+        assert_eq!(
+            gone,
+            vec![
+                (Some((390, Leave::JobDone)), false),
+                (Some((490 + LEAVE_GIVE_UP, Leave::JobDone)), true),
+                (None, false),
+            ]
+        );
+        w.advance(665);
+        assert_eq!(w.instances()[2].left, Some((665, Leave::JobDone)));
+        assert_eq!(w.decrements_refused(), 2);
+    }
+
+    // At a min of 1, a leaving instance's decrement is refused; it powers
+    // off, and the group launches a replacement to stay at its min.
+    #[test]
+    fn a_refused_decrement_at_min_powers_off_and_is_replaced() {
+        let w = World::new(
+            &[],
+            WorldSettings {
+                min: 1,
+                ..settings(Exit::Decrement, Protection::All)
+            },
+        );
+        w.advance(390); // booted at 90, idle until 390.
+        assert_eq!(w.instances()[0].refused, 1);
+        w.advance(464);
+        assert_eq!(w.instances().len(), 1);
+        w.advance(465);
+        let i = w.instances();
+        assert_eq!(i[0].left, Some((465, Leave::IdleTimeout)));
+        assert_eq!((i[1].launched, i[1].replacement), (465, true));
+        assert_eq!(w.counts().desired, 1);
+    }
+
+    // A decrement refused at first succeeds on a retry once desired is
+    // above the min again (the scaler raised it for a new job): that
+    // decrement then cancels one of the scaler's launches.
+    #[test]
+    fn a_retry_succeeds_once_desired_is_above_min() {
+        let w = World::new(
+            &[],
+            WorldSettings {
+                min: 1,
+                ..settings(Exit::Decrement, Protection::All)
+            },
+        );
+        w.advance(390); // idle since 90: refused, desired 1 = min 1.
+        set(&w, 3); // two launches at 390.
+        assert_eq!(w.counts().instances, 3);
+        w.advance(395); // the retry is accepted: desired 2, instance 0 gone.
+        let c = w.counts();
+        assert_eq!((c.desired, c.instances), (2, 2));
+        assert_eq!(w.instances()[0].left, Some((395, Leave::IdleTimeout)));
+        assert_eq!((w.instances()[0].refused, w.decrements_refused()), (1, 0));
+    }
+
+    // Unprotected instances: scale-in terminates the difference, closest to
+    // the next billing hour first — busy ones too, whose jobs are lost.
+    #[test]
+    fn scale_in_on_an_unprotected_group_takes_any_instance() {
+        let w = World::new(&[job(0, 1000)], settings(Exit::Decrement, Protection::None));
+        set(&w, 1); // 0: launched at 0, claims the job at 90.
+        w.advance(100);
+        set(&w, 3); // 1 and 2, launched at 100.
+        w.advance(200);
+        set(&w, 1);
+        // Instance 0 is 200 s into its hour, 1 and 2 only 100 s: 0 goes
+        // first, with its job; then 1 (launched first of the tie).
+        assert_eq!(
+            left(&w),
+            vec![
+                Some((200, Leave::ScaleIn)),
+                Some((200, Leave::ScaleIn)),
+                None
+            ]
+        );
+        assert_eq!(w.jobs()[0].killed, Some(200));
+        assert_eq!(w.counts().running, 0);
+        assert!(w.all_jobs_done());
+    }
+
+    #[test]
+    fn desired_outside_the_bounds_is_refused_as_aws_refuses_it() {
+        let w = World::new(
+            &[],
+            WorldSettings {
+                min: 1,
+                ..settings(Exit::Decrement, Protection::All)
+            },
+        );
+        let apply = |write| futures::executor::block_on(w.apply(&group_id(), &write));
+        let err = apply(Write::Desired(0)).unwrap_err().to_string();
+        assert!(err.contains("value 0 is below min value 1"), "{err}");
+        let err = apply(Write::Desired(4)).unwrap_err().to_string();
+        assert!(err.contains("value 4 is above max value 3"), "{err}");
+        let err = apply(Write::DesiredAndBounds {
+            desired: 5,
+            min: 0,
+            max: 4,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("Desired capacity:5 must be between"), "{err}");
+        assert_eq!(w.counts().desired, 1, "nothing changed");
+        apply(Write::DesiredAndBounds {
+            desired: 0,
+            min: 0,
+            max: 4,
+        })
+        .unwrap();
+        assert_eq!(w.counts().desired, 0);
     }
 
     #[test]
     fn launches_stop_at_max() {
-        let w = World::new(&[], settings(Exit::Decrement));
+        let w = World::new(
+            &[],
+            WorldSettings {
+                max: 10,
+                ..settings(Exit::Decrement, Protection::All)
+            },
+        );
         set(&w, 10);
-        assert_eq!(w.counts().instances, 3);
-        assert_eq!(w.peak(), 3);
+        assert_eq!(w.counts().instances, 10);
+        assert_eq!(w.peak(), 10);
     }
 
     #[test]
@@ -637,7 +955,7 @@ mod tests {
                 boot: Boot::Uniform { low: 60, high: 120 },
                 seed,
                 max: 20,
-                ..settings(Exit::Decrement)
+                ..settings(Exit::Decrement, Protection::All)
             };
             let w = World::new(&[], settings);
             set(&w, 20);
@@ -650,5 +968,10 @@ mod tests {
         assert_eq!(boots(7), boots(7));
         assert_ne!(boots(7), boots(8));
         assert!(boots(7).iter().all(|b| (60..=120).contains(b)));
+    }
+
+    #[test]
+    fn the_user_data_gives_up_after_75_seconds() {
+        assert_eq!(LEAVE_GIVE_UP, 75);
     }
 }

@@ -1,11 +1,9 @@
 //! The EC2 Auto Scaling adapter and the runner secret against moto's server
 //! (a local AWS). Each test starts its own moto, so tests share no state.
 //!
-//! moto is laxer than AWS: it accepts a desired capacity above the group's
-//! maximum (AWS refuses it with a ValidationError), launches every instance
-//! straight into `InService` (no `Pending*` or `Terminating*` instances: those
-//! counts are covered by the unit tests in `groups/asg.rs`), and answers a
-//! write to a missing group with a server error where AWS says ValidationError.
+//! moto is laxer than AWS in places (the list, and how these tests
+//! compensate: `support/moto.rs`); no test here relies on a request AWS
+//! would refuse.
 
 use crate::support;
 
@@ -14,6 +12,8 @@ use runner_scaler::groups::asg::{ApiCalls, AsgGroups};
 use runner_scaler::groups::{GroupId, GroupState, Groups, Write};
 use runner_scaler::runner_secret::{read_runner_secret, SecretError};
 use runner_scaler::state::STATE_TAG;
+use runner_scaler::plan::{plan, Bounds};
+use runner_scaler::Decision;
 use std::time::{Duration, Instant};
 use support::aws_proxy::{Answer, AwsProxy};
 use support::moto::{Moto, TestGroup, KEY};
@@ -98,6 +98,7 @@ async fn describe_counts_instances_protection_and_the_state_tag() {
             in_service: 3,
             terminating: 0,
             protected: 3,
+            unprotected: 0,
             new_instances_protected: true,
             policy_state: Some(r#"{"streak":2}"#.into()),
         }
@@ -112,6 +113,9 @@ async fn describe_counts_instances_protection_and_the_state_tag() {
             in_service: 2,
             terminating: 1,
             protected: 1,
+            // In service and not protected; the standby one does not count:
+            // scale-in does not pick it.
+            unprotected: 1,
             new_instances_protected: false,
             policy_state: None,
         }
@@ -155,8 +159,11 @@ async fn a_batch_of_120_groups_is_described_in_3_calls() {
 #[tokio::test]
 async fn each_write_changes_what_describe_sees() {
     let moto = Moto::start();
-    moto.create_group(REGION, &TestGroup::new("pool").bounds(0, 5).desired(1))
-        .await;
+    moto.create_group(
+        REGION,
+        &TestGroup::new("pool").bounds(0, 5).desired(1).protected(),
+    )
+    .await;
     let groups = moto.groups();
     let pool = id("pool");
 
@@ -179,9 +186,35 @@ async fn each_write_changes_what_describe_sees() {
     assert_eq!((state.desired, state.min, state.max), (8, 2, 12));
     assert_eq!(state.in_service, 8);
 
-    groups.apply(&pool, &Write::Desired(0)).await.unwrap();
+    // Scaling that group in to 0 takes its MinSize (2) down too: AWS
+    // refuses a desired capacity below MinSize (moto would take a plain
+    // SetDesiredCapacity of 0), so the plan widens the bounds in the same
+    // call — and never sends the plain one (`plan.rs` checks that for any
+    // state and answer).
+    let bounds = Bounds {
+        min: 0,
+        max: 12,
+        allow_unprotected_scale_in: false,
+    };
+    let to_zero = Decision {
+        desired: 0,
+        reason: String::new(),
+        state: None,
+    };
+    let writes = plan(&to_zero, &state, bounds).writes;
+    assert_eq!(
+        writes,
+        vec![Write::DesiredAndBounds {
+            desired: 0,
+            min: 0,
+            max: 12
+        }]
+    );
+    groups.apply(&pool, &writes[0]).await.unwrap();
     let state = describe_one(&groups, "pool").await;
-    assert_eq!((state.desired, state.min, state.max), (0, 2, 12));
+    assert_eq!((state.desired, state.min, state.max), (0, 0, 12));
+    // Every instance is protected: as on AWS, none is terminated.
+    assert_eq!(state.in_service, 8);
 
     groups
         .apply(&pool, &Write::State(Some(r#"{"last":1}"#.into())))

@@ -282,6 +282,90 @@ async fn an_unprotected_group_is_not_scaled_in_and_the_output_says_how_to_fix_it
     );
 }
 
+// Issue 13: a group whose flag protects new instances, with two instances
+// launched before the flag was switched on. The old rule looked at the flag
+// only and scaled in, which let Auto Scaling (moto here) terminate the two
+// unprotected ones, busy or not. The rule now judges per instance: it holds
+// until they are protected too, then scales in, and the group terminates
+// nothing.
+#[tokio::test]
+async fn instances_launched_before_protection_was_switched_on_hold_scale_in() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    moto.create_group(REGION, &TestGroup::new("ci-mixed").desired(2))
+        .await;
+    let client = moto.autoscaling(REGION).await;
+    client
+        .update_auto_scaling_group()
+        .auto_scaling_group_name("ci-mixed")
+        .new_instances_protected_from_scale_in(true)
+        .send()
+        .await
+        .unwrap();
+    client
+        .set_desired_capacity()
+        .auto_scaling_group_name("ci-mixed")
+        .desired_capacity(4)
+        .send()
+        .await
+        .unwrap();
+    let instances = |group: aws_sdk_autoscaling::types::AutoScalingGroup| {
+        group
+            .instances()
+            .iter()
+            .map(|i| {
+                (
+                    i.instance_id().unwrap().to_string(),
+                    i.protected_from_scale_in() == Some(true),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = instances(moto.group(REGION, "ci-mixed").await.unwrap());
+    let protected: Vec<bool> = before.iter().map(|(_, p)| *p).collect();
+    assert_eq!(
+        (protected.iter().filter(|p| **p).count(), protected.len()),
+        (2, 4),
+        "two old unprotected instances, two new protected ones: {before:?}"
+    );
+
+    circleci.set_queue("acme/mixed", 0, 0);
+    let file = config(&moto, &circleci, &pool("mixed", "queue", ""));
+    let path = file.path().to_str().unwrap();
+    let output = runner_scaler(&["once", "--config", path], &[]).await;
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(desired(&moto, "ci-mixed").await, 4, "{}", text(&output));
+    assert!(
+        text(&output).contains("2 instances are not protected from scale-in"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(
+        instances(moto.group(REGION, "ci-mixed").await.unwrap()),
+        before,
+        "nothing terminated"
+    );
+
+    let unprotected: Vec<String> = before
+        .iter()
+        .filter(|(_, protected)| !protected)
+        .map(|(id, _)| id.clone())
+        .collect();
+    client
+        .set_instance_protection()
+        .auto_scaling_group_name("ci-mixed")
+        .set_instance_ids(Some(unprotected))
+        .protected_from_scale_in(true)
+        .send()
+        .await
+        .unwrap();
+    let output = runner_scaler(&["once", "--config", path], &[]).await;
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(desired(&moto, "ci-mixed").await, 0, "{}", text(&output));
+    let after = instances(moto.group(REGION, "ci-mixed").await.unwrap());
+    assert_eq!(after.len(), 4, "all protected now: none terminated");
+}
+
 #[tokio::test]
 async fn dry_run_writes_nothing() {
     let moto = Moto::start();

@@ -12,9 +12,10 @@ use rand::{Rng, SeedableRng};
 use runner_scaler::groups::{Groups, Write};
 use runner_scaler::policy::{BuiltinRule, Limits, Policy, PolicyEngine};
 use runner_scaler::simulate::trace::Job;
-use runner_scaler::simulate::world::{self, InstanceRecord, JobRecord, Leave};
+use runner_scaler::simulate::world::{self, InstanceRecord, JobRecord, Leave, LEAVE_GIVE_UP};
 use runner_scaler::simulate::{
-    chart, run, Boot, Exit, Run, Scenario, Summary, Trace, World, WorldSettings,
+    chart, figures, run, Boot, Exit, Protection, Run, Scenario, Settings, Summary, Trace, World,
+    WorldSettings,
 };
 use std::process::Command;
 
@@ -43,10 +44,12 @@ fn scenario(policy: Policy, exit: Exit, max: u32) -> Scenario {
         fallback: BuiltinRule::Hold,
         tick: 60,
         time_zone: jiff::tz::TimeZone::UTC,
+        allow_unprotected_scale_in: false,
         world: WorldSettings {
             boot: Boot::Fixed(90),
             idle_timeout: 300,
             exit,
+            protection: Protection::All,
             min: 0,
             max,
             seed: 1,
@@ -58,7 +61,7 @@ const QUEUE: Policy = Policy::Builtin(BuiltinRule::Queue);
 
 async fn simulate(jobs: &[(u64, u64)], scenario: &Scenario) -> Run {
     let run = run(&trace(jobs), scenario, &mut || {}).await;
-    check_invariants(&run, scenario.world.max, jobs.len())
+    check_invariants(&run, scenario, jobs.len())
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.label));
     run
 }
@@ -93,9 +96,13 @@ async fn one_job_waits_for_the_first_tick_and_the_boot() {
 }
 
 // The same job with `poweroff`: at 750 the instance leaves without lowering
-// desired (1), so the group launches a replacement at once; the tick at 780
-// sees an empty queue, sets desired 0, and terminates the booting
-// replacement after 30 s — billed as EC2's one-minute minimum.
+// desired (1), so the group launches a replacement at once. The tick at 780
+// sees an empty queue and sets desired 0, but the replacement is protected
+// from scale-in (as every instance of the shipped stack is), so it stays:
+// it boots until 840, waits for a job until its idle timeout at 1140, and
+// leaves (desired 0: no replacement). 390 s for nothing: the boot and idle
+// timeout that each finished job costs the original tool's script. The run
+// ends at the tick at 1140, the first with no instance.
 #[tokio::test]
 async fn poweroff_makes_a_replacement_launch_that_decrement_avoids() {
     let decrement = simulate(&[(0, 600)], &scenario(QUEUE, Exit::Decrement, 3)).await;
@@ -114,9 +121,9 @@ async fn poweroff_makes_a_replacement_launch_that_decrement_avoids() {
             p.idle_replacements,
             p.idle_replacement_seconds
         ),
-        (1, 1, 60)
+        (1, 1, 390)
     );
-    assert_eq!(p.instance_seconds, 690 + 60);
+    assert_eq!(p.instance_seconds, 690 + 390);
     assert_eq!(waits(&poweroff), vec![150]);
     let replacement = &poweroff.instances[1];
     assert_eq!(
@@ -125,8 +132,43 @@ async fn poweroff_makes_a_replacement_launch_that_decrement_avoids() {
             replacement.replacement,
             replacement.left
         ),
-        (750, true, Some((780, Leave::ScaleIn)))
+        (750, true, Some((1140, Leave::IdleTimeout)))
     );
+    assert_eq!(poweroff.end, 1140);
+}
+
+// The same with no instance protected and a pool that allows scale-in
+// anyway: the tick at 780 lowers desired to 0 and Auto Scaling terminates
+// the booting replacement after 30 s, billed as EC2's one-minute minimum
+// (what the simulator assumed of every group before it modelled
+// protection).
+#[tokio::test]
+async fn an_unprotected_group_that_allows_scale_in_terminates_the_replacement() {
+    let mut s = scenario(QUEUE, Exit::Poweroff, 3);
+    s.world.protection = Protection::None;
+    s.allow_unprotected_scale_in = true;
+    let r = simulate(&[(0, 600)], &s).await;
+    let summary = Summary::of(&r, 1.0, 300);
+    assert_eq!(
+        (summary.instance_seconds, summary.idle_replacement_seconds),
+        (690 + 60, 60)
+    );
+    assert_eq!(r.instances[1].left, Some((780, Leave::ScaleIn)));
+    assert_eq!(r.end, 780);
+    // Without the pool's permission the scaler holds desired at 1 while an
+    // unprotected instance is there: the replacement leaves on its idle
+    // timeout at 1140, and the group, at desired 1, replaces it again —
+    // and so on until the run's hour of drain ends it. The safety rule's
+    // price on an unprotected group whose instances only power off.
+    s.allow_unprotected_scale_in = false;
+    let held = simulate(&[(0, 600)], &s).await;
+    assert!(held
+        .instances
+        .iter()
+        .all(|i| !matches!(i.left, Some((_, Leave::ScaleIn)))));
+    assert_eq!(held.end, 780 + runner_scaler::simulate::run::DRAIN);
+    let replacements: Vec<u64> = held.instances[1..].iter().map(|i| i.launched).collect();
+    assert_eq!(&replacements[..3], &[750, 1140, 1530]);
 }
 
 // Ten jobs of 300 s at t=0, at most 3 instances, `decrement`.
@@ -155,9 +197,10 @@ async fn ten_simultaneous_jobs_with_max_3_decrement() {
 // The same with `poweroff`: desired stays 3, so each batch's instances are
 // replaced the second they leave and the replacements take the next jobs
 // (450 → jobs 4-6 at 540, 840 → jobs 7-9 at 930). The three launched at
-// 1230 meet the tick at 1260, which wants 1 (one job waits): the two
-// youngest go after 30 s; the third runs job 10 at 1320..1620. Its
-// replacement (1620) is scaled in by the tick at the same second.
+// 1230 meet the tick at 1260, which wants 1 (one job waits); they are
+// protected, so none goes: 9 runs job 10 at 1320..1620, and 10 and 11 idle
+// out at 1620. The group, at desired 1, replaces the last to leave (12, at
+// 1620); the tick at 1620 sets desired 0, and 12 idles out at 2010.
 #[tokio::test]
 async fn ten_simultaneous_jobs_with_max_3_poweroff() {
     let jobs = [(0, 300); 10];
@@ -171,21 +214,139 @@ async fn ten_simultaneous_jobs_with_max_3_poweroff() {
         (s.launches, s.replacements, s.idle_replacements),
         (13, 10, 3)
     );
-    // Ten instances ran a job for 390 s; three ran none (30, 30 and 0 s),
-    // each billed one minute.
+    // Every instance lived 390 s: ten ran a job, three (10, 11, 12) none.
     assert_eq!(
         (s.instance_seconds, s.idle_replacement_seconds),
-        (3900 + 180, 180)
+        (13 * 390, 3 * 390)
     );
-    assert_eq!(r.end, 1620);
-    let scaled_in: Vec<(usize, u64)> = r
+    assert_eq!(r.end, 2040);
+    assert!(r
         .instances
         .iter()
-        .enumerate()
-        .filter(|(_, i)| matches!(i.left, Some((_, Leave::ScaleIn))))
-        .map(|(id, i)| (id, i.left.unwrap().0))
-        .collect();
-    assert_eq!(scaled_in, vec![(10, 1260), (11, 1260), (12, 1620)]);
+        .all(|i| !matches!(i.left, Some((_, Leave::ScaleIn)))));
+    assert_eq!(r.instances[12].launched, 1620);
+}
+
+// The hand-computed scenarios of issue 13, on the shipped stack's group
+// (every instance protected), the user data's exit (decrement), the queue
+// rule, tick 60 s, boot 90 s, idle timeout 300 s, max 20. The user data
+// tries a refused decrement at 0, 5, 15, 35 and 75 s and then powers off,
+// so a runner that exits at the group's min leaves 75 s later.
+
+fn shipped(min: u32) -> Scenario {
+    let mut s = scenario(QUEUE, Exit::Decrement, 20);
+    s.world.min = min;
+    s
+}
+
+// One job at min 0: the very first scenario above; nothing is refused.
+#[tokio::test]
+async fn hand_one_job_at_min_0() {
+    let r = simulate(&[(0, 600)], &shipped(0)).await;
+    let s = Summary::of(&r, 1.0, 300);
+    assert_eq!(waits(&r), vec![150]);
+    assert_eq!(
+        (s.instance_seconds, s.launches, s.decrements_refused, r.end),
+        (690, 1, 0, 780)
+    );
+}
+
+// One job at min 2. Instances 0 and 1 launch at 0 (the group's min) and
+// boot until 90; the job, waiting since 0, goes to 0 at 90 (wait 90 s) and
+// runs until 690. The ticks want 1 (clamped to the min, 2: no write).
+// - 1 idles out at 390; desired 2 = min, so its decrement is refused at
+//   390, 395, 405, 425 and 465, and it powers off at 465: the group, at 1
+//   of 2, launches a replacement, which boots until 555, idles out at 855
+//   and powers off at 930 — and so on: a chain of instances 465 s apart
+//   (90 boot + 300 idle + 75 refused), from 0 to the end.
+// - 0 finishes at 690, is refused, powers off at 765, and starts a second
+//   chain like the first.
+// The last job is done by the tick at 720, so the run ends an hour later,
+// at 4320: two instances all along, 2 × 4320 s = 144 instance-minutes.
+// Chain one launches at 0, 465, ..., 4185 (10), chain two at 0, 765, 1230,
+// ..., 4020 (9): 19 launches, 17 of them replacements that ran no job,
+// 17 refused decrements (every instance that left).
+#[tokio::test]
+async fn hand_one_job_at_min_2() {
+    let r = simulate(&[(0, 600)], &shipped(2)).await;
+    let s = Summary::of(&r, 1.0, 300);
+    assert_eq!(waits(&r), vec![90]);
+    assert_eq!(r.end, 4320);
+    assert_eq!((s.instance_seconds, s.instance_minutes()), (8640, 144.0));
+    assert_eq!(
+        (s.launches, s.replacements, s.idle_replacements, s.peak),
+        (19, 17, 17, 2)
+    );
+    assert_eq!(s.decrements_refused, 17);
+    let launched: Vec<u64> = r.instances.iter().map(|i| i.launched).collect();
+    assert_eq!(&launched[..6], &[0, 0, 465, 765, 930, 1230]);
+    let first = &r.instances[1];
+    assert_eq!(
+        (
+            first.runner_exited,
+            first.left,
+            first.refused,
+            first.powered_off
+        ),
+        (Some(390), Some((465, Leave::IdleTimeout)), 5, true)
+    );
+    assert_eq!(
+        r.instances[0].left,
+        Some((690 + LEAVE_GIVE_UP, Leave::JobDone))
+    );
+}
+
+// Ten jobs of 300 s at 0, min 0. The tick at 60 sets desired 10; all boot
+// until 150 and claim at 150 (wait 150 s), run until 450 and leave, each
+// lowering desired by one (10 → 0, none refused). The tick at 480 finds the
+// group empty and ends the run: ten instances of 390 s.
+#[tokio::test]
+async fn hand_a_burst_of_10_at_min_0() {
+    let r = simulate(&[(0, 300); 10], &shipped(0)).await;
+    let s = Summary::of(&r, 1.0, 300);
+    assert_eq!(waits(&r), vec![150; 10]);
+    assert_eq!((s.instance_seconds, s.instance_minutes()), (3900, 65.0));
+    assert_eq!(
+        (s.launches, s.replacements, s.peak, s.decrements_refused),
+        (10, 0, 10, 0)
+    );
+    assert_eq!(r.end, 480);
+}
+
+// Ten jobs of 300 s at 0, min 2. Instances 0 and 1 (the min) boot until 90
+// and take jobs 1-2 at 90 (wait 90 s) until 390; the tick at 60 sets
+// desired 10, and 2-9 boot until 150 and take jobs 3-10 (wait 150 s) until
+// 450. At 390, 0 and 1 leave (desired 10 → 8); at 450, 2-7 leave (8 → 2),
+// and the decrements of 8 and 9 are refused (2 = min): they power off at
+// 525 and two replacements launch — two chains of idle instances 465 s
+// apart, launched at 525, 990, ..., 3780 (8 each), until the run ends an
+// hour after the tick at 480 that saw every job done: 4080.
+// Instance time: 0-1 2 × 390, 2-7 6 × 390, 8-9 2 × 465, the chains
+// 2 × (4080 - 525): 11160 s = 186 instance-minutes, of which the 16
+// replacements (none ran a job) 7110 s. Refused: 8, 9 and the 14 chain
+// instances that left.
+#[tokio::test]
+async fn hand_a_burst_of_10_at_min_2() {
+    let r = simulate(&[(0, 300); 10], &shipped(2)).await;
+    let s = Summary::of(&r, 1.0, 300);
+    assert_eq!(
+        waits(&r),
+        vec![90, 90, 150, 150, 150, 150, 150, 150, 150, 150]
+    );
+    assert_eq!((s.wait_p50, s.wait_p95, s.wait_max), (150, 150, 150));
+    assert_eq!(r.end, 4080);
+    assert_eq!((s.instance_seconds, s.instance_minutes()), (11160, 186.0));
+    assert_eq!(
+        (s.launches, s.replacements, s.idle_replacements, s.peak),
+        (26, 16, 16, 10)
+    );
+    assert_eq!(s.idle_replacement_seconds, 7110);
+    assert_eq!(s.decrements_refused, 16);
+    let left: Vec<Option<(u64, Leave)>> = r.instances[..10].iter().map(|i| i.left).collect();
+    let mut expected = vec![Some((390, Leave::JobDone)); 2];
+    expected.extend([Some((450, Leave::JobDone)); 6]);
+    expected.extend([Some((525, Leave::JobDone)); 2]);
+    assert_eq!(left, expected);
 }
 
 // A policy that never scales out: the job never runs, and the run gives up
@@ -204,15 +365,25 @@ async fn jobs_that_never_run_are_counted_until_the_run_gives_up() {
 }
 
 /// Everything that must hold of any run: every job ran at most once, on one
-/// instance, from its claim for its duration, oldest first; no job lost;
-/// never more than `max` instances; a scale-in never took a busy instance.
-fn check_invariants(run: &Run, max: u32, jobs: usize) -> Result<(), String> {
+/// instance, from its claim for its duration (or until scale-in killed it),
+/// oldest first; no job lost; never more than `max` instances; scale-in
+/// never took a protected instance, nor a busy one unless the scenario let
+/// it (an unprotected group whose pool allows scale-in).
+fn check_invariants(run: &Run, scenario: &Scenario, jobs: usize) -> Result<(), String> {
+    let max = scenario.world.max;
     check_records(&run.jobs, &run.instances, run.end, max)?;
     if run.jobs.len() != jobs {
         return Err(format!("{} jobs in, {} out", jobs, run.jobs.len()));
     }
     if run.peak > max {
         return Err(format!("peak {} above max {max}", run.peak));
+    }
+    let may_kill =
+        scenario.world.protection == Protection::None && scenario.allow_unprotected_scale_in;
+    if !may_kill {
+        if let Some(job) = run.jobs.iter().find(|j| j.killed.is_some()) {
+            return Err(format!("a job was killed: {job:?}"));
+        }
     }
     Ok(())
 }
@@ -225,6 +396,11 @@ fn check_records(
 ) -> Result<(), String> {
     let mut ran_on = vec![None; jobs.len()];
     for (id, instance) in instances.iter().enumerate() {
+        if instance.protected && matches!(instance.left, Some((_, Leave::ScaleIn))) {
+            return Err(format!(
+                "scale-in terminated protected instance {id}: {instance:?}"
+            ));
+        }
         if let Some(job) = instance.job {
             if let Some(other) = ran_on[job].replace(id) {
                 return Err(format!("job {job} ran on instances {other} and {id}"));
@@ -242,22 +418,26 @@ fn check_records(
                 return Err(format!("instance {id} claimed job {job} before it booted"));
             }
             let finish = claimed + record.duration;
-            match instance.left {
-                Some((at, Leave::JobDone)) if at == finish => {}
-                None if finish > end => {}
+            let exited = instance.runner_exited == Some(finish);
+            // After its job, an instance leaves at once, or after refused
+            // decrements, within the user data's retries.
+            let leaving = |at: u64| exited && (finish..=finish + LEAVE_GIVE_UP).contains(&at);
+            match (instance.left, record.killed) {
+                (Some((at, Leave::JobDone)), None) if leaving(at) => {}
+                // Scaled in while retrying its decrement: its job was done.
+                (Some((at, Leave::ScaleIn)), None) if leaving(at) => {}
+                (Some((at, Leave::ScaleIn)), Some(killed)) if at == killed && at < finish => {}
+                (None, None) if finish > end || leaving(end) => {}
                 other => {
                     return Err(format!(
-                        "instance {id} ran job {job} until {finish} but left {other:?}"
-                    ))
+                    "instance {id} ran job {job} until {finish} but left {other:?}: {instance:?}"
+                ))
                 }
             }
-        }
-        if let Some((_, Leave::ScaleIn)) = instance.left {
-            if instance.job.is_some() {
-                return Err(format!(
-                    "scale-in terminated busy instance {id}: {instance:?}"
-                ));
-            }
+        } else if let Some((at, Leave::JobDone)) = instance.left {
+            return Err(format!(
+                "instance {id} ran no job but left at {at} as if it had"
+            ));
         }
     }
     for (job, record) in jobs.iter().enumerate() {
@@ -318,6 +498,11 @@ fn random_settings(rng: &mut StdRng) -> WorldSettings {
         } else {
             Exit::Poweroff
         },
+        protection: if rng.random_bool(0.5) {
+            Protection::All
+        } else {
+            Protection::None
+        },
         min: rng.random_range(0..=max.min(2)),
         max,
         seed: rng.random(),
@@ -325,7 +510,8 @@ fn random_settings(rng: &mut StdRng) -> WorldSettings {
 }
 
 // The world alone, driven by random desired capacities at random times
-// (above max too, and down to 0 with jobs running), checked after each.
+// (outside the group's bounds too, which it refuses as AWS does, and down to
+// the min with jobs running), checked after each.
 #[test]
 fn invariants_hold_under_random_scaling() {
     for seed in 0..300u64 {
@@ -338,9 +524,22 @@ fn invariants_hold_under_random_scaling() {
             now += rng.random_range(0..200);
             world.advance(now);
             let desired = rng.random_range(0..=settings.max + 2);
-            futures::executor::block_on(world.apply(&world::group_id(), &Write::Desired(desired)))
-                .unwrap();
+            let before = world.counts().desired;
+            let applied = futures::executor::block_on(
+                world.apply(&world::group_id(), &Write::Desired(desired)),
+            );
             let counts = world.counts();
+            let valid = (settings.min..=settings.max).contains(&desired);
+            assert_eq!(applied.is_ok(), valid, "seed {seed}: desired {desired}");
+            if !valid {
+                assert_eq!(counts.desired, before, "seed {seed}: refused, unchanged");
+            }
+            if settings.protection == Protection::All {
+                assert!(
+                    world.jobs().iter().all(|j| j.killed.is_none()),
+                    "seed {seed}"
+                );
+            }
             assert!(counts.instances <= settings.max, "seed {seed}: {counts:?}");
         }
         world.advance(now + 10_000);
@@ -353,6 +552,7 @@ fn invariants_hold_under_random_scaling() {
 // Random traces through the production tick with the built-in rules.
 #[tokio::test]
 async fn invariants_hold_over_random_traces() {
+    let (mut killed, mut refused) = (0, 0);
     for seed in 0..150u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let jobs = random_jobs(&mut rng);
@@ -365,9 +565,11 @@ async fn invariants_hold_over_random_traces() {
         if rng.random_bool(0.2) {
             s.policy = Policy::Builtin(BuiltinRule::Hold);
         }
+        s.allow_unprotected_scale_in = rng.random_bool(0.5);
         let r = run(&trace(&jobs), &s, &mut || {}).await;
-        check_invariants(&r, s.world.max, jobs.len())
-            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        check_invariants(&r, &s, jobs.len()).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        killed += r.jobs.iter().filter(|j| j.killed.is_some()).count();
+        refused += r.decrements_refused;
         if matches!(s.policy, Policy::Builtin(BuiltinRule::Queue)) {
             assert!(
                 r.jobs.iter().all(|j| j.claimed.is_some()),
@@ -375,6 +577,12 @@ async fn invariants_hold_over_random_traces() {
             );
         }
     }
+    // The cases reach what the model adds: jobs killed by scale-in of an
+    // unprotected group, and decrements refused at the min.
+    assert!(
+        killed > 0 && refused > 0,
+        "killed {killed}, refused {refused}"
+    );
 }
 
 #[tokio::test]
@@ -409,7 +617,7 @@ async fn a_wasm_policy_runs_the_weekday() {
     s.params = vec![("minutes".into(), "5".into())];
     let r = run(&weekday, &s, &mut || {}).await;
     assert_eq!(r.policy_errors, 0, "{:?}", r.first_policy_error);
-    check_invariants(&r, 20, weekday.jobs.len()).unwrap();
+    check_invariants(&r, &s, weekday.jobs.len()).unwrap();
     assert!(r.jobs.iter().all(|j| j.claimed.is_some()));
 }
 
@@ -485,4 +693,35 @@ fn the_chart_is_written_and_a_bad_trace_line_is_named() {
         stderr.contains("mine.csv:3: duration \"ninety\" is not a whole number of seconds"),
         "{stderr}"
     );
+}
+
+// The helper a policy's test calls: a trace and a policy by name, the
+// command line's defaults. It gives exactly what `simulate --policy queue`
+// prints, and loads a compiled policy with its params as the command does.
+#[tokio::test]
+async fn figures_by_name_are_what_the_command_line_prints() {
+    let queue = figures("weekday", "queue", &[], &Settings::default())
+        .await
+        .unwrap();
+    let (ok, stdout, stderr) = cli(&["--policy", "queue"]);
+    assert!(ok, "{stderr}");
+    let table = runner_scaler::simulate::report::table(std::slice::from_ref(&queue), 300);
+    assert!(stdout.contains(&table), "{table}\nnot in\n{stdout}");
+
+    let cooldown = support::policies_dir().join("cooldown.wasm");
+    let cool = figures(
+        "bursty",
+        cooldown.to_str().unwrap(),
+        &[("minutes", "5")],
+        &Settings::default(),
+    )
+    .await
+    .expect("build the policies first: cargo xtask policies");
+    assert_eq!((cool.label.as_str(), cool.policy_errors), ("cooldown", 0));
+    assert!(cool.jobs > 0);
+    let err = figures("no-such-trace", "queue", &[], &Settings::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no-such-trace"), "{err}");
 }

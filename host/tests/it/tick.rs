@@ -160,6 +160,8 @@ async fn scale_in_is_refused_on_an_unprotected_group() {
         0,
         0,
         GroupState {
+            protected: 0,
+            unprotected: 3,
             new_instances_protected: false,
             ..group(3)
         },
@@ -172,6 +174,66 @@ async fn scale_in_is_refused_on_an_unprotected_group() {
         .unwrap()
         .contains("allow_unprotected_scale_in"));
     assert_eq!(w.desired(0), 3);
+}
+
+// Regression (issue 13): the group protects new instances, but two of its
+// instances were launched before that flag was switched on. The rule looked
+// at the flag only and lowered desired to 0; on AWS that lets scale-in
+// terminate the two unprotected ones, whatever they run. It now judges per
+// instance and holds.
+#[tokio::test]
+async fn instances_launched_before_the_flag_hold_scale_in_though_the_flag_is_on() {
+    let w = World::new(vec![support::pool("a", QUEUE)]);
+    let mixed = GroupState {
+        protected: 2,
+        unprotected: 2,
+        new_instances_protected: true,
+        ..group(4)
+    };
+    w.set(0, 0, 0, mixed.clone());
+    let r = w.tick(false).await;
+    assert_eq!((r[0].action, r[0].desired), (Action::Unchanged, Some(4)));
+    let why = r[0].why.as_deref().unwrap();
+    assert!(
+        why.contains("2 instances are not protected from scale-in"),
+        "{why}"
+    );
+    assert_eq!(w.groups.terminated_in_service(&w.pools[0].group), 0);
+
+    // With the pool's permission it scales in, and the in-memory group, as
+    // AWS, terminates the two unprotected instances (in service: any of them
+    // could have run a job) and keeps the protected ones.
+    let mut allowed = support::pool("a", QUEUE);
+    allowed.bounds.allow_unprotected_scale_in = true;
+    let w = World::new(vec![allowed]);
+    w.set(0, 0, 0, mixed);
+    let r = w.tick(false).await;
+    assert_eq!((r[0].action, r[0].desired), (Action::Applied, Some(0)));
+    let after = w.groups.get(&w.pools[0].group).unwrap();
+    assert_eq!(
+        (after.in_service, after.terminating, after.unprotected),
+        (2, 2, 0)
+    );
+    assert_eq!(w.groups.terminated_in_service(&w.pools[0].group), 2);
+}
+
+// Only the flag is off; every instance now in the group is protected (by
+// hand): lowering desired terminates nothing, so it is done.
+#[tokio::test]
+async fn a_group_whose_instances_are_all_protected_scales_in_though_its_flag_is_off() {
+    let w = World::new(vec![support::pool("a", QUEUE)]);
+    w.set(
+        0,
+        0,
+        0,
+        GroupState {
+            new_instances_protected: false,
+            ..group(3)
+        },
+    );
+    let r = w.tick(false).await;
+    assert_eq!((r[0].action, r[0].desired), (Action::Applied, Some(0)));
+    assert_eq!(w.groups.terminated_in_service(&w.pools[0].group), 0);
 }
 
 #[tokio::test]

@@ -2,6 +2,44 @@
 //! port, killed when dropped, with helpers that build clients pointed at it
 //! and create fixtures (launch configurations, groups, secrets, parameters)
 //! through the AWS APIs themselves.
+//!
+//! # Where moto differs from AWS, and how the tests compensate
+//!
+//! The tests assert AWS's documented behaviour, never moto's laxness:
+//!
+//! 1. **Desired capacity outside the group's bounds.** moto takes a
+//!    `SetDesiredCapacity` (or `UpdateAutoScalingGroup`) below `MinSize` or
+//!    above `MaxSize`; AWS refuses it with a `ValidationError`. No test sends
+//!    one. That our code never does is checked for any group state and
+//!    policy answer by `plan::tests::every_write_is_one_aws_accepts_and_none_risks_a_job`,
+//!    and `tests/it/asg.rs` scales a group with `MinSize` 2 to 0 through the
+//!    plan (which widens the bounds in the same call). The in-memory groups
+//!    and the simulator refuse such a write, as AWS does.
+//! 2. **Lifecycle states.** moto launches every instance straight into
+//!    `InService`, and terminates at once: no `Pending*`, `Terminating*` or
+//!    `Warmed:*` instance ever shows. Counting by state is covered by the
+//!    unit tests in `groups/asg.rs`, on answers built with the SDK's types.
+//! 3. **Which instances scale-in terminates.** moto takes the first
+//!    unprotected instances in its list; AWS applies the termination policy
+//!    (zone balance, oldest launch template, closest to the billing hour,
+//!    then at random). Tests assert only how many go and that protected ones
+//!    stay, never which unprotected one.
+//! 4. **Scale-in protection from launch.** moto copies the group's flag onto
+//!    an instance when it launches it, and honours it at once; AWS enforces
+//!    it from `InService` on. With no `Pending` instances in moto (2) that
+//!    makes no difference to a test.
+//! 5. **A decrement at the group's minimum.** moto takes a
+//!    `TerminateInstanceInAutoScalingGroup` with
+//!    `ShouldDecrementDesiredCapacity` while desired equals `MinSize`, and
+//!    lowers desired below it; AWS refuses it ("Currently, desiredSize equals
+//!    minSize"), which the user data answers by powering off. No test
+//!    terminates through moto; the simulator models AWS's refusal
+//!    (`simulate/world.rs`, the hand-computed runs in `tests/it/simulate.rs`).
+//! 6. **A write to a missing group.** moto answers `SetDesiredCapacity` with
+//!    an HTML 500 where AWS says `ValidationError`; `tests/it/asg.rs` asserts
+//!    only that the error names the group, and that the
+//!    `UpdateAutoScalingGroup` error (which moto does answer as AWS) is not
+//!    HTML.
 
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Tag};
 use runner_scaler::aws::AwsOptions;

@@ -1,0 +1,161 @@
+//! A simulation set up the way a user names it — a trace, policies by name
+//! or file, their params, the group's settings — shared by
+//! `runner-scaler simulate`, the README's tables (which are that command's
+//! output) and the tests that check what each example policy claims.
+
+use super::report::{self, Summary};
+use super::run::{run, Scenario};
+use super::trace::Trace;
+use super::world::{Boot, Exit, Protection, WorldSettings};
+use crate::policy::{BuiltinRule, CompileCache, Limits, Policy, PolicyEngine};
+use anyhow::Context;
+use std::path::Path;
+
+/// Everything about a simulation but the trace and the policies; the
+/// defaults are `runner-scaler simulate`'s.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Seconds between ticks.
+    pub tick: u64,
+    pub boot: Boot,
+    /// Seconds a runner waits for a job before it exits.
+    pub idle_timeout: u64,
+    /// The pool's and the group's bounds.
+    pub min: u32,
+    pub max: u32,
+    pub exit: Exit,
+    pub protection: Protection,
+    /// The pool's `allow_unprotected_scale_in`.
+    pub allow_unprotected_scale_in: bool,
+    /// Seeds random boot times.
+    pub seed: u64,
+    /// The pool's time zone, as policies see the clock.
+    pub time_zone: jiff::tz::TimeZone,
+    pub price_per_hour: f64,
+    /// Jobs that waited longer than this many seconds are counted.
+    pub slow_wait: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            tick: 60,
+            boot: Boot::Fixed(90),
+            idle_timeout: 300,
+            min: 0,
+            max: 20,
+            exit: Exit::Decrement,
+            protection: Protection::All,
+            allow_unprotected_scale_in: false,
+            seed: 1,
+            time_zone: jiff::tz::TimeZone::UTC,
+            price_per_hour: 0.10,
+            slow_wait: 300,
+        }
+    }
+}
+
+impl Settings {
+    /// `policy` with `params` under these settings, named `label`.
+    pub fn scenario(
+        &self,
+        label: String,
+        policy: Policy,
+        params: Vec<(String, String)>,
+    ) -> Scenario {
+        Scenario {
+            label,
+            policy,
+            params,
+            fallback: BuiltinRule::Hold,
+            tick: self.tick,
+            time_zone: self.time_zone.clone(),
+            allow_unprotected_scale_in: self.allow_unprotected_scale_in,
+            world: WorldSettings {
+                boot: self.boot,
+                idle_timeout: self.idle_timeout,
+                exit: self.exit,
+                protection: self.protection,
+                min: self.min,
+                max: self.max,
+                seed: self.seed,
+            },
+        }
+    }
+
+    /// The settings in a line, for the report's heading (the exit behaviour
+    /// is in each run's label when runs differ in it).
+    pub fn describe(&self, with_exit: bool) -> String {
+        let mut text = format!(
+            "tick {}, boot {}, idle timeout {}, max {}",
+            report::duration(self.tick),
+            self.boot,
+            report::duration(self.idle_timeout),
+            self.max
+        );
+        if self.min > 0 {
+            text += &format!(", min {}", self.min);
+        }
+        if with_exit {
+            text += &format!(", exit {}", self.exit.name());
+        }
+        text += match (self.protection, self.allow_unprotected_scale_in) {
+            (Protection::All, _) => ", every instance protected from scale-in",
+            (Protection::None, false) => ", no instance protected (the scaler does not scale in)",
+            (Protection::None, true) => {
+                ", no instance protected (the scaler scales in: allow_unprotected_scale_in)"
+            }
+        };
+        text
+    }
+}
+
+/// Built-in rules by name, files through one engine (and the compile cache).
+pub fn load_policies(names: &[String]) -> anyhow::Result<Vec<Policy>> {
+    let mut engine = None;
+    let mut policies = Vec::new();
+    for name in names {
+        if let Some(rule) = BuiltinRule::from_name(name) {
+            policies.push(Policy::Builtin(rule));
+            continue;
+        }
+        if engine.is_none() {
+            let cache = CompileCache::new(CompileCache::default_dir());
+            engine = Some(PolicyEngine::new(Limits::default(), Some(cache))?);
+        }
+        let engine = engine.as_ref().expect("set above");
+        let policy = engine.load(Path::new(name)).with_context(|| {
+            format!(
+                "--policy {name}: not a built-in rule (queue, hold), and not a loadable policy file; \
+                 the examples are built into target/policies/ by `cargo xtask policies`"
+            )
+        })?;
+        policies.push(Policy::Wasm(policy));
+    }
+    Ok(policies)
+}
+
+/// Simulate `policy` (a built-in rule's name or a policy file) with
+/// `params` over `trace` (an embedded trace's name or a CSV file) under
+/// `settings`, and summarize the run: one call for a test that checks what
+/// a policy claims.
+pub async fn figures(
+    trace: &str,
+    policy: &str,
+    params: &[(&str, &str)],
+    settings: &Settings,
+) -> anyhow::Result<Summary> {
+    let trace = Trace::find(trace, None)?.for_class(None)?;
+    let policy = load_policies(&[policy.to_string()])?.remove(0);
+    let params = params
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    let scenario = settings.scenario(policy.name().to_string(), policy, params);
+    let run = run(&trace, &scenario, &mut || {}).await;
+    Ok(Summary::of(
+        &run,
+        settings.price_per_hour,
+        settings.slow_wait,
+    ))
+}
