@@ -16,6 +16,9 @@
 //! - `policy-table [--write]`: print the README's table of example policies,
 //!   generated from their params structs (`--write` puts it in README.md; a
 //!   test checks that README.md has it).
+//! - `readme-table`: build the policies, then rewrite the README's
+//!   simulated tables with the output of the commands printed above them
+//!   (`host/tests/it/readme.rs` checks them; this runs it in rewrite mode).
 //!
 //! The WASM toolchain: a rustup target if one is installed; otherwise
 //! Debian's `rustc-web` with its library source, building `std` for
@@ -63,9 +66,10 @@ fn main() -> Result<()> {
             build_policies(&root, &toolchain)?;
             build_lambda_bundle(&root, &arch).map(|_| ())
         }
+        "readme-table" => readme_table(&root),
         "policy-table" => policy_table::run(&root, std::env::args().nth(2).as_deref()),
         _ => bail!(
-            "usage: cargo xtask test | policies | bundle [--arch x86_64|arm64] | policy-table [--write]"
+            "usage: cargo xtask test | policies | bundle [--arch x86_64|arm64] | policy-table [--write] | readme-table"
         ),
     }
 }
@@ -151,6 +155,19 @@ fn linted<const N: usize>(args: [&str; N]) -> Command {
             "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
         );
     command
+}
+
+/// Rewrite the README's simulated tables from their commands.
+fn readme_table(root: &Path) -> Result<()> {
+    let toolchain = find_wasm_toolchain()?;
+    build_host()?;
+    let policies = build_policies(root, &toolchain)?;
+    step(
+        "README tables",
+        cargo(["test", "-p", "runner-scaler", "--test", "it", "readme::"])
+            .env("RUNNER_SCALER_TEST_POLICIES", &policies)
+            .env("RUNNER_SCALER_BLESS", "1"),
+    )
 }
 
 /// moto's server, the local AWS the host's tests start

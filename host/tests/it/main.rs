@@ -17,6 +17,7 @@ mod lambda;
 mod migration;
 mod package;
 mod policy_cli;
+mod readme;
 mod sdk;
 mod simulate;
 mod tick;
