@@ -9,8 +9,8 @@ pub mod once;
 pub mod probe;
 
 use crate::config::{Config, PolicyRef, PoolConfig};
-use crate::groups::Groups;
-use crate::plan;
+use crate::groups::{GroupState, Groups};
+use crate::plan::{self, Bounds};
 use crate::policy::{Policy, PolicyEngine, WasmPolicy};
 use crate::sources::QueueSource;
 use crate::tick::{self, Cut, Pool, PoolReport, TickOptions};
@@ -165,7 +165,7 @@ pub async fn connect(
 
 /// Say, once at start, which groups the scaler will not scale in as far
 /// as their policy asks, because Auto Scaling could terminate an instance
-/// that runs a job ([`plan::scale_in_limit`], the rule every tick applies).
+/// that runs a job.
 pub async fn warn_unprotected<Q: QueueSource, G: Groups>(scaler: &Scaler<Q, G>) {
     // Bounded like a tick: a describe that hangs must not keep the daemon
     // from starting its ticks.
@@ -180,14 +180,67 @@ pub async fn warn_unprotected<Q: QueueSource, G: Groups>(scaler: &Scaler<Q, G>) 
         let Some(Ok(group)) = groups.get(&pool.group) else {
             continue;
         };
-        if let Some(limit) = plan::scale_in_limit(group, pool.bounds) {
-            tracing::warn!(
-                pool = %pool.name,
-                group = %pool.group,
-                "runner-scaler will not lower this group's desired capacity below its instance count \
-                 while any of them is unprotected: {}",
-                limit.advice()
-            );
+        if let Some(warning) = unprotected_warning(group, pool.bounds) {
+            tracing::warn!(pool = %pool.name, group = %pool.group, "{warning}");
         }
+    }
+}
+
+/// The start-up warning for a group, from the rule every tick applies
+/// ([`plan::scale_in_limit`]).
+fn unprotected_warning(group: &GroupState, bounds: Bounds) -> Option<String> {
+    plan::scale_in_limit(group, bounds).map(|limit| {
+        format!(
+            "runner-scaler will not lower this group's desired capacity below its instance count \
+             while any of them is unprotected: {}",
+            limit.advice()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_warning_comes_from_the_per_instance_rule() {
+        let pool = Bounds {
+            min: 0,
+            max: 10,
+            allow_unprotected_scale_in: false,
+        };
+        let protected = GroupState {
+            desired: 4,
+            max: 10,
+            in_service: 4,
+            protected: 4,
+            new_instances_protected: true,
+            ..GroupState::default()
+        };
+        assert_eq!(unprotected_warning(&protected, pool), None);
+        // The flag is on, but two instances predate it.
+        let mixed = GroupState {
+            protected: 2,
+            unprotected: 2,
+            ..protected.clone()
+        };
+        let warning = unprotected_warning(&mixed, pool).unwrap();
+        assert!(
+            warning.contains("2 instances are not protected from scale-in")
+                && warning.contains("allow_unprotected_scale_in"),
+            "{warning}"
+        );
+        let allowed = Bounds {
+            allow_unprotected_scale_in: true,
+            ..pool
+        };
+        assert_eq!(unprotected_warning(&mixed, allowed), None);
+        let flag_off = GroupState {
+            new_instances_protected: false,
+            ..protected
+        };
+        assert!(unprotected_warning(&flag_off, pool)
+            .unwrap()
+            .contains("does not protect new instances"));
     }
 }
