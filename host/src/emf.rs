@@ -86,6 +86,9 @@ mod tests {
             pool: "linux".into(),
             group: "ci-linux".into(),
             region: "eu-west-1".into(),
+            resource_class: "acme/linux".into(),
+            min: 0,
+            max: 10,
             queue: Some(Queue {
                 waiting: 3,
                 running: 1,

@@ -310,6 +310,9 @@ mod tests {
             pool: pool.into(),
             group: format!("ci-{pool}"),
             region: "eu-west-1".into(),
+            resource_class: "acme/linux".into(),
+            min: 0,
+            max: 10,
             queue: (held_because != Some(HeldBecause::Queue)).then_some(Queue {
                 waiting: 3,
                 running: 1,

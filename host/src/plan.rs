@@ -24,6 +24,20 @@ pub struct Plan {
     pub writes: Vec<Write>,
     /// Why `desired` differs from the policy's answer, if it does.
     pub adjusted: Option<String>,
+    /// How the group's own bounds are widened to hold `desired`, if they
+    /// are (`MinSize`/`MaxSize` before → after).
+    pub widened: Option<String>,
+}
+
+impl Plan {
+    /// Everything the decision record's `why` says about this plan: the
+    /// adjustment, then the widening.
+    pub fn why(&self) -> Option<String> {
+        match (&self.adjusted, &self.widened) {
+            (Some(adjusted), Some(widened)) => Some(format!("{adjusted}; {widened}")),
+            (adjusted, widened) => adjusted.clone().or_else(|| widened.clone()),
+        }
+    }
 }
 
 /// Plan the writes for `decision` on a group now in `group`.
@@ -47,15 +61,14 @@ pub fn plan(decision: &Decision, group: &GroupState, bounds: Bounds) -> Plan {
     }
 
     let mut writes = Vec::new();
+    let mut widened = None;
     if desired != group.desired {
         // EC2 refuses a desired capacity outside the group's own bounds: widen
         // them to the pool's in the same call.
         if desired < group.min || desired > group.max {
-            writes.push(Write::DesiredAndBounds {
-                desired,
-                min: group.min.min(bounds.min),
-                max: group.max.max(bounds.max),
-            });
+            let (min, max) = (group.min.min(bounds.min), group.max.max(bounds.max));
+            widened = Some(widening(group, min, max, desired));
+            writes.push(Write::DesiredAndBounds { desired, min, max });
         } else {
             writes.push(Write::Desired(desired));
         }
@@ -67,7 +80,24 @@ pub fn plan(decision: &Decision, group: &GroupState, bounds: Bounds) -> Plan {
         desired,
         writes,
         adjusted,
+        widened,
     }
+}
+
+/// What a widening of the group's bounds changes, e.g. `widened the group's
+/// MaxSize 0 → 5 to hold desired 5`.
+fn widening(group: &GroupState, min: u32, max: u32, desired: u32) -> String {
+    let mut changes = Vec::new();
+    if min != group.min {
+        changes.push(format!("MinSize {} → {min}", group.min));
+    }
+    if max != group.max {
+        changes.push(format!("MaxSize {} → {max}", group.max));
+    }
+    format!(
+        "widened the group's {} to hold desired {desired}",
+        changes.join(" and ")
+    )
 }
 
 /// Rule 3 of the design, the one place it is written: never lower desired
@@ -430,6 +460,30 @@ mod tests {
         );
         d.state = None;
         assert_eq!(plan(&d, &g, POOL).writes, vec![Write::State(None)]);
+    }
+
+    #[test]
+    fn a_widening_says_which_bound_moved_and_why_joins_it_to_the_adjustment() {
+        let widened = plan(&decision(5), &group(0, 0, 0), POOL);
+        assert_eq!(widened.adjusted, None);
+        assert_eq!(
+            widened.why().as_deref(),
+            Some("widened the group's MaxSize 0 → 10 to hold desired 5")
+        );
+        let both = plan(&decision(0), &group(4, 4, 4), POOL);
+        assert_eq!(
+            both.widened.as_deref(),
+            Some("widened the group's MinSize 4 → 0 and MaxSize 4 → 10 to hold desired 0")
+        );
+        let clamped = plan(&decision(15), &group(0, 0, 0), POOL);
+        assert_eq!(
+            clamped.why().as_deref(),
+            Some(
+                "clamped 15 to the pool's bounds [0, 10]; \
+                 widened the group's MaxSize 0 → 10 to hold desired 10"
+            )
+        );
+        assert_eq!(plan(&decision(3), &group(3, 0, 10), POOL).why(), None);
     }
 
     #[test]

@@ -13,6 +13,11 @@ pub struct PoolReport {
     pub pool: String,
     pub group: String,
     pub region: String,
+    /// The CircleCI resource class whose queue the pool follows.
+    pub resource_class: String,
+    /// The pool's bounds, which the decision is clamped to.
+    pub min: u32,
+    pub max: u32,
     /// The inputs, when they could be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<Queue>,
@@ -37,7 +42,8 @@ pub struct PoolReport {
     /// What kept the pool from being decided, when it was held.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_because: Option<HeldBecause>,
-    /// Why the action: what was clamped or refused, what failed.
+    /// Why the action: what was clamped or refused, how the group's own
+    /// bounds were widened, what failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
     /// Time the policy (or fallback) took to decide.
@@ -104,6 +110,10 @@ pub(crate) fn log(r: &PoolReport) {
                 target: "decision",
                 pool = %r.pool,
                 group = %r.group,
+                region = %r.region,
+                resource_class = %r.resource_class,
+                min = r.min,
+                max = r.max,
                 waiting = r.queue.map(|q| q.waiting),
                 running = r.queue.map(|q| q.running),
                 desired_before = r.capacity.map(|c| c.desired),

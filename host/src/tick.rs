@@ -361,6 +361,9 @@ fn empty_report(pool: &Pool, queue: Option<Queue>) -> PoolReport {
         pool: pool.name.clone(),
         group: pool.group.name.clone(),
         region: pool.group.region.clone(),
+        resource_class: pool.resource_class.clone(),
+        min: pool.bounds.min,
+        max: pool.bounds.max,
         queue,
         capacity: None,
         decided_by: None,
@@ -448,7 +451,7 @@ async fn decide_and_apply<G: Groups>(
 
     let plan = plan::plan(&outcome.decision, group, pool.bounds);
     report.desired = Some(plan.desired);
-    report.why = plan.adjusted;
+    report.why = plan.why();
     report.action = if plan.writes.is_empty() {
         Action::Unchanged
     } else if options.dry_run {

@@ -102,7 +102,15 @@ async fn once_applies_every_example_policy_to_its_group() {
             0,
             2,
         ),
-        ("cool", "cooldown", "minutes = \"10\"", 0, 0, 3, 3),
+        (
+            "cool",
+            "cooldown",
+            "warm = \"3\", minutes = \"10\"",
+            0,
+            0,
+            1,
+            3,
+        ),
         ("buffer", "buffered", "buffer = \"1\"", 3, 0, 0, 4),
         ("builtin", "queue", "", 2, 0, 5, 2),
     ];
@@ -392,6 +400,92 @@ async fn dry_run_writes_nothing() {
     );
     assert_eq!(desired(&moto, "ci-dry").await, 1);
     assert_eq!(state_tag(&moto, "ci-dry").await, None);
+}
+
+/// The decision line says which queue and bounds the pool has, and when
+/// the group's own bounds were widened to take the decision — in the text
+/// log a person reads and in the JSON one a log query reads.
+#[tokio::test]
+async fn the_decision_line_records_the_resource_class_the_bounds_and_a_widening() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    moto.create_group(
+        REGION,
+        &TestGroup::new("ci-widen")
+            .desired(0)
+            .bounds(0, 0)
+            .protected(),
+    )
+    .await;
+    circleci.set_queue("acme/widen", 5, 0);
+    let file = config(&moto, &circleci, &pool("widen", "queue", ""));
+    let widened = "widened the group's MaxSize 0 → 10 to hold desired 5";
+
+    let output = runner_scaler(
+        &[
+            "--log-format",
+            "text",
+            "once",
+            "--dry-run",
+            "--config",
+            file.path().to_str().unwrap(),
+        ],
+        &[("NO_COLOR", "1")],
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output));
+    let log = String::from_utf8_lossy(&output.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.contains(" decision: ") && l.contains("pool=widen"))
+        .unwrap_or_else(|| panic!("no decision line: {log}"));
+    for field in [
+        "group=ci-widen",
+        &format!("region={REGION}"),
+        "resource_class=acme/widen",
+        "min=0",
+        "max=10",
+        "desired=5",
+        widened,
+    ] {
+        assert!(line.contains(field), "{field:?} is not in {line}");
+    }
+
+    let output = runner_scaler(
+        &[
+            "--log-format",
+            "json",
+            "once",
+            "--json",
+            "--config",
+            file.path().to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output));
+    let log = String::from_utf8_lossy(&output.stderr);
+    let line: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["target"] == "decision" && l["fields"]["pool"] == "widen")
+        .unwrap_or_else(|| panic!("no decision line: {log}"));
+    let fields = &line["fields"];
+    assert_eq!(fields["group"], "ci-widen", "{fields}");
+    assert_eq!(fields["region"], REGION, "{fields}");
+    assert_eq!(fields["resource_class"], "acme/widen", "{fields}");
+    assert_eq!(fields["min"], 0, "{fields}");
+    assert_eq!(fields["max"], 10, "{fields}");
+    assert_eq!(fields["desired"], 5, "{fields}");
+    assert_eq!(fields["why"], widened, "{fields}");
+    let records: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(records[0]["resource_class"], "acme/widen");
+    assert_eq!(records[0]["why"], widened);
+    let group = moto.group(REGION, "ci-widen").await.unwrap();
+    assert_eq!(
+        (group.desired_capacity(), group.max_size()),
+        (Some(5), Some(10))
+    );
 }
 
 #[tokio::test]
