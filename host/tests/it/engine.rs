@@ -137,29 +137,33 @@ async fn business_hours_keeps_a_warm_floor_in_the_pools_time_zone() {
 }
 
 #[tokio::test]
-async fn cooldown_keeps_idle_instances_for_the_configured_minutes() {
+async fn cooldown_keeps_warm_instances_for_the_configured_minutes() {
     let engine = PolicyEngine::new(Limits::default(), None).unwrap();
     let policy = load(&engine, "cooldown");
-    let params = [("minutes", "10")];
-    // A burst: 3 jobs, then the queue empties at 09:00 and stays empty.
+    let params = [("warm", "2"), ("minutes", "10")];
+    // A burst: 3 jobs, then the queue empties at 08:00 and stays empty.
     let busy = with_params(observation(3, 0, 0, MONDAY_9, "UTC"), &params);
     let d = policy.decide(&busy).await.0.unwrap();
     assert_eq!(
         (d.desired, d.state.as_deref()),
-        (3, None),
-        "scales out at once"
+        (5, None),
+        "one per job and 2 warm"
     );
 
     let mut state = None;
-    for (minute, expected) in [(0, 3), (5, 3), (9, 3), (10, 0)] {
+    for (minute, expected) in [(0, 2), (5, 2), (9, 2), (10, 0), (30, 0)] {
         let at = format!("2026-11-23T08:{minute:02}:00Z");
-        let mut idle = with_params(observation(0, 0, 3, &at, "UTC"), &params);
+        let mut idle = with_params(observation(0, 0, 5, &at, "UTC"), &params);
         idle.state = state.clone();
         let d = policy.decide(&idle).await.0.unwrap();
         assert_eq!(d.desired, expected, "minute {minute}: {}", d.reason);
         state = d.state;
     }
-    assert_eq!(state, None, "the state is cleared after scaling in");
+    assert_eq!(
+        state.as_deref(),
+        Some("empty_since=1795420800"),
+        "the time the queue emptied stays until jobs come"
+    );
 }
 
 #[tokio::test]

@@ -183,7 +183,7 @@ async fn scale_in_is_refused_on_an_unprotected_group() {
 // instance and holds.
 #[tokio::test]
 async fn instances_launched_before_the_flag_hold_scale_in_though_the_flag_is_on() {
-    let w = World::new(vec![support::pool("a", QUEUE)]);
+    let w = InMemory::new(vec![support::pool("a", QUEUE)]);
     let mixed = GroupState {
         protected: 2,
         unprotected: 2,
@@ -205,7 +205,7 @@ async fn instances_launched_before_the_flag_hold_scale_in_though_the_flag_is_on(
     // could have run a job) and keeps the protected ones.
     let mut allowed = support::pool("a", QUEUE);
     allowed.bounds.allow_unprotected_scale_in = true;
-    let w = World::new(vec![allowed]);
+    let w = InMemory::new(vec![allowed]);
     w.set(0, 0, 0, mixed);
     let r = w.tick(false).await;
     assert_eq!((r[0].action, r[0].desired), (Action::Applied, Some(0)));
@@ -221,7 +221,7 @@ async fn instances_launched_before_the_flag_hold_scale_in_though_the_flag_is_on(
 // hand): lowering desired terminates nothing, so it is done.
 #[tokio::test]
 async fn a_group_whose_instances_are_all_protected_scales_in_though_its_flag_is_off() {
-    let w = World::new(vec![support::pool("a", QUEUE)]);
+    let w = InMemory::new(vec![support::pool("a", QUEUE)]);
     w.set(
         0,
         0,
@@ -261,7 +261,7 @@ async fn state_goes_to_the_group_tag_and_comes_back_next_tick() {
     let w = InMemory::new(vec![support::pool("a", Policy::Wasm(cooldown))]);
     w.set(0, 0, 0, group(3));
     let r = w.tick(false).await;
-    assert_eq!(w.desired(0), 3, "{:?}", r[0].reason);
+    assert_eq!(w.desired(0), 4, "its 4 warm instances: {:?}", r[0].reason);
     let kept = w.groups.get(&w.pools[0].group).unwrap().policy_state;
     assert!(
         kept.as_deref().unwrap().starts_with("empty_since="),
