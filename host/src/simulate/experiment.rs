@@ -4,7 +4,7 @@
 //! output) and the tests that check what each example policy claims.
 
 use super::report::{self, Summary};
-use super::run::{run, Scenario};
+use super::run::{run, Run, Scenario};
 use super::trace::Trace;
 use super::world::{Boot, Exit, Protection, WorldSettings};
 use crate::policy::{BuiltinRule, CompileCache, Limits, Policy, PolicyEngine};
@@ -145,6 +145,22 @@ pub async fn figures(
     params: &[(&str, &str)],
     settings: &Settings,
 ) -> anyhow::Result<Summary> {
+    let run = simulate(trace, policy, params, settings).await?;
+    Ok(Summary::of(
+        &run,
+        settings.price_per_hour,
+        settings.slow_wait,
+    ))
+}
+
+/// The whole run behind [`figures`], job by job, for a test that looks at
+/// part of a day (the morning's waits, say).
+pub async fn simulate(
+    trace: &str,
+    policy: &str,
+    params: &[(&str, &str)],
+    settings: &Settings,
+) -> anyhow::Result<Run> {
     let trace = Trace::find(trace, None)?.for_class(None)?;
     let policy = load_policies(&[policy.to_string()])?.remove(0);
     let params = params
@@ -152,10 +168,5 @@ pub async fn figures(
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect();
     let scenario = settings.scenario(policy.name().to_string(), policy, params);
-    let run = run(&trace, &scenario, &mut || {}).await;
-    Ok(Summary::of(
-        &run,
-        settings.price_per_hour,
-        settings.slow_wait,
-    ))
+    Ok(run(&trace, &scenario, &mut || {}).await)
 }

@@ -22,7 +22,7 @@ pub mod run;
 pub mod trace;
 pub mod world;
 
-pub use experiment::{figures, Settings};
+pub use experiment::{figures, simulate, Settings};
 pub use report::Summary;
 pub use run::{run, Run, Scenario};
 pub use trace::Trace;

@@ -9,6 +9,7 @@ mod support;
 mod asg;
 mod bundle;
 mod circleci;
+mod claims;
 mod cloudformation;
 mod control_loop;
 mod deploy;
