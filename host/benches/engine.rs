@@ -56,7 +56,7 @@ fn main() {
         assert_eq!(result.unwrap().desired, 5);
     });
 
-    // The other examples: params to parse, and cooldown a state to read.
+    // The other examples: params to parse (and cooldown a state it clears).
     let monday_9 = Clock::at(
         jiff::Timestamp::from_second(1_795_424_400).unwrap(),
         &jiff::tz::TimeZone::UTC,
@@ -76,7 +76,7 @@ fn main() {
         ),
         (
             "cooldown",
-            params(&[("minutes", "10")]),
+            params(&[("warm", "2"), ("minutes", "10")]),
             Some(format!("empty_since={}", 1_795_424_400 - 60)),
             4,
         ),
