@@ -237,209 +237,220 @@ mod tests {
 
     #[test]
     fn plans() {
-        // (name, policy's desired, group, bounds, expected desired, expected writes, adjusted)
-        type Case = (&'static str, u32, GroupState, Bounds, u32, Vec<Write>, bool);
-        let cases: Vec<Case> = vec![
-            (
-                "unchanged writes nothing",
-                3,
-                group(3, 0, 10),
-                POOL,
-                3,
-                vec![],
-                false,
-            ),
-            (
-                "scale out",
-                5,
-                group(3, 0, 10),
-                POOL,
-                5,
-                vec![Write::Desired(5)],
-                false,
-            ),
-            (
-                "protected scale in",
-                1,
-                group(3, 0, 10),
-                POOL,
-                1,
-                vec![Write::Desired(1)],
-                false,
-            ),
-            (
-                "clamped to max",
-                50,
-                group(3, 0, 10),
-                POOL,
-                10,
-                vec![Write::Desired(10)],
-                true,
-            ),
-            (
-                "clamped to min",
-                0,
-                group(3, 0, 10),
-                Bounds { min: 2, ..POOL },
-                2,
-                vec![Write::Desired(2)],
-                true,
-            ),
-            (
-                "unprotected scale in is refused",
-                1,
-                mixed(group(3, 0, 10), 0, 3, false),
-                POOL,
-                3,
-                vec![],
-                true,
-            ),
-            (
-                "unprotected scale in when allowed",
-                1,
-                mixed(group(3, 0, 10), 0, 3, false),
-                ALLOWED,
-                1,
-                vec![Write::Desired(1)],
-                false,
-            ),
-            (
-                "unprotected scale out is fine",
-                5,
-                mixed(group(3, 0, 10), 0, 3, false),
-                POOL,
-                5,
-                vec![Write::Desired(5)],
-                false,
-            ),
-            (
-                "mixed: one unprotected instance among protected ones holds scale-in, though the flag is on",
-                0,
-                mixed(group(4, 0, 10), 0, 1, true),
-                POOL,
-                4,
-                vec![],
-                true,
-            ),
-            (
-                "mixed: allowed, it scales in",
-                0,
-                mixed(group(4, 0, 10), 0, 1, true),
-                ALLOWED,
-                0,
-                vec![Write::Desired(0)],
-                false,
-            ),
-            (
-                "mixed: an unprotected pending instance holds scale-in too (a lifecycle hook may run its runner)",
-                1,
-                mixed(group(3, 0, 10), 1, 1, true),
-                POOL,
-                3,
-                vec![],
-                true,
-            ),
-            (
-                "mixed: lowering desired to the instance count terminates nothing, so it is done",
-                1,
+        struct Case {
+            name: &'static str,
+            /// The policy's desired capacity.
+            wanted: u32,
+            group: GroupState,
+            bounds: Bounds,
+            /// The plan's desired capacity and writes.
+            desired: u32,
+            writes: Vec<Write>,
+            /// Whether the plan says why it differs from the policy.
+            adjusted: bool,
+        }
+        let cases = [
+            Case {
+                name: "unchanged writes nothing",
+                wanted: 3,
+                group: group(3, 0, 10),
+                bounds: POOL,
+                desired: 3,
+                writes: vec![],
+                adjusted: false,
+            },
+            Case {
+                name: "scale out",
+                wanted: 5,
+                group: group(3, 0, 10),
+                bounds: POOL,
+                desired: 5,
+                writes: vec![Write::Desired(5)],
+                adjusted: false,
+            },
+            Case {
+                name: "protected scale in",
+                wanted: 1,
+                group: group(3, 0, 10),
+                bounds: POOL,
+                desired: 1,
+                writes: vec![Write::Desired(1)],
+                adjusted: false,
+            },
+            Case {
+                name: "clamped to max",
+                wanted: 50,
+                group: group(3, 0, 10),
+                bounds: POOL,
+                desired: 10,
+                writes: vec![Write::Desired(10)],
+                adjusted: true,
+            },
+            Case {
+                name: "clamped to min",
+                wanted: 0,
+                group: group(3, 0, 10),
+                bounds: Bounds { min: 2, ..POOL },
+                desired: 2,
+                writes: vec![Write::Desired(2)],
+                adjusted: true,
+            },
+            Case {
+                name: "unprotected scale in is refused",
+                wanted: 1,
+                group: mixed(group(3, 0, 10), 0, 3, false),
+                bounds: POOL,
+                desired: 3,
+                writes: vec![],
+                adjusted: true,
+            },
+            Case {
+                name: "unprotected scale in when allowed",
+                wanted: 1,
+                group: mixed(group(3, 0, 10), 0, 3, false),
+                bounds: ALLOWED,
+                desired: 1,
+                writes: vec![Write::Desired(1)],
+                adjusted: false,
+            },
+            Case {
+                name: "unprotected scale out is fine",
+                wanted: 5,
+                group: mixed(group(3, 0, 10), 0, 3, false),
+                bounds: POOL,
+                desired: 5,
+                writes: vec![Write::Desired(5)],
+                adjusted: false,
+            },
+            Case {
+                name: "mixed: one unprotected instance among protected ones holds scale-in, though the flag is on",
+                wanted: 0,
+                group: mixed(group(4, 0, 10), 0, 1, true),
+                bounds: POOL,
+                desired: 4,
+                writes: vec![],
+                adjusted: true,
+            },
+            Case {
+                name: "mixed: allowed, it scales in",
+                wanted: 0,
+                group: mixed(group(4, 0, 10), 0, 1, true),
+                bounds: ALLOWED,
+                desired: 0,
+                writes: vec![Write::Desired(0)],
+                adjusted: false,
+            },
+            Case {
+                name: "mixed: an unprotected pending instance holds scale-in too (a lifecycle hook may run its runner)",
+                wanted: 1,
+                group: mixed(group(3, 0, 10), 1, 1, true),
+                bounds: POOL,
+                desired: 3,
+                writes: vec![],
+                adjusted: true,
+            },
+            Case {
+                name: "mixed: lowering desired to the instance count terminates nothing, so it is done",
+                wanted: 1,
                 // desired 6, but only 4 instances so far, one unprotected.
-                GroupState {
+                group: GroupState {
                     desired: 6,
                     ..mixed(group(4, 0, 10), 0, 1, true)
                 },
-                POOL,
-                4,
-                vec![Write::Desired(4)],
-                true,
-            ),
-            (
-                "mixed: a policy answer at or above the instance count is not adjusted",
-                5,
-                GroupState {
+                bounds: POOL,
+                desired: 4,
+                writes: vec![Write::Desired(4)],
+                adjusted: true,
+            },
+            Case {
+                name: "mixed: a policy answer at or above the instance count is not adjusted",
+                wanted: 5,
+                group: GroupState {
                     desired: 6,
                     ..mixed(group(4, 0, 10), 0, 1, true)
                 },
-                POOL,
-                5,
-                vec![Write::Desired(5)],
-                false,
-            ),
-            (
-                "mixed: desired already below the instance count is kept, not raised",
-                0,
-                GroupState {
+                bounds: POOL,
+                desired: 5,
+                writes: vec![Write::Desired(5)],
+                adjusted: false,
+            },
+            Case {
+                name: "mixed: desired already below the instance count is kept, not raised",
+                wanted: 0,
+                group: GroupState {
                     desired: 2,
                     ..mixed(group(4, 0, 10), 0, 1, true)
                 },
-                POOL,
-                2,
-                vec![],
-                true,
-            ),
-            (
-                "mixed: every instance protected by hand in a group whose flag is off scales in",
-                0,
-                mixed(group(3, 0, 10), 0, 0, false),
-                POOL,
-                0,
-                vec![Write::Desired(0)],
-                false,
-            ),
-            (
-                "no instances, flag off: nothing to terminate, so it scales in",
-                0,
-                GroupState {
+                bounds: POOL,
+                desired: 2,
+                writes: vec![],
+                adjusted: true,
+            },
+            Case {
+                name: "mixed: every instance protected by hand in a group whose flag is off scales in",
+                wanted: 0,
+                group: mixed(group(3, 0, 10), 0, 0, false),
+                bounds: POOL,
+                desired: 0,
+                writes: vec![Write::Desired(0)],
+                adjusted: false,
+            },
+            Case {
+                name: "no instances, flag off: nothing to terminate, so it scales in",
+                wanted: 0,
+                group: GroupState {
                     desired: 2,
                     ..mixed(group(0, 0, 10), 0, 0, false)
                 },
-                POOL,
-                0,
-                vec![Write::Desired(0)],
-                false,
-            ),
-            (
-                "the hold wins over the pool's max: jobs before bounds",
-                8,
-                mixed(group(12, 0, 20), 0, 2, true),
-                POOL,
-                12,
-                vec![],
-                true,
-            ),
-            (
-                "group max below the pool's widens the group",
-                6,
-                group(0, 0, 0),
-                POOL,
-                6,
-                vec![Write::DesiredAndBounds {
+                bounds: POOL,
+                desired: 0,
+                writes: vec![Write::Desired(0)],
+                adjusted: false,
+            },
+            Case {
+                name: "the hold wins over the pool's max: jobs before bounds",
+                wanted: 8,
+                group: mixed(group(12, 0, 20), 0, 2, true),
+                bounds: POOL,
+                desired: 12,
+                writes: vec![],
+                adjusted: true,
+            },
+            Case {
+                name: "group max below the pool's widens the group",
+                wanted: 6,
+                group: group(0, 0, 0),
+                bounds: POOL,
+                desired: 6,
+                writes: vec![Write::DesiredAndBounds {
                     desired: 6,
                     min: 0,
                     max: 10,
                 }],
-                false,
-            ),
-            (
-                "group min above the pool's widens the group",
-                1,
-                group(4, 4, 10),
-                POOL,
-                1,
-                vec![Write::DesiredAndBounds {
+                adjusted: false,
+            },
+            Case {
+                name: "group min above the pool's widens the group",
+                wanted: 1,
+                group: group(4, 4, 10),
+                bounds: POOL,
+                desired: 1,
+                writes: vec![Write::DesiredAndBounds {
                     desired: 1,
                     min: 0,
                     max: 10,
                 }],
-                false,
-            ),
+                adjusted: false,
+            },
         ];
-        for (name, wanted, group, bounds, desired, writes, adjusted) in cases {
-            let plan = plan(&decision(wanted), &group, bounds);
-            assert_eq!(plan.desired, desired, "{name}");
-            assert_eq!(plan.writes, writes, "{name}");
+        for case in cases {
+            let plan = plan(&decision(case.wanted), &case.group, case.bounds);
+            let name = case.name;
+            assert_eq!(plan.desired, case.desired, "{name}");
+            assert_eq!(plan.writes, case.writes, "{name}");
             assert_eq!(
                 plan.adjusted.is_some(),
-                adjusted,
+                case.adjusted,
                 "{name}: {:?}",
                 plan.adjusted
             );
