@@ -7,7 +7,7 @@
 
 use crate::groups::GroupId;
 use crate::plan::Bounds;
-use crate::policy::{BuiltinRule, Limits, MAX_DEADLINE_MS, MAX_MEMORY_MIB};
+use crate::policy::{BuiltinRule, Limits, PolicyRef, MAX_DEADLINE_MS, MAX_MEMORY_MIB};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -85,13 +85,6 @@ pub struct PoolConfig {
     pub bounds: Bounds,
     pub time_zone: jiff::tz::TimeZone,
     pub fallback: BuiltinRule,
-}
-
-/// A pool's policy: a built-in rule or a WebAssembly file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PolicyRef {
-    Builtin(BuiltinRule),
-    File(PathBuf),
 }
 
 /// A configuration that cannot be used.
@@ -719,18 +712,13 @@ fn validate_pool(
         "policy",
         "\"queue\" or \"policies/business-hours.wasm\"",
     )?;
-    let policy = match BuiltinRule::from_name(&policy_text) {
-        Some(rule) => PolicyRef::Builtin(rule),
-        None if policy_text.ends_with(".wasm") => PolicyRef::File(base.join(&policy_text)),
-        None => {
-            return Err(invalid(
-                "policy",
-                format!(
-                    "{policy_text:?} is neither a built-in rule (queue, hold) nor a .wasm file"
-                ),
-            ))
-        }
-    };
+    let policy = PolicyRef::parse(&policy_text, base);
+    if matches!(&policy, PolicyRef::File(_)) && !policy_text.ends_with(".wasm") {
+        return Err(invalid(
+            "policy",
+            format!("{policy_text:?} is neither a built-in rule (queue, hold) nor a .wasm file"),
+        ));
+    }
     let mut params = Vec::new();
     for (key, value) in defaults
         .params

@@ -1,9 +1,9 @@
 //! `runner-scaler once`, `run` and `check`: the scaler's main job.
 
-use crate::config::{Config, PolicyRef};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::modes::{self, daemon, http};
-use crate::policy::{CompileCache, PolicyEngine};
+use crate::policy::{CompileCache, PolicyEngine, PolicyLoader, PolicyRef};
 use crate::tick::TickOptions;
 use anyhow::Context;
 use clap::Args;
@@ -126,15 +126,14 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
 /// asked to probe.
 pub async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let (config, engine) = args.config.load()?;
+    let mut policies = PolicyLoader::new(&engine);
     for pool in &config.pools {
+        policies
+            .load(&pool.policy)
+            .with_context(|| format!("{}: pool {:?}: policy", config.origin, pool.name))?;
         let policy = match &pool.policy {
             PolicyRef::Builtin(rule) => format!("built-in {rule}"),
-            PolicyRef::File(path) => {
-                engine
-                    .load(path)
-                    .with_context(|| format!("{}: pool {:?}: policy", config.origin, pool.name))?;
-                path.display().to_string()
-            }
+            PolicyRef::File(path) => path.display().to_string(),
         };
         println!(
             "pool {:?}: group {} in [{}, {}], policy {policy}, fallback {}, time zone {}",

@@ -277,8 +277,8 @@ async fn report_init_error(api: &str, error_type: &str, message: &str) {
 mod tests {
     use super::*;
     use crate::config::env::{POLICY as POLICY_VAR, POLICY_PARAMS as POLICY_PARAMS_VAR};
-    use crate::config::PolicyRef;
     use crate::policy::BuiltinRule;
+    use crate::policy::PolicyRef;
 
     #[test]
     fn a_tick_ends_a_second_before_the_invocation_must() {

@@ -8,16 +8,14 @@ pub mod lambda;
 pub mod once;
 pub mod probe;
 
-use crate::config::{Config, PolicyRef, PoolConfig};
+use crate::config::{Config, PoolConfig};
 use crate::groups::{GroupState, Groups};
 use crate::plan::{self, Bounds};
-use crate::policy::{Policy, PolicyEngine, WasmPolicy};
+use crate::policy::{Policy, PolicyEngine, PolicyLoader};
 use crate::sources::QueueSource;
 use crate::tick::{self, Cut, Pool, PoolReport, TickOptions};
 use anyhow::Context;
-use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Pools ready to tick against a queue source and a group API.
@@ -66,24 +64,14 @@ pub fn load_pools(
     engine: &PolicyEngine,
     secret_resource_class: Option<&str>,
 ) -> anyhow::Result<Vec<Pool>> {
-    let mut loaded: HashMap<PathBuf, WasmPolicy> = HashMap::new();
+    let mut policies = PolicyLoader::new(engine);
     config
         .pools
         .iter()
         .map(|pool| {
-            let policy = match &pool.policy {
-                PolicyRef::Builtin(rule) => Policy::Builtin(*rule),
-                PolicyRef::File(path) => match loaded.get(path) {
-                    Some(policy) => Policy::Wasm(policy.clone()),
-                    None => {
-                        let policy = engine.load(path).with_context(|| {
-                            format!("{}: pool {:?}: policy", config.origin, pool.name)
-                        })?;
-                        loaded.insert(path.clone(), policy.clone());
-                        Policy::Wasm(policy)
-                    }
-                },
-            };
+            let policy = policies
+                .load(&pool.policy)
+                .with_context(|| format!("{}: pool {:?}: policy", config.origin, pool.name))?;
             ready(pool, policy, secret_resource_class)
         })
         .collect()

@@ -8,8 +8,9 @@
 //! `runner-scaler:probe` tag that is removed again.
 
 use crate::aws::{error_message, refusal, AwsOptions};
-use crate::config::{Config, PolicyRef, TokenSource};
+use crate::config::{Config, TokenSource};
 use crate::iam::{Action, Call};
+use crate::policy::PolicyRef;
 use crate::runner_secret::{self, SecretError};
 use aws_sdk_autoscaling::types::Tag;
 use serde::Serialize;

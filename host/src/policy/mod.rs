@@ -13,6 +13,7 @@ mod error;
 mod limits;
 mod load;
 mod output;
+mod reference;
 mod wasi;
 
 pub use bindings::{CONTRACT, DECIDER_EXPORT};
@@ -26,6 +27,7 @@ pub use limits::{
 };
 pub use load::to_component;
 pub use output::{Level, PolicyLog};
+pub use reference::{PolicyLoader, PolicyRef};
 
 use crate::observation::{Decision, Observation};
 use std::time::{Duration, Instant};

@@ -7,7 +7,9 @@ use super::report::{self, Summary};
 use super::run::{run, Run, Scenario};
 use super::trace::Trace;
 use super::world::{Boot, Exit, Protection, WorldSettings};
-use crate::policy::{BuiltinRule, CompileCache, Limits, Policy, PolicyEngine};
+use crate::policy::{
+    BuiltinRule, CompileCache, Limits, Policy, PolicyEngine, PolicyLoader, PolicyRef,
+};
 use anyhow::Context;
 use std::path::Path;
 
@@ -112,27 +114,23 @@ impl Settings {
 
 /// Built-in rules by name, files through one engine (and the compile cache).
 pub fn load_policies(names: &[String]) -> anyhow::Result<Vec<Policy>> {
-    let mut engine = None;
-    let mut policies = Vec::new();
-    for name in names {
-        if let Some(rule) = BuiltinRule::from_name(name) {
-            policies.push(Policy::Builtin(rule));
-            continue;
-        }
-        if engine.is_none() {
-            let cache = CompileCache::new(CompileCache::default_dir());
-            engine = Some(PolicyEngine::new(Limits::default(), Some(cache))?);
-        }
-        let engine = engine.as_ref().expect("set above");
-        let policy = engine.load(Path::new(name)).with_context(|| {
-            format!(
-                "--policy {name}: not a built-in rule (queue, hold), and not a loadable policy file; \
-                 the examples are built into target/policies/ by `cargo xtask policies`"
-            )
-        })?;
-        policies.push(Policy::Wasm(policy));
-    }
-    Ok(policies)
+    let mut loader = PolicyLoader::lazy(|| {
+        let cache = CompileCache::new(CompileCache::default_dir());
+        PolicyEngine::new(Limits::default(), Some(cache))
+    });
+    names
+        .iter()
+        .map(|name| {
+            loader
+                .load(&PolicyRef::parse(name, Path::new("")))
+                .with_context(|| {
+                    format!(
+                        "--policy {name}: not a built-in rule (queue, hold), and not a loadable policy file; \
+                         the examples are built into target/policies/ by `cargo xtask policies`"
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Simulate `policy` (a built-in rule's name or a policy file) with

@@ -6,7 +6,7 @@ mod precompile;
 mod test;
 
 use super::language::Language;
-use crate::policy::{self, BuiltinRule, CompileCache, Limits, Policy, PolicyEngine};
+use crate::policy::{self, CompileCache, Limits, Policy, PolicyEngine, PolicyLoader, PolicyRef};
 use crate::sample;
 use crate::text;
 use anyhow::{bail, Context};
@@ -73,22 +73,25 @@ pub struct SandboxArgs {
 }
 
 impl SandboxArgs {
-    pub fn engine(&self) -> anyhow::Result<PolicyEngine> {
-        let limits = Limits {
+    fn limits(&self) -> Limits {
+        Limits {
             deadline: Duration::from_millis(self.deadline_ms),
             memory_bytes: self.memory_mib * 1024 * 1024,
             ..Limits::default()
-        };
-        let cache = (!self.no_cache).then(|| CompileCache::new(CompileCache::default_dir()));
-        Ok(PolicyEngine::new(limits, cache)?)
+        }
     }
 
-    /// The policy named `name`: a built-in rule, or a file loaded by a new engine.
+    fn cache(&self) -> Option<CompileCache> {
+        (!self.no_cache).then(|| CompileCache::new(CompileCache::default_dir()))
+    }
+
+    /// The policy named `name`: a built-in rule, or a file loaded by a new
+    /// engine (made only for a file).
     pub fn policy(&self, name: &str) -> anyhow::Result<Policy> {
-        if let Some(rule) = BuiltinRule::from_name(name) {
-            return Ok(Policy::Builtin(rule));
-        }
-        Ok(Policy::Wasm(self.engine()?.load(Path::new(name))?))
+        let limits = self.limits();
+        let cache = self.cache();
+        let mut loader = PolicyLoader::lazy(move || PolicyEngine::new(limits, cache.clone()));
+        Ok(loader.load(&PolicyRef::parse(name, Path::new("")))?)
     }
 }
 

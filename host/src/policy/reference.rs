@@ -1,0 +1,138 @@
+//! A policy as people name it — a built-in rule or a WebAssembly file — and
+//! the one way from that name to a [`Policy`]: the configuration, `policy
+//! eval`/`test` and `simulate` all go through [`PolicyRef::parse`] and a
+//! [`PolicyLoader`].
+
+use super::{BuiltinRule, Policy, PolicyEngine, PolicyError, WasmPolicy};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// A policy by name: a built-in rule, or a WebAssembly file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyRef {
+    Builtin(BuiltinRule),
+    File(PathBuf),
+}
+
+impl PolicyRef {
+    /// `name` as a built-in rule's name (`queue`, `hold`), else as a policy
+    /// file, relative to `base` (a configuration's directory; `""` for the
+    /// working directory).
+    pub fn parse(name: &str, base: &Path) -> PolicyRef {
+        match BuiltinRule::from_name(name) {
+            Some(rule) => PolicyRef::Builtin(rule),
+            None => PolicyRef::File(base.join(name)),
+        }
+    }
+}
+
+/// Turns [`PolicyRef`]s into [`Policy`]s: a built-in rule as it is, a file
+/// through one engine, each file loaded once however many pools name it. A
+/// lazy loader makes its engine only when a file first needs one, so a
+/// command that names only built-in rules reserves no sandbox.
+pub struct PolicyLoader<'e> {
+    engine: Engine<'e>,
+    loaded: HashMap<PathBuf, WasmPolicy>,
+}
+
+enum Engine<'e> {
+    Given(&'e PolicyEngine),
+    Lazy {
+        made: Option<Box<PolicyEngine>>,
+        make: Box<dyn Fn() -> Result<PolicyEngine, PolicyError> + 'e>,
+    },
+}
+
+impl<'e> PolicyLoader<'e> {
+    /// Files load through `engine`.
+    pub fn new(engine: &'e PolicyEngine) -> Self {
+        PolicyLoader {
+            engine: Engine::Given(engine),
+            loaded: HashMap::new(),
+        }
+    }
+
+    /// Files load through the engine `make` builds, the first time one is
+    /// needed.
+    pub fn lazy(make: impl Fn() -> Result<PolicyEngine, PolicyError> + 'e) -> Self {
+        PolicyLoader {
+            engine: Engine::Lazy {
+                made: None,
+                make: Box::new(make),
+            },
+            loaded: HashMap::new(),
+        }
+    }
+
+    /// The policy `policy` names.
+    pub fn load(&mut self, policy: &PolicyRef) -> Result<Policy, PolicyError> {
+        let path = match policy {
+            PolicyRef::Builtin(rule) => return Ok(Policy::Builtin(*rule)),
+            PolicyRef::File(path) => path,
+        };
+        if let Some(loaded) = self.loaded.get(path) {
+            return Ok(Policy::Wasm(loaded.clone()));
+        }
+        let engine: &PolicyEngine = match &mut self.engine {
+            Engine::Given(engine) => engine,
+            Engine::Lazy { made, make } => {
+                if made.is_none() {
+                    *made = Some(Box::new(make()?));
+                }
+                made.as_ref().expect("made above")
+            }
+        };
+        let loaded = engine.load(path)?;
+        self.loaded.insert(path.clone(), loaded.clone());
+        Ok(Policy::Wasm(loaded))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn names_are_rules_or_files_relative_to_the_base() {
+        let base = Path::new("/etc/runner-scaler");
+        assert_eq!(
+            PolicyRef::parse("queue", base),
+            PolicyRef::Builtin(BuiltinRule::Queue)
+        );
+        assert_eq!(
+            PolicyRef::parse("hold", base),
+            PolicyRef::Builtin(BuiltinRule::Hold)
+        );
+        assert_eq!(
+            PolicyRef::parse("policies/p.wasm", base),
+            PolicyRef::File("/etc/runner-scaler/policies/p.wasm".into())
+        );
+        assert_eq!(
+            PolicyRef::parse("/abs/p.wasm", base),
+            PolicyRef::File("/abs/p.wasm".into())
+        );
+        assert_eq!(
+            PolicyRef::parse("queue-depth", Path::new("")),
+            PolicyRef::File("queue-depth".into())
+        );
+    }
+
+    #[test]
+    fn a_lazy_loader_makes_no_engine_for_built_in_rules() {
+        let made = Cell::new(0);
+        let mut loader = PolicyLoader::lazy(|| {
+            made.set(made.get() + 1);
+            PolicyEngine::new(Default::default(), None)
+        });
+        let policy = loader
+            .load(&PolicyRef::Builtin(BuiltinRule::Queue))
+            .unwrap();
+        assert!(matches!(policy, Policy::Builtin(BuiltinRule::Queue)));
+        assert_eq!(made.get(), 0);
+        let missing = PolicyRef::File("/nonexistent/p.wasm".into());
+        assert!(loader.load(&missing).is_err());
+        assert!(loader.load(&missing).is_err());
+        assert_eq!(made.get(), 1, "one engine, made when a file needed it");
+    }
+}
