@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// What becomes of the answer to a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +61,8 @@ impl AwsProxy {
             answer: Mutex::new(answer),
             writes: AtomicUsize::new(0),
         });
-        let server = tokio::spawn(serve(listener, shared.clone()));
+        // An error from `forward` closes the connection: `Answer::Drop`.
+        let server = tokio::spawn(super::serve_http(listener, shared.clone(), forward));
         AwsProxy {
             addr,
             shared,
@@ -88,25 +89,6 @@ impl AwsProxy {
 impl Drop for AwsProxy {
     fn drop(&mut self) {
         self.server.abort();
-    }
-}
-
-async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = shared.clone();
-        connections.spawn(async move {
-            let service =
-                hyper::service::service_fn(move |request| forward(shared.clone(), request));
-            // An error from the service closes the connection: `Answer::Drop`.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        });
-        while connections.try_join_next().is_some() {}
     }
 }
 

@@ -4,7 +4,6 @@
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
-use std::convert::Infallible;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -110,11 +109,13 @@ pub fn pool(name: &str, policy: runner_scaler::policy::Policy) -> runner_scaler:
 /// Serve HTTP/1 on `listener` for a fake, each request answered by
 /// `answer(shared, request)`, until the task is aborted — which drops the
 /// connections' JoinSet and so aborts every connection, slow answers included.
-pub async fn serve_http<S, A, F>(listener: TcpListener, shared: Arc<S>, answer: A)
+/// An `Err` from `answer` closes its connection without a response.
+pub async fn serve_http<S, A, F, E>(listener: TcpListener, shared: Arc<S>, answer: A)
 where
     S: Send + Sync + 'static,
     A: Fn(Arc<S>, Request<Incoming>) -> F + Copy + Send + Sync + 'static,
-    F: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+    F: Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut connections = JoinSet::new();
     loop {
