@@ -14,7 +14,7 @@
 # --prefix PREFIX   key prefix in the bucket (default runner-scaler/); the key
 #                   ends in the bundle's SHA-256, so new code means a new key
 #                   and the stack update replaces the function's code.
-# --arch ARCH       x86_64 (default) or arm64; sets the stack's Architecture.
+# --arch ARCH       arm64 (default) or x86_64; sets the stack's Architecture.
 # --zip FILE        deploy this bundle instead of building one.
 # --out FILE        where the built bundle goes (default
 #                   target/lambda/runner-scaler-lambda-ARCH.zip).
@@ -36,7 +36,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 stack=""
 bucket=""
 prefix="runner-scaler/"
-arch=x86_64
+arch=arm64
 zip=""
 out=""
 template="$root/examples/cloudformation/runner-scaler.yaml"

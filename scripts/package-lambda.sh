@@ -4,11 +4,11 @@
 # function's architecture. docs/deploying.md explains the whole route;
 # scripts/deploy.sh runs this, uploads the zip and deploys the stack.
 #
-#   scripts/package-lambda.sh [--arch x86_64|arm64] [--config FILE]
+#   scripts/package-lambda.sh [--arch arm64|x86_64] [--config FILE]
 #                             [--policy FILE.wasm]... [--binary PATH]
 #                             [--no-precompile] [--no-strip] [--out ZIP]
 #
-# --arch      the function's architecture (default x86_64, as the template).
+# --arch      the function's architecture (default arm64, as the template).
 # --config    a runner-scaler.toml to ship; it becomes runner-scaler.toml
 #             beside the bootstrap (set RUNNER_SCALER_CONFIG=runner-scaler.toml)
 #             and must name its policies as policies/NAME.wasm.
@@ -44,7 +44,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-arch=x86_64
+arch=arm64
 config=""
 binary=""
 out=""

@@ -162,15 +162,20 @@ fn the_function_runs_the_bootstrap_with_the_original_tools_variables() {
         serde_json::json!([{ "Ref": "Architecture" }])
     );
     let architecture = &template["Parameters"]["Architecture"];
-    assert_eq!(architecture["Default"], "x86_64");
+    assert_eq!(architecture["Default"], "arm64");
     assert_eq!(
         architecture["AllowedValues"],
-        serde_json::json!(["x86_64", "arm64"])
+        serde_json::json!(["arm64", "x86_64"])
     );
     let package = std::fs::read_to_string(repo().join("scripts/package-lambda.sh")).unwrap();
     assert!(
-        package.contains("\narch=x86_64\n"),
+        package.contains("\narch=arm64\n"),
         "package-lambda.sh's default --arch"
+    );
+    let deploy = std::fs::read_to_string(repo().join("scripts/deploy.sh")).unwrap();
+    assert!(
+        deploy.contains("\narch=arm64\n"),
+        "deploy.sh's default --arch"
     );
     let variables = function["Environment"]["Variables"].as_object().unwrap();
     for name in [
