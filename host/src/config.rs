@@ -17,7 +17,8 @@ use std::time::Duration;
 pub struct Config {
     /// Where it came from, for messages: a file, or the environment.
     pub origin: String,
-    /// Time between ticks in `run`.
+    /// Time between ticks, in `run` and within a Lambda invocation, as
+    /// configured; [`Config::tick_interval`] is what the modes use.
     pub interval: Duration,
     /// The longest one tick may take, in every mode; pools still at work
     /// then are cut (reported held, or unknown where a write was under way).
@@ -59,6 +60,9 @@ pub struct CircleCiConfig {
     pub token: TokenSource,
     /// Per-request timeout and attempts; the backoff keeps its defaults.
     pub http: crate::sources::circleci::HttpOptions,
+    /// The most requests per minute the scaler sends the runner API; the
+    /// tick interval grows when the pools' resource classes need more.
+    pub requests_per_minute: u32,
 }
 
 /// Where the CircleCI API token comes from.
@@ -147,6 +151,7 @@ struct RawCircleCi {
     token_parameter: Option<RawSecretRef>,
     timeout: Option<String>,
     attempts: Option<u32>,
+    requests_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,11 +198,37 @@ struct RawPool {
     allow_unprotected_scale_in: Option<bool>,
 }
 
+/// The default time between ticks: a job waits at most this long for the
+/// scaler to see it (the daemon's, and within a Lambda invocation).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The default budget of runner API requests per minute. CircleCI publishes
+/// no rate limit for the runner API (it answers 429 with `Retry-After` when
+/// one is hit, which the client honours); 600 a minute, ten a second, keeps
+/// 10 s ticks for up to 50 resource classes (two requests each per tick).
+pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 600;
+
 /// The shortest default tick deadline: room for the upstream calls' own
 /// timeouts (10 s per AWS call) when the interval is shorter.
 pub const MIN_DEFAULT_TICK_DEADLINE: Duration = Duration::from_secs(10);
 
 impl Config {
+    /// The time between ticks: the configured interval, or longer when a
+    /// tick's runner API requests (two per resource class) at that interval
+    /// would exceed `circleci.requests_per_minute`.
+    pub fn tick_interval(&self) -> Duration {
+        let classes: std::collections::BTreeSet<Option<&str>> = self
+            .pools
+            .iter()
+            .map(|pool| pool.resource_class.as_deref())
+            .collect();
+        let per_tick = 2 * classes.len() as u64;
+        let paced = Duration::from_millis(
+            (per_tick * 60_000).div_ceil(u64::from(self.circleci.requests_per_minute.max(1))),
+        );
+        self.interval.max(paced)
+    }
+
     /// The configuration for this process: `path` (from `--config` or
     /// `RUNNER_SCALER_CONFIG`) if given, else the original tool's variables.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -327,6 +358,7 @@ impl Config {
             .map_err(|message| invalid(env::POLICY_PARAMS, message))?;
         let group = get("AUTO_SCALING_GROUP_NAME")?;
         let raw = RawConfig {
+            interval: set(env::TICK_INTERVAL).map(|text| text.trim().into()),
             circleci: RawCircleCi {
                 base_url: set(env::CIRCLECI_URL),
                 token_secret,
@@ -373,6 +405,8 @@ pub mod env {
     pub const TOKEN_PARAMETER: &str = "RUNNER_SCALER_TOKEN_PARAMETER";
     /// The CircleCI runner API (CircleCI server) [default: CircleCI's].
     pub const CIRCLECI_URL: &str = "CIRCLECI_RUNNER_API_URL";
+    /// Time between ticks within one Lambda invocation [default: 10s].
+    pub const TICK_INTERVAL: &str = "RUNNER_SCALER_TICK_INTERVAL";
 
     /// The variables that set what a configuration file sets per pool.
     pub const POOL_VARS: [&str; 5] = [
@@ -428,6 +462,7 @@ pub mod env {
             "group" | "name" => "AUTO_SCALING_GROUP_NAME",
             "region" => "AUTO_SCALING_GROUP_REGION",
             "circleci" if key == "circleci.base_url" => CIRCLECI_URL,
+            "interval" => TICK_INTERVAL,
             _ => {
                 return ConfigError::Invalid {
                     origin,
@@ -452,7 +487,7 @@ impl RawConfig {
             message,
         };
         let interval = match &self.interval {
-            None => Duration::from_secs(60),
+            None => DEFAULT_INTERVAL,
             Some(text) => parse_duration(text)
                 .filter(|d| *d >= Duration::from_secs(1))
                 .ok_or_else(|| {
@@ -594,6 +629,17 @@ impl RawConfig {
             }
             http.attempts = attempts;
         }
+        let requests_per_minute =
+            match self.circleci.requests_per_minute {
+                None => DEFAULT_REQUESTS_PER_MINUTE,
+                Some(0) => return Err(invalid(
+                    "circleci.requests_per_minute",
+                    "0 would never read a queue; give the most runner API requests a minute the \
+                     scaler may send, e.g. 600"
+                        .into(),
+                )),
+                Some(n) => n,
+            };
         let mut daemon = DaemonConfig::default();
         if let Some(listen) = &self.daemon.listen {
             daemon.listen = listen.parse().map_err(|_| {
@@ -663,6 +709,7 @@ impl RawConfig {
                 base_url,
                 token,
                 http,
+                requests_per_minute,
             },
             aws_endpoint_url: self.aws.endpoint_url,
             limits,
@@ -835,7 +882,8 @@ max = 5
     fn a_minimal_pool_takes_the_defaults() {
         let config = parse(POOL).unwrap();
         let pool = &config.pools[0];
-        assert_eq!(config.interval, Duration::from_secs(60));
+        assert_eq!(config.interval, Duration::from_secs(10));
+        assert_eq!(config.tick_interval(), Duration::from_secs(10));
         assert_eq!(
             config.circleci.base_url,
             crate::sources::circleci::DEFAULT_BASE_URL
@@ -1056,6 +1104,49 @@ max = 4
             parse(POOL).unwrap().daemon.stop_grace,
             Duration::from_secs(10)
         );
+    }
+
+    #[test]
+    fn the_interval_grows_when_the_runner_api_budget_needs_it() {
+        let pools = |n: usize, budget: u32| {
+            let mut text = format!("[circleci]\nrequests_per_minute = {budget}\n");
+            for i in 0..n {
+                text += &format!(
+                    "[[pool]]\nname = \"p{i}\"\nresource_class = \"acme/c{}\"\ngroup = \"g{i}\"\n\
+                     region = \"eu-west-1\"\npolicy = \"queue\"\nmax = 2\n",
+                    i % 60
+                );
+            }
+            parse(&text).unwrap().tick_interval()
+        };
+        // Two requests per resource class and tick.
+        assert_eq!(pools(1, 600), Duration::from_secs(10));
+        assert_eq!(
+            pools(50, 600),
+            Duration::from_secs(10),
+            "100 a tick, 6 ticks"
+        );
+        assert_eq!(pools(100, 600), Duration::from_secs(12), "60 classes");
+        assert_eq!(pools(60, 60), Duration::from_secs(120));
+        let zero = format!("[circleci]\nrequests_per_minute = 0\n{POOL}");
+        let err = parse(&zero).unwrap_err().to_string();
+        assert!(err.contains("circleci.requests_per_minute"), "{err}");
+        // The environment route names its variable.
+        let var = |name: &str| {
+            match name {
+                "SECRET_NAME" => Some("s"),
+                "SECRET_REGION" | "AUTO_SCALING_GROUP_REGION" => Some("eu-west-1"),
+                "AUTO_SCALING_MAX" => Some("4"),
+                "AUTO_SCALING_GROUP_NAME" => Some("g"),
+                env::TICK_INTERVAL => Some("soon"),
+                _ => None,
+            }
+            .map(String::from)
+        };
+        let err = Config::from_seed_env(&var, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RUNNER_SCALER_TICK_INTERVAL"), "{err}");
     }
 
     #[test]

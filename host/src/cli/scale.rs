@@ -89,12 +89,12 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     let scaler = modes::connect(&config, &engine).await?;
     tracing::info!(
         pools = scaler.pools.len(),
-        interval = ?config.interval,
+        interval_s = scaler.interval.as_secs_f64(),
         dry_run = args.dry_run,
         "runner-scaler running"
     );
     modes::warn_unprotected(&scaler).await;
-    let metrics = Arc::new(Metrics::new(config.daemon.unhealthy_after, config.interval));
+    let metrics = Arc::new(Metrics::new(config.daemon.unhealthy_after, scaler.interval));
     let listen = args.listen.unwrap_or(config.daemon.listen);
     let listener = http::bind(listen).await.with_context(|| {
         format!(
@@ -109,7 +109,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         dry_run: args.dry_run,
         deadline: None,
     };
-    let ticks = daemon::run_every(config.interval, stop.clone(), || async {
+    let ticks = daemon::run_every(scaler.interval, stop.clone(), || async {
         let started = std::time::Instant::now();
         metrics.tick_started();
         let reports = scaler

@@ -1,8 +1,13 @@
 //! `runner-scaler lambda`: the binary as the `bootstrap` of a
 //! `provided.al2023` function. Set up once per cold start (configuration,
-//! engine, policies, clients), then one tick per invocation, answered with a
-//! JSON summary of the decisions. A setup failure goes to the Runtime API's
-//! init error endpoint, so it shows in the function's errors with its message.
+//! engine, policies, clients), then, in each invocation, a tick every tick
+//! interval (10 s by default) until the next would not fit before the
+//! invocation's deadline: a one-minute schedule and a 55 s timeout give six
+//! ticks a minute, never two at once and none overlapping the next
+//! invocation. Each tick is complete on its own (state, decision records,
+//! metrics). The answer is a JSON summary of the last tick. A setup failure
+//! goes to the Runtime API's init error endpoint, so it shows in the
+//! function's errors with its message.
 
 use crate::config::Config;
 use crate::modes::{self, Scaler};
@@ -29,10 +34,16 @@ const FUNCTION_VARS: [&str; 3] = [
 /// `$LAMBDA_TASK_ROOT/precompiled`].
 pub const PRECOMPILED_VAR: &str = "RUNNER_SCALER_PRECOMPILED";
 
-/// What one invocation answers.
+/// The least time left that a tick is started with (or the interval, if
+/// shorter); with less, the invocation ends and the next one ticks.
+const MIN_TICK_TIME: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// What one invocation answers: its last tick, and how many it ran.
 #[derive(Debug, Serialize)]
 pub struct Summary {
-    /// Every pool's decision record.
+    /// Ticks this invocation ran.
+    pub ticks: usize,
+    /// Every pool's decision record, from the last tick.
     pub pools: Vec<PoolReport>,
     /// Pools that got a decision.
     pub decided: usize,
@@ -47,6 +58,7 @@ impl Summary {
     pub fn of(pools: Vec<PoolReport>) -> Summary {
         let count = |action| pools.iter().filter(|r| r.action == action).count();
         Summary {
+            ticks: 1,
             decided: pools.iter().filter(|r| r.decided()).count(),
             held: count(Action::Held),
             unknown: count(Action::Unknown),
@@ -56,9 +68,10 @@ impl Summary {
 }
 
 /// An optional field of the event: a manual test invocation can ask for a
-/// dry run with `{"dry_run": true}`, or for the permission probe of `check
-/// --probe` with `{"probe": true}` (as the function's own role). Anything
-/// else in the event (an EventBridge scheduled event's fields) is ignored.
+/// dry run with `{"dry_run": true}` (one tick), for a single tick with
+/// `{"once": true}`, or for the permission probe of `check --probe` with
+/// `{"probe": true}` (as the function's own role). Anything else in the
+/// event (an EventBridge scheduled event's fields) is ignored.
 fn requested(event: &serde_json::Value, field: &str) -> bool {
     event
         .get(field)
@@ -110,12 +123,13 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let (config, scaler) = (&config, &scaler);
     let handler = service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
-        let time_left = time_left(event.context.deadline, jiff::Timestamp::now());
+        let deadline = time_left(event.context.deadline, jiff::Timestamp::now())
+            .map(|left| tokio::time::Instant::now() + left);
         async move {
             if requested(&event.payload, "probe") {
                 return probe(config).await;
             }
-            let summary = invoke(scaler, &event.payload, time_left).await?;
+            let summary = invoke(scaler, &event.payload, deadline).await?;
             serde_json::to_value(summary).map_err(|err| Diagnostic {
                 error_type: "RunnerScaler.Internal".into(),
                 error_message: format!("cannot write the summary: {err}"),
@@ -130,48 +144,83 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One invocation: one tick. It succeeds when any pool was decided (held
-/// pools are in the summary); when every pool was held it fails, so the
+/// One invocation: a tick every interval while another fits before
+/// `deadline` (one tick with no deadline, or when the event asks for a dry
+/// run or a single tick). It succeeds when any tick decided a pool (held
+/// pools are in the summary); when no tick decided any, it fails, so the
 /// function's error metric shows an outage (token revoked, API down).
 async fn invoke<Q, G>(
     scaler: &Scaler<Q, G>,
     event: &serde_json::Value,
-    time_left: Option<std::time::Duration>,
+    deadline: Option<tokio::time::Instant>,
 ) -> Result<Summary, Diagnostic>
 where
     Q: crate::sources::QueueSource,
     G: crate::groups::Groups,
 {
     let dry_run = requested(event, "dry_run");
-    // The tick ends before the function's own timeout would kill it
-    // without a report.
-    let deadline = time_left.map(|left| left.min(scaler.tick_deadline));
-    let summary = Summary::of(scaler.tick(TickOptions { dry_run, deadline }).await);
-    // The metrics (docs/operating.md, "Metrics (Lambda)"): EMF lines on
-    // stdout, which CloudWatch Logs turns into metrics.
-    let now_ms = jiff::Timestamp::now().as_millisecond();
-    for report in &summary.pools {
-        println!("{}", crate::emf::line(report, now_ms));
-    }
-    tracing::info!(
-        decided = summary.decided,
-        held = summary.held,
-        unknown = summary.unknown,
-        dry_run,
-        "tick done"
-    );
-    if summary.decided == 0 && summary.held + summary.unknown > 0 {
-        let why: Vec<String> = summary
-            .pools
-            .iter()
-            .map(|r| format!("{}: {}", r.pool, r.why.as_deref().unwrap_or("held")))
-            .collect();
-        return Err(Diagnostic {
-            error_type: "RunnerScaler.AllPoolsHeld".into(),
-            error_message: format!("no pool was decided; {}", why.join("; ")),
+    let single = dry_run || requested(event, "once");
+    let started = tokio::time::Instant::now();
+    let least = MIN_TICK_TIME.min(scaler.interval);
+    let mut ticks = 0;
+    let mut decided_any = false;
+    loop {
+        // A tick ends before the function's own timeout would kill it
+        // without a report.
+        let tick_deadline = deadline.map(|at| {
+            at.saturating_duration_since(tokio::time::Instant::now())
+                .min(scaler.tick_deadline)
         });
+        let mut summary = Summary::of(
+            scaler
+                .tick(TickOptions {
+                    dry_run,
+                    deadline: tick_deadline,
+                })
+                .await,
+        );
+        ticks += 1;
+        decided_any |= summary.decided > 0;
+        // The metrics (docs/operating.md, "Metrics (Lambda)"): EMF lines on
+        // stdout, which CloudWatch Logs turns into metrics.
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        for report in &summary.pools {
+            println!("{}", crate::emf::line(report, now_ms));
+        }
+        tracing::info!(
+            tick = ticks,
+            decided = summary.decided,
+            held = summary.held,
+            unknown = summary.unknown,
+            dry_run,
+            "tick done"
+        );
+        let next = started + scaler.interval * ticks as u32;
+        let fits = deadline.is_some_and(|at| next + least <= at);
+        if single || !fits {
+            summary.ticks = ticks;
+            return if decided_any || summary.held + summary.unknown == 0 {
+                Ok(summary)
+            } else {
+                Err(all_held(&summary))
+            };
+        }
+        tokio::time::sleep_until(next).await;
     }
-    Ok(summary)
+}
+
+/// The invocation's error when no tick decided any pool, naming why each
+/// pool of the last tick was held.
+fn all_held(summary: &Summary) -> Diagnostic {
+    let why: Vec<String> = summary
+        .pools
+        .iter()
+        .map(|r| format!("{}: {}", r.pool, r.why.as_deref().unwrap_or("held")))
+        .collect();
+    Diagnostic {
+        error_type: "RunnerScaler.AllPoolsHeld".into(),
+        error_message: format!("no pool was decided; {}", why.join("; ")),
+    }
 }
 
 /// What a tick may take of an invocation that must end by `deadline_ms`
@@ -279,6 +328,124 @@ mod tests {
     use crate::config::env::{POLICY as POLICY_VAR, POLICY_PARAMS as POLICY_PARAMS_VAR};
     use crate::policy::BuiltinRule;
     use crate::policy::PolicyRef;
+
+    /// A scaler of one pool (`queue` rule) over in-memory sources.
+    fn memory_scaler(
+        interval: std::time::Duration,
+    ) -> Scaler<crate::sources::MemoryQueue, crate::groups::MemoryGroups> {
+        use crate::groups::{GroupId, GroupState};
+        let group = GroupId {
+            region: "eu-west-1".into(),
+            name: "g".into(),
+        };
+        let queues = crate::sources::MemoryQueue::new();
+        queues.set(
+            "acme/a",
+            crate::observation::Queue {
+                waiting: 2,
+                running: 0,
+            },
+        );
+        let groups = crate::groups::MemoryGroups::new();
+        let state = GroupState {
+            max: 10,
+            new_instances_protected: true,
+            ..GroupState::default()
+        };
+        groups.insert(group.clone(), state);
+        Scaler {
+            pools: vec![crate::tick::Pool {
+                name: "p".into(),
+                resource_class: "acme/a".into(),
+                group,
+                policy: crate::policy::Policy::Builtin(BuiltinRule::Queue),
+                fallback: BuiltinRule::Hold,
+                bounds: crate::plan::Bounds {
+                    min: 0,
+                    max: 10,
+                    allow_unprotected_scale_in: false,
+                },
+                time_zone: jiff::tz::TimeZone::UTC,
+                params: vec![],
+            }],
+            queues,
+            groups,
+            tick_deadline: std::time::Duration::from_secs(10),
+            interval,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invocation_ticks_every_interval_until_the_next_would_not_fit() {
+        let secs = std::time::Duration::from_secs;
+        let scaler = memory_scaler(secs(10));
+        let event = serde_json::json!({ "detail-type": "Scheduled Event" });
+        // A 55 s timeout, less the second kept to report in: ticks at 0, 10,
+        // ..., 50 s; the one at 60 s belongs to the next invocation.
+        let started = tokio::time::Instant::now();
+        let summary = invoke(&scaler, &event, Some(started + secs(54)))
+            .await
+            .unwrap();
+        assert_eq!(summary.ticks, 6);
+        assert_eq!(scaler.queues.reads(), 6, "a queue read per tick");
+        assert!(started.elapsed() < secs(54), "{:?}", started.elapsed());
+        assert_eq!(summary.pools[0].action, Action::Unchanged, "applied once");
+        // A tick that could have only 2 s left is not started.
+        let summary = invoke(
+            &scaler,
+            &event,
+            Some(tokio::time::Instant::now() + secs(52)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            summary.ticks, 5,
+            "the one at 50 s would have 2 s: not started"
+        );
+        // A dry run, an explicit single tick, or no deadline: one tick.
+        for event in [
+            serde_json::json!({ "dry_run": true }),
+            serde_json::json!({ "once": true }),
+        ] {
+            let summary = invoke(
+                &scaler,
+                &event,
+                Some(tokio::time::Instant::now() + secs(54)),
+            )
+            .await
+            .unwrap();
+            assert_eq!(summary.ticks, 1, "{event}");
+        }
+        assert_eq!(invoke(&scaler, &event, None).await.unwrap().ticks, 1);
+        // An interval longer than the invocation: one tick, at once.
+        let slow = memory_scaler(secs(60));
+        let started = tokio::time::Instant::now();
+        let summary = invoke(&slow, &event, Some(started + secs(54)))
+            .await
+            .unwrap();
+        assert_eq!(summary.ticks, 1);
+        assert!(
+            started.elapsed() < secs(1),
+            "it did not wait for a tick it cannot run"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invocation_that_decides_nothing_fails_after_its_ticks() {
+        let secs = std::time::Duration::from_secs;
+        let scaler = memory_scaler(secs(10));
+        scaler.queues.fail("acme/a", "revoked");
+        let event = serde_json::json!({});
+        let err = invoke(
+            &scaler,
+            &event,
+            Some(tokio::time::Instant::now() + secs(24)),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.error_type, "RunnerScaler.AllPoolsHeld");
+        assert_eq!(scaler.queues.reads(), 3, "three ticks were tried");
+    }
 
     #[test]
     fn a_tick_ends_a_second_before_the_invocation_must() {

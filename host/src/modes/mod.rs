@@ -25,6 +25,8 @@ pub struct Scaler<Q, G> {
     pub groups: G,
     /// The longest one tick may take (the configuration's `tick_deadline`).
     pub tick_deadline: Duration,
+    /// Time between ticks ([`Config::tick_interval`]).
+    pub interval: Duration,
 }
 
 impl<Q: QueueSource, G: Groups> Scaler<Q, G> {
@@ -148,7 +150,25 @@ pub async fn connect(
         queues,
         groups: crate::groups::asg::AsgGroups::new(aws),
         tick_deadline: config.tick_deadline,
+        interval: paced_interval(config),
     })
+}
+
+/// [`Config::tick_interval`], saying so when the runner API's budget
+/// lengthens the configured interval.
+fn paced_interval(config: &Config) -> Duration {
+    let interval = config.tick_interval();
+    if interval > config.interval {
+        tracing::warn!(
+            configured_s = config.interval.as_secs_f64(),
+            interval_s = interval.as_secs_f64(),
+            requests_per_minute = config.circleci.requests_per_minute,
+            "ticking less often than configured: the pools' resource classes need two runner API \
+             requests each per tick, more than circleci.requests_per_minute allows at the configured \
+             interval"
+        );
+    }
+    interval
 }
 
 /// Say, once at start, which groups the scaler will not scale in as far

@@ -187,9 +187,19 @@ fn the_function_runs_the_bootstrap_with_the_original_tools_variables() {
         "RUNNER_SCALER_POLICY",
         "RUNNER_SCALER_POLICY_PARAMS",
         "RUNNER_SCALER_TIME_ZONE",
+        "RUNNER_SCALER_TICK_INTERVAL",
     ] {
         assert!(variables.contains_key(name), "{name}");
     }
+    // Ticks every TickInterval within each invocation, which ends before
+    // the next minute's: no two invocations overlap.
+    assert_eq!(
+        variables["RUNNER_SCALER_TICK_INTERVAL"]["Ref"],
+        "TickInterval"
+    );
+    assert_eq!(template["Parameters"]["TickInterval"]["Default"], "10s");
+    let timeout = function["Timeout"].as_u64().unwrap();
+    assert!((30..60).contains(&timeout), "Timeout {timeout}");
     assert_eq!(variables["RUNNER_SCALER_TIME_ZONE"]["Ref"], "TimeZone");
     assert_eq!(template["Parameters"]["TimeZone"]["Default"], "UTC");
     let logs = resource(&template, "ScalerLogGroup");

@@ -180,6 +180,44 @@ async fn scheduled_events_each_run_a_tick_and_answer_a_summary() {
 }
 
 #[tokio::test]
+async fn an_invocation_ticks_every_interval_and_answers_before_its_deadline() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    setup_seed(&moto, &circleci, "cci-runner-asg", "acme/seed").await;
+    // 4.5 s, less the second kept to report in: ticks at 0, 1 and 2 s; one
+    // at 3 s would have only half a second of the 1 s it needs.
+    let timeout = Duration::from_millis(4500);
+    let lambda = FakeLambda::with_timeout([scheduled_event()], timeout).await;
+    let root = bundle("queue-depth", true);
+    let cache = tempfile::tempdir().unwrap();
+    let mut env = lambda_env(&lambda, &moto, &circleci, root.path(), "cci-runner-asg");
+    env.push(("RUNNER_SCALER_TICK_INTERVAL".into(), "1s".into()));
+    let child = bootstrap(&env, cache.path());
+    let posted = lambda.wait_for(1, Duration::from_secs(30)).await;
+    let output = stop(child).await;
+    let (at, Posted::Response { request_id, body }) = &posted[0] else {
+        panic!("not a response: {posted:?}\n{output}");
+    };
+    let deadline = lambda.deadline_of(request_id).unwrap();
+    assert!(
+        *at < deadline - Duration::from_secs(1),
+        "answered {:?} before the deadline\n{output}",
+        deadline - *at
+    );
+    let answer: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(answer["ticks"], 3, "{answer}\n{output}");
+    // Each tick is a full tick: its own reads, its own metric line; the
+    // first applied the decision, the last found it in place.
+    use support::fake_circleci::Endpoint;
+    assert_eq!(circleci.requests(Endpoint::Unclaimed), 3);
+    assert_eq!(circleci.requests(Endpoint::Running), 3);
+    assert_eq!(output.matches("\"_aws\"").count(), 3, "{output}");
+    assert_eq!(answer["pools"][0]["action"], "unchanged", "{answer}");
+    let group = moto.group(REGION, "cci-runner-asg").await.unwrap();
+    assert_eq!(group.desired_capacity(), Some(5));
+}
+
+#[tokio::test]
 async fn a_bad_configuration_is_reported_as_an_init_error() {
     let moto = Moto::start();
     let circleci = FakeCircleCi::start(TOKEN).await;

@@ -51,6 +51,11 @@ struct State {
     posted: Vec<(Instant, Posted)>,
     /// `invocation/next` requests received, answered or held.
     polls: usize,
+    /// An invocation's timeout: its deadline is this long after it is
+    /// handed out.
+    timeout: Duration,
+    /// Each handed-out invocation's deadline, by request id.
+    deadlines: Vec<(String, Instant)>,
 }
 
 struct Shared {
@@ -81,9 +86,18 @@ pub fn scheduled_event() -> serde_json::Value {
 }
 
 impl FakeLambda {
-    /// Serves `events` in order on 127.0.0.1 on a port the OS picks. Call
-    /// it inside a tokio runtime.
+    /// Serves `events` in order on 127.0.0.1 on a port the OS picks, each
+    /// with a 5 s timeout (one tick at the default interval). Call it inside
+    /// a tokio runtime.
     pub async fn start(events: impl IntoIterator<Item = serde_json::Value>) -> FakeLambda {
+        FakeLambda::with_timeout(events, Duration::from_secs(5)).await
+    }
+
+    /// [`FakeLambda::start`], each invocation with this timeout.
+    pub async fn with_timeout(
+        events: impl IntoIterator<Item = serde_json::Value>,
+        timeout: Duration,
+    ) -> FakeLambda {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -94,6 +108,7 @@ impl FakeLambda {
         });
         {
             let mut state = shared.state.lock().unwrap();
+            state.timeout = timeout;
             for event in events {
                 state.next_id += 1;
                 let id = format!("req-{:04}", state.next_id);
@@ -137,6 +152,16 @@ impl FakeLambda {
         }
     }
 
+    /// The deadline the invocation `request_id` was handed out with.
+    pub fn deadline_of(&self, request_id: &str) -> Option<Instant> {
+        let state = self.shared.state.lock().unwrap();
+        state
+            .deadlines
+            .iter()
+            .find(|(id, _)| id == request_id)
+            .map(|(_, at)| *at)
+    }
+
     /// `invocation/next` requests received.
     pub fn polls(&self) -> usize {
         self.shared.state.lock().unwrap().polls
@@ -178,8 +203,14 @@ async fn answer(
         let next = {
             let mut state = shared.state.lock().unwrap();
             state.polls += 1;
-            state.events.pop_front()
+            let next = state.events.pop_front();
+            if let Some((id, _)) = &next {
+                let at = Instant::now() + state.timeout;
+                state.deadlines.push((id.clone(), at));
+            }
+            (next, state.timeout)
         };
+        let (next, timeout) = next;
         shared.changed.notify_waiters();
         let Some((id, event)) = next else {
             // Lambda freezes an idle function mid-request; the test ends it.
@@ -190,7 +221,7 @@ async fn answer(
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis()
-            + 60_000;
+            + timeout.as_millis();
         let response = Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/json")
