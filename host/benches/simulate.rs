@@ -81,6 +81,7 @@ fn main() {
             allow_unprotected_scale_in: false,
             world: WorldSettings {
                 boot: Boot::Uniform { low: 60, high: 150 },
+                warm_pool: runner_scaler::simulate::world::WarmPool::NONE,
                 idle_timeout: 300,
                 exit: Exit::Decrement,
                 protection: Protection::All,

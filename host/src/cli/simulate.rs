@@ -63,6 +63,21 @@ pub struct SimulateArgs {
     /// Boot time of an instance: fixed (`90s`), or uniform between two (`60s..150s`).
     #[arg(long, default_value = "90s", value_parser = boot)]
     boot: Boot,
+    /// Keep this many instances initialised and stopped in the group's warm
+    /// pool: a launch takes one and it starts in --warm-start instead of
+    /// --boot; the pool refills at once with instances that boot in full,
+    /// then stop (the stack's WarmPoolSize). `auto`: sized by the
+    /// documented rule, the 95th percentile over the trace's jobs of the
+    /// jobs that arrived within one full boot and one tick up to each.
+    #[arg(long, default_value = "0", value_name = "N|auto", value_parser = warm_pool)]
+    warm_pool: WarmPoolArg,
+    /// Time from a warmed instance's start to its runner taking jobs.
+    #[arg(long, default_value = "25s", value_parser = seconds)]
+    warm_start: u64,
+    /// What a stopped instance in the warm pool costs per hour (its EBS
+    /// volume; the default is 30 GiB of gp3).
+    #[arg(long, default_value_t = crate::simulate::experiment::STOPPED_PRICE_PER_HOUR)]
+    stopped_price_per_hour: f64,
     /// An instance whose runner gets no job in this time leaves.
     #[arg(long, default_value = "5m", value_parser = seconds)]
     idle_timeout: u64,
@@ -139,6 +154,11 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         "--price-per-hour {} is not a price; use e.g. 0.10",
         args.price_per_hour
     );
+    ensure!(
+        args.stopped_price_per_hour.is_finite() && args.stopped_price_per_hour >= 0.0,
+        "--stopped-price-per-hour {} is not a price; use e.g. 0.0033",
+        args.stopped_price_per_hour
+    );
     let time_zone = jiff::tz::TimeZone::get(&args.time_zone).with_context(|| {
         format!(
             "--time-zone {:?} is not an IANA time zone, e.g. Europe/Berlin",
@@ -165,6 +185,19 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings {
         tick: args.tick,
         boot: args.boot,
+        warm_pool: crate::simulate::world::WarmPool {
+            size: match args.warm_pool {
+                WarmPoolArg::Size(size) => size,
+                WarmPoolArg::Auto => {
+                    let full_boot = match args.boot {
+                        Boot::Fixed(seconds) => seconds,
+                        Boot::Uniform { high, .. } => high,
+                    };
+                    trace.warm_pool_for(full_boot + args.tick)
+                }
+            },
+            start: args.warm_start,
+        },
         idle_timeout: args.idle_timeout,
         min: args.min,
         max: args.max,
@@ -177,6 +210,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         time_zone: time_zone.clone(),
         price_per_hour: args.price_per_hour,
+        stopped_price_per_hour: args.stopped_price_per_hour,
         slow_wait: args.slow_wait,
     };
 
@@ -213,15 +247,28 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         .start
         .to_zoned(time_zone.clone())
         .strftime("%a %Y-%m-%d %H:%M %Z");
-    let heading = format!(
+    let mut heading = format!(
         "{}: {} jobs from {day}; {described}; ${:.2} per instance-hour",
         trace.origin,
         trace.jobs.len(),
         args.price_per_hour
     );
+    if settings.warm_pool.size > 0 {
+        heading += &format!(
+            ", ${:.4} per stopped instance-hour",
+            args.stopped_price_per_hour
+        );
+    }
     let summaries: Vec<Summary> = runs
         .iter()
-        .map(|r| Summary::of(r, args.price_per_hour, args.slow_wait))
+        .map(|r| {
+            Summary::priced(
+                r,
+                args.price_per_hour,
+                args.stopped_price_per_hour,
+                args.slow_wait,
+            )
+        })
         .collect();
     // The whole text is written at once, after the chart: a reader that
     // stops early (`| head`) must not keep the chart from being written.
@@ -349,6 +396,22 @@ fn seconds(text: &str) -> Result<u64, String> {
 }
 
 /// `90s` (fixed) or `60s..150s` (uniform).
+/// `--warm-pool`: a size, or sized from the trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WarmPoolArg {
+    Size(u32),
+    Auto,
+}
+
+fn warm_pool(text: &str) -> Result<WarmPoolArg, String> {
+    match text.trim() {
+        "auto" => Ok(WarmPoolArg::Auto),
+        n => n.parse().map(WarmPoolArg::Size).map_err(|_| {
+            format!("{text:?} is neither a number of instances nor `auto`; write e.g. 8 or auto")
+        }),
+    }
+}
+
 fn boot(text: &str) -> Result<Boot, String> {
     match text.split_once("..") {
         None => Ok(Boot::Fixed(seconds(text)?)),

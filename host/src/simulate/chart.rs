@@ -1,5 +1,6 @@
 //! The chart: an SVG with one panel per run — jobs in the queue (waiting +
-//! running), desired capacity and instances, sampled at every tick, over
+//! running), desired capacity and instances (and the warm pool's warmed
+//! instances, when there is one), sampled at every tick, over
 //! the trace's local time. Text is written as SVG `<text>` (no font files).
 //! Same runs → same bytes.
 
@@ -34,6 +35,10 @@ const LINES: [Series; 2] = [
         s.counts.desired
     }),
 ];
+/// Warmed instances in the warm pool, for runs that have one.
+const POOL: Series = ("warmed in the pool", RGBColor(40, 160, 90), 2, |s| {
+    s.counts.warmed
+});
 
 /// Draw `runs` (which share `start`), the x axis in `time_zone`; `title`
 /// heads each panel after the run's label.
@@ -110,7 +115,8 @@ fn draw(
             .legend(move |(x, y)| {
                 Rectangle::new([(x, y - 5), (x + 24, y + 5)], colour.mix(0.35).filled())
             });
-        for (name, colour, width, value) in LINES {
+        let pool = (!run.pool.is_empty()).then_some(POOL);
+        for (name, colour, width, value) in LINES.into_iter().chain(pool) {
             chart
                 .draw_series(LineSeries::new(
                     steps(&run.samples, value, unit),

@@ -6,12 +6,16 @@
 use super::report::{self, Summary};
 use super::run::{run, Run, Scenario};
 use super::trace::Trace;
-use super::world::{Boot, Exit, Protection, WorldSettings};
+use super::world::{Boot, Exit, Protection, WarmPool, WorldSettings};
 use crate::policy::{
     BuiltinRule, CompileCache, Limits, Policy, PolicyEngine, PolicyLoader, PolicyRef,
 };
 use anyhow::Context;
 use std::path::Path;
+
+/// A stopped instance's price per hour: its 30 GiB gp3 root volume at
+/// $0.08 per GiB-month (us-east-1), about $0.0033.
+pub const STOPPED_PRICE_PER_HOUR: f64 = 30.0 * 0.08 / 730.0;
 
 /// Everything about a simulation but the trace and the policies; the
 /// defaults are `runner-scaler simulate`'s.
@@ -20,6 +24,7 @@ pub struct Settings {
     /// Seconds between ticks.
     pub tick: u64,
     pub boot: Boot,
+    pub warm_pool: WarmPool,
     /// Seconds a runner waits for a job before it exits.
     pub idle_timeout: u64,
     /// The pool's and the group's bounds.
@@ -34,6 +39,8 @@ pub struct Settings {
     /// The pool's time zone, as policies see the clock.
     pub time_zone: jiff::tz::TimeZone,
     pub price_per_hour: f64,
+    /// What a stopped instance in the warm pool costs per hour (its volume).
+    pub stopped_price_per_hour: f64,
     /// Jobs that waited longer than this many seconds are counted.
     pub slow_wait: u64,
 }
@@ -43,6 +50,7 @@ impl Default for Settings {
         Settings {
             tick: 60,
             boot: Boot::Fixed(90),
+            warm_pool: WarmPool::NONE,
             idle_timeout: 300,
             min: 0,
             max: 20,
@@ -52,6 +60,7 @@ impl Default for Settings {
             seed: 1,
             time_zone: jiff::tz::TimeZone::UTC,
             price_per_hour: 0.10,
+            stopped_price_per_hour: STOPPED_PRICE_PER_HOUR,
             slow_wait: 300,
         }
     }
@@ -75,6 +84,7 @@ impl Settings {
             allow_unprotected_scale_in: self.allow_unprotected_scale_in,
             world: WorldSettings {
                 boot: self.boot,
+                warm_pool: self.warm_pool,
                 idle_timeout: self.idle_timeout,
                 exit: self.exit,
                 protection: self.protection,
@@ -95,6 +105,13 @@ impl Settings {
             report::duration(self.idle_timeout),
             self.max
         );
+        if self.warm_pool.size > 0 {
+            text += &format!(
+                ", warm pool {} (start {})",
+                self.warm_pool.size,
+                report::duration(self.warm_pool.start)
+            );
+        }
         if self.min > 0 {
             text += &format!(", min {}", self.min);
         }
@@ -144,9 +161,10 @@ pub async fn figures(
     settings: &Settings,
 ) -> anyhow::Result<Summary> {
     let run = simulate(trace, policy, params, settings).await?;
-    Ok(Summary::of(
+    Ok(Summary::priced(
         &run,
         settings.price_per_hour,
+        settings.stopped_price_per_hour,
         settings.slow_wait,
     ))
 }

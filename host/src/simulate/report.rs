@@ -1,6 +1,7 @@
 //! The numbers of a run ([`Summary`]) and the table that shows several runs
 //! side by side.
 
+use super::experiment::STOPPED_PRICE_PER_HOUR;
 use super::run::Run;
 
 /// What a run cost and how long its jobs waited.
@@ -18,8 +19,14 @@ pub struct Summary {
     pub wait_max: u64,
     /// Jobs that waited longer than the slow-wait threshold.
     pub slow: usize,
-    /// Billed instance time: per second, a minute at least per instance.
+    /// Billed instance time: per second, a minute at least per instance;
+    /// with a warm pool, also the time instances ran in it to initialise.
     pub instance_seconds: u64,
+    /// Of `instance_seconds`, the time in the warm pool.
+    pub pool_running_seconds: u64,
+    /// Time instances spent stopped in the warm pool (their volumes bill).
+    pub stopped_seconds: u64,
+    /// Running instances at the instance price, stopped ones at theirs.
     pub cost: f64,
     pub peak: u32,
     pub launches: usize,
@@ -36,15 +43,34 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Summarize `run` at `price_per_hour` per instance; `slow_wait` in seconds.
+    /// Summarize `run` at `price_per_hour` per running instance, and a
+    /// stopped one's volume at [`STOPPED_PRICE_PER_HOUR`]; `slow_wait` in
+    /// seconds.
     pub fn of(run: &Run, price_per_hour: f64, slow_wait: u64) -> Summary {
+        Summary::priced(run, price_per_hour, STOPPED_PRICE_PER_HOUR, slow_wait)
+    }
+
+    /// [`Summary::of`] with a stopped instance's price per hour.
+    pub fn priced(
+        run: &Run,
+        price_per_hour: f64,
+        stopped_price_per_hour: f64,
+        slow_wait: u64,
+    ) -> Summary {
         let mut waits: Vec<u64> = run.jobs.iter().map(|j| j.wait(run.end)).collect();
         waits.sort_unstable();
+        let pool_running_seconds: u64 = run
+            .pool
+            .iter()
+            .map(|p| p.billed_running_seconds(run.end))
+            .sum();
+        let stopped_seconds: u64 = run.pool.iter().map(|p| p.stopped_seconds(run.end)).sum();
         let instance_seconds = run
             .instances
             .iter()
             .map(|i| i.billed_seconds(run.end))
-            .sum();
+            .sum::<u64>()
+            + pool_running_seconds;
         let idle_replacements: Vec<_> = run
             .instances
             .iter()
@@ -60,7 +86,10 @@ impl Summary {
             wait_max: waits.last().copied().unwrap_or(0),
             slow: waits.iter().filter(|&&w| w > slow_wait).count(),
             instance_seconds,
-            cost: instance_seconds as f64 / 3600.0 * price_per_hour,
+            pool_running_seconds,
+            stopped_seconds,
+            cost: instance_seconds as f64 / 3600.0 * price_per_hour
+                + stopped_seconds as f64 / 3600.0 * stopped_price_per_hour,
             peak: run.peak,
             launches: run.instances.len(),
             replacements: run.instances.iter().filter(|i| i.replacement).count(),
@@ -129,6 +158,17 @@ fn rows(summaries: &[Summary], slow_wait: u64) -> Vec<(String, Vec<String>)> {
     row("instance-minutes", &|s| {
         format!("{:.1}", s.instance_minutes())
     });
+    if summaries
+        .iter()
+        .any(|s| s.pool_running_seconds + s.stopped_seconds > 0)
+    {
+        row("  initialising in the warm pool", &|s| {
+            format!("{:.1}", s.pool_running_seconds as f64 / 60.0)
+        });
+        row("stopped instance-hours (pool)", &|s| {
+            format!("{:.1}", s.stopped_seconds as f64 / 3600.0)
+        });
+    }
     row("estimated cost", &|s| format!("${:.2}", s.cost));
     row("peak instances", &|s| s.peak.to_string());
     row("launches", &|s| s.launches.to_string());

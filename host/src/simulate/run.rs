@@ -11,7 +11,7 @@
 
 use super::trace::Trace;
 use super::world::{
-    self, Counts, Exit, InstanceRecord, JobRecord, Protection, World, WorldSettings,
+    self, Counts, Exit, InstanceRecord, JobRecord, PoolRecord, Protection, World, WorldSettings,
 };
 use crate::plan::Bounds;
 use crate::policy::{BuiltinRule, Policy};
@@ -59,6 +59,8 @@ pub struct Run {
     pub ticks: u64,
     pub jobs: Vec<JobRecord>,
     pub instances: Vec<InstanceRecord>,
+    /// Every instance ever in the warm pool.
+    pub pool: Vec<PoolRecord>,
     pub samples: Vec<Sample>,
     pub peak: u32,
     /// Ticks on which the policy failed and the fallback decided, and the
@@ -128,6 +130,7 @@ pub async fn run(trace: &Trace, scenario: &Scenario, on_tick: &mut dyn FnMut()) 
         ticks: samples.len() as u64,
         jobs: world.jobs(),
         instances: world.instances(),
+        pool: world.pool(),
         samples,
         peak: world.peak(),
         policy_errors,

@@ -44,6 +44,15 @@
 //!   is above the instance count.
 //! - A job whose instance scale-in terminates is lost (killed), not queued
 //!   again.
+//! - With a [`WarmPool`] ("Warm pools for Amazon EC2 Auto Scaling"), the
+//!   group keeps that many instances launched, initialised by the user data
+//!   and stopped (`Warmed:Stopped`) outside its desired capacity. A launch
+//!   takes a warmed instance when there is one: it starts in
+//!   [`WarmPool::start`] instead of a full boot. The pool refills at once by
+//!   launching an instance into it, which runs (and bills) for a full boot,
+//!   then stops and bills only its volume. The pool is full when the run
+//!   starts (the stack was created earlier); instances never return to it
+//!   (`ReuseOnScaleIn` false: a used runner is never reused).
 
 use super::trace::Job;
 use crate::groups::{GroupError, GroupId, GroupState, Groups, Write};
@@ -115,10 +124,27 @@ impl std::fmt::Display for Boot {
     }
 }
 
+/// The group's warm pool: `size` stopped, initialised instances (the
+/// stack's `WarmPoolSize`: the pool's `MinSize` and
+/// `MaxGroupPreparedCapacity`, so it holds `size` whatever the desired
+/// capacity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmPool {
+    pub size: u32,
+    /// Seconds from a warmed instance's start to its runner taking jobs.
+    pub start: u64,
+}
+
+impl WarmPool {
+    /// No warm pool: every launch boots in full.
+    pub const NONE: WarmPool = WarmPool { size: 0, start: 0 };
+}
+
 /// The group's and its instances' settings.
 #[derive(Debug, Clone, Copy)]
 pub struct WorldSettings {
     pub boot: Boot,
+    pub warm_pool: WarmPool,
     /// Seconds an instance waits for a job before it leaves.
     pub idle_timeout: u64,
     pub exit: Exit,
@@ -217,6 +243,34 @@ pub struct InstanceRecord {
     pub refused: u32,
     /// It left by powering off after every decrement was refused.
     pub powered_off: bool,
+    /// It came from the warm pool (`launched` is when it was started).
+    pub from_pool: bool,
+}
+
+/// An instance's time in the warm pool: launched into it, running its user
+/// data until `warmed`, then stopped until it `left` into the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolRecord {
+    pub launched: u64,
+    pub warmed: u64,
+    pub left: Option<u64>,
+}
+
+impl PoolRecord {
+    /// Seconds EC2 bills it as a running instance while in the pool (a
+    /// minute at least, unless it was there before the run).
+    pub fn billed_running_seconds(&self, end: u64) -> u64 {
+        let until = self.left.unwrap_or(end).min(self.warmed).max(self.launched);
+        match until - self.launched {
+            0 => 0,
+            s => s.max(BILLING_MINIMUM),
+        }
+    }
+
+    /// Seconds it was stopped in the pool (only its volume is billed).
+    pub fn stopped_seconds(&self, end: u64) -> u64 {
+        self.left.unwrap_or(end).max(self.warmed) - self.warmed
+    }
 }
 
 impl InstanceRecord {
@@ -239,6 +293,8 @@ pub struct Counts {
     pub desired: u32,
     /// Instances in the group: booting, idle, busy or leaving.
     pub instances: u32,
+    /// Warmed (stopped, ready to start) instances in the warm pool.
+    pub warmed: u32,
 }
 
 /// The simulated group and queue.
@@ -256,6 +312,9 @@ enum Phase {
     IdleTimeout,
     /// The user data tries again to leave with a decrement.
     LeaveAgain,
+    /// An instance launched into the warm pool is initialised and stops
+    /// (the id is its index among the pool's records).
+    Warmed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,6 +350,10 @@ struct State {
     policy_state: Option<String>,
     peak: u32,
     decrements_refused: u64,
+    /// Every instance ever in the warm pool, and the warmed ones (by
+    /// index), longest warmed first.
+    pool: Vec<PoolRecord>,
+    warmed: VecDeque<usize>,
 }
 
 impl World {
@@ -326,7 +389,17 @@ impl World {
             policy_state: None,
             peak: 0,
             decrements_refused: 0,
+            pool: Vec::new(),
+            warmed: VecDeque::new(),
         };
+        for id in 0..settings.warm_pool.size as usize {
+            state.pool.push(PoolRecord {
+                launched: 0,
+                warmed: 0,
+                left: None,
+            });
+            state.warmed.push_back(id);
+        }
         state.reconcile(false);
         World {
             inner: Mutex::new(state),
@@ -351,6 +424,7 @@ impl World {
             running: s.running,
             desired: s.desired,
             instances: s.alive.len() as u32,
+            warmed: s.warmed.len() as u32,
         }
     }
 
@@ -379,6 +453,11 @@ impl World {
     /// Every instance ever launched, in launch order.
     pub fn instances(&self) -> Vec<InstanceRecord> {
         self.state().instances.clone()
+    }
+
+    /// Every instance ever in the warm pool.
+    pub fn pool(&self) -> Vec<PoolRecord> {
+        self.state().pool.clone()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -422,6 +501,10 @@ impl State {
 
     fn handle(&mut self, phase: Phase, id: usize) {
         let now = self.now;
+        if phase == Phase::Warmed {
+            self.warmed.push_back(id);
+            return;
+        }
         match (phase, self.status[id]) {
             (Phase::Finish, Status::Busy) => {
                 self.running -= 1;
@@ -515,9 +598,14 @@ impl State {
     fn reconcile(&mut self, replacement: bool) {
         while (self.alive.len() as u32) < self.desired.min(self.max) {
             let id = self.instances.len();
-            let boot = match self.settings.boot {
-                Boot::Fixed(seconds) => seconds,
-                Boot::Uniform { low, high } => self.rng.random_range(low..=high),
+            let from_pool = self.warmed.pop_front();
+            let boot = match from_pool {
+                Some(index) => {
+                    self.pool[index].left = Some(self.now);
+                    self.refill_pool();
+                    self.settings.warm_pool.start
+                }
+                None => self.boot_time(),
             };
             self.instances.push(InstanceRecord {
                 launched: self.now,
@@ -529,6 +617,7 @@ impl State {
                 protected: self.settings.protection == Protection::All,
                 refused: 0,
                 powered_off: false,
+                from_pool: from_pool.is_some(),
             });
             self.status.push(Status::Booting);
             self.alive.insert(id);
@@ -537,6 +626,30 @@ impl State {
             self.peak = self.peak.max(self.alive.len() as u32);
         }
         self.scale_in();
+    }
+
+    fn boot_time(&mut self) -> u64 {
+        match self.settings.boot {
+            Boot::Fixed(seconds) => seconds,
+            Boot::Uniform { low, high } => self.rng.random_range(low..=high),
+        }
+    }
+
+    /// Launch into the warm pool until it holds its size again: each new
+    /// instance runs its user data for a full boot, then stops.
+    fn refill_pool(&mut self) {
+        let in_pool = self.pool.iter().filter(|p| p.left.is_none()).count() as u32;
+        for _ in in_pool..self.settings.warm_pool.size {
+            let boot = self.boot_time();
+            let index = self.pool.len();
+            self.pool.push(PoolRecord {
+                launched: self.now,
+                warmed: self.now + boot,
+                left: None,
+            });
+            self.events
+                .push(Reverse((self.now + boot, Phase::Warmed, index)));
+        }
     }
 
     /// Terminate instances down to desired, among the unprotected ones, the
@@ -685,6 +798,7 @@ mod tests {
     fn settings(exit: Exit, protection: Protection) -> WorldSettings {
         WorldSettings {
             boot: Boot::Fixed(90),
+            warm_pool: WarmPool::NONE,
             idle_timeout: 300,
             exit,
             protection,
@@ -728,6 +842,56 @@ mod tests {
         );
         assert_eq!(w.jobs()[0].wait(750), 150);
         assert!(w.all_jobs_done());
+    }
+
+    #[test]
+    fn a_launch_starts_a_warmed_instance_and_the_pool_refills_with_a_full_boot() {
+        let w = World::new(
+            &[job(0, 600), job(0, 600)],
+            WorldSettings {
+                warm_pool: WarmPool { size: 1, start: 25 },
+                ..settings(Exit::Decrement, Protection::All)
+            },
+        );
+        assert_eq!(w.counts().warmed, 1, "the pool is full from the start");
+        w.advance(10);
+        set(&w, 2);
+        // One instance came from the pool, one booted in full: the pool's
+        // replacement is still initialising, so it could not serve.
+        let instances = w.instances();
+        assert_eq!(
+            instances.iter().map(|i| i.from_pool).collect::<Vec<_>>(),
+            [true, false]
+        );
+        assert_eq!(w.counts().warmed, 0);
+        w.advance(35);
+        assert_eq!(w.counts().running, 1, "the warmed one runs a job at 35 s");
+        assert_eq!(w.jobs()[0].claimed, Some(35));
+        w.advance(100);
+        assert_eq!(w.counts().running, 2, "the cold one at 100 s");
+        assert_eq!(w.counts().warmed, 1, "the replacement stopped at 100 s");
+        let pool = w.pool();
+        assert_eq!(pool.len(), 2);
+        assert_eq!(
+            (pool[0].launched, pool[0].warmed, pool[0].left),
+            (0, 0, Some(10))
+        );
+        assert_eq!(
+            (pool[1].launched, pool[1].warmed, pool[1].left),
+            (10, 100, None)
+        );
+        // Billed: the replacement ran 90 s to initialise, then stopped; the
+        // one there before the run bills nothing while in the pool.
+        assert_eq!(pool[1].billed_running_seconds(1000), 90);
+        assert_eq!(pool[1].stopped_seconds(1000), 900);
+        assert_eq!(pool[0].billed_running_seconds(1000), 0);
+        assert_eq!(pool[0].stopped_seconds(1000), 10);
+        // Instances never return to the pool: the busy ones leave after
+        // their jobs with a decrement, the pool keeps its one.
+        w.advance(2000);
+        let c = w.counts();
+        assert_eq!((c.instances, c.desired, c.warmed), (0, 0, 1));
+        assert_eq!(w.pool().len(), 2);
     }
 
     #[test]
