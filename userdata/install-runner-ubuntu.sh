@@ -80,8 +80,7 @@ on_exit() {
   if [ "$rc" -eq 0 ]; then return; fi
   echo "[runner-scaler] FAILED during step: $STEP (exit $rc)" >&2
   [ "$ON_FAILURE" = leave ] || return 0
-  # With a hook, the launch (into the pool or not) waits on it: abandon it, and
-  # Auto Scaling terminates the instance (the hook's default result if this fails).
+  # With a hook the launch waits on it: ABANDON, and Auto Scaling terminates it.
   if [ -n "$LIFECYCLE_HOOK_NAME" ] && [ -x "$ROOT$LIFECYCLE_SCRIPT" ]; then
     echo "[runner-scaler] ON_FAILURE=leave: abandoning the launch" >&2
     "$ROOT$LIFECYCLE_SCRIPT" complete ABANDON || true
