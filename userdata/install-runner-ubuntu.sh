@@ -5,6 +5,7 @@
 # Boot -> fetch the runner token with the instance role -> run ONE job (or idle out)
 # -> the runner exits -> systemd runs runner-leave-group, which terminates this
 # instance AND lowers the group's desired capacity, so no replacement boots.
+# In a warm pool, the runner starts only once the instance enters service.
 # See userdata/README.md for the IAM the instance role needs.
 #
 # Never add `set -x`: the runner token would be printed to the console log.
@@ -48,10 +49,12 @@ AWS_REGION_OVERRIDE="${AWS_REGION_OVERRIDE:-}"
 # falling back to a power-off, and the first retry delay in seconds (doubles).
 LEAVE_ATTEMPTS="${LEAVE_ATTEMPTS:-5}"
 LEAVE_RETRY_DELAY="${LEAVE_RETRY_DELAY:-5}"
-# If this script fails: leave = leave the group like a finished runner (a broken
-# instance would otherwise idle forever and count as capacity); stay = keep it
-# running so you can log in and debug.
+# If this script fails: leave = leave like a finished runner (a broken instance
+# would idle and count as capacity); stay = keep it up to log in and debug.
 ON_FAILURE="${ON_FAILURE:-leave}"
+# Warm pools: the group and its launch lifecycle hook (empty = no hook).
+AUTO_SCALING_GROUP_NAME="${AUTO_SCALING_GROUP_NAME:-}"
+LIFECYCLE_HOOK_NAME="${LIFECYCLE_HOOK_NAME:-}"
 
 # Test hook: prefix for every path written. Empty (the default) = the real root.
 ROOT="${RUNNER_SCALER_ROOT:-}"
@@ -60,6 +63,9 @@ IMDS="http://169.254.169.254/latest"
 CONFIG_FILE="/etc/circleci-runner/circleci-runner-config.yaml"
 DROPIN_FILE="/etc/systemd/system/circleci-runner.service.d/10-single-task.conf"
 LEAVE_SCRIPT="/usr/local/bin/runner-leave-group"
+LIFECYCLE_SCRIPT="/usr/local/bin/runner-lifecycle"
+START_UNIT="runner-scaler-start.service"
+MARKER="/var/lib/runner-scaler/runner-started" # the runner has started here
 export DEBIAN_FRONTEND=noninteractive
 
 # ---------------------------------------------------------------------------
@@ -73,7 +79,12 @@ on_exit() {
   local rc=$?
   if [ "$rc" -eq 0 ]; then return; fi
   echo "[runner-scaler] FAILED during step: $STEP (exit $rc)" >&2
-  if [ "$ON_FAILURE" = leave ] && [ -x "$ROOT$LEAVE_SCRIPT" ]; then
+  [ "$ON_FAILURE" = leave ] || return 0
+  # With a hook the launch waits on it: ABANDON, and Auto Scaling terminates it.
+  if [ -n "$LIFECYCLE_HOOK_NAME" ] && [ -x "$ROOT$LIFECYCLE_SCRIPT" ]; then
+    echo "[runner-scaler] ON_FAILURE=leave: abandoning the launch" >&2
+    "$ROOT$LIFECYCLE_SCRIPT" complete ABANDON || true
+  elif [ -x "$ROOT$LEAVE_SCRIPT" ]; then
     echo "[runner-scaler] ON_FAILURE=leave: leaving the Auto Scaling group" >&2
     "$ROOT$LEAVE_SCRIPT" || true
   fi
@@ -89,9 +100,8 @@ imds() {
   curl -fsS --retry 5 --retry-connrefused -H "X-aws-ec2-metadata-token: $imds_token" "$IMDS/meta-data/$1"
 }
 
-# The official AWS CLI v2 bundle: the same route on 22.04 and 24.04 and on both
-# architectures (apt has only v1 on 22.04 and no awscli at all on 24.04; a snap
-# install at first boot can stall while snapd seeds).
+# AWS's official CLI v2 bundle: one route on 22.04, 24.04 and both architectures
+# (why not apt or snap: userdata/README.md).
 install_aws_cli() {
   local tmp
   tmp="$(mktemp -d)"
@@ -157,6 +167,61 @@ EOF
 } > "$ROOT$LEAVE_SCRIPT"
 chmod 755 "$ROOT$LEAVE_SCRIPT"
 
+step "install $LIFECYCLE_SCRIPT"
+{
+  echo "#!/bin/bash"
+  echo "# Written by runner-scaler user data. Usage: runner-lifecycle state | complete CONTINUE|ABANDON | start"
+  printf 'INSTANCE_ID=%q\nREGION=%q\nGROUP=%q\nHOOK=%q\nMARKER=%q\nLEAVE=%q\n' "$INSTANCE_ID" "$REGION" \
+    "$AUTO_SCALING_GROUP_NAME" "$LIFECYCLE_HOOK_NAME" "$ROOT$MARKER" "$ROOT$LEAVE_SCRIPT"
+  cat <<'EOF'
+set -uo pipefail
+I=http://169.254.169.254/latest
+log() { logger -t runner-lifecycle -- "$*"; echo "$*" >&2; }
+# A new IMDSv2 token per read: a stop or hibernation outlives any token.
+read_state() {
+  local t s
+  t="$(curl -fsS -m 5 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" $I/api/token)" &&
+    s="$(curl -fsS -m 5 -H "X-aws-ec2-metadata-token: $t" $I/meta-data/autoscaling/target-lifecycle-state)" &&
+    [ -n "$s" ] && echo "$s"
+}
+# The state, trying for a minute.
+wait_state() {
+  for _ in $(seq 12); do read_state && return; sleep 5; done
+  return 1
+}
+complete() {
+  [ -n "$HOOK" ] && AWS_MAX_ATTEMPTS=5 aws autoscaling complete-lifecycle-action --region "$REGION" \
+    --auto-scaling-group-name "$GROUP" --lifecycle-hook-name "$HOOK" --instance-id "$INSTANCE_ID" \
+    --lifecycle-action-result "$1" && log "lifecycle action completed: $1"
+}
+start() {
+  local state last=""
+  # One job per instance: if the runner started here before, leave (decrementing).
+  if [ -e "$MARKER" ]; then log "the runner already ran here; leaving"; exec "$LEAVE"; fi
+  # No state at all: no group lifecycle here (or a broken IMDS); start as before warm pools.
+  state="$(wait_state)" || { log "WARNING: no target lifecycle state; starting as in service"; state=InService; }
+  # Wait while Warmed:* (across a stop or hibernation), Standby...; a failed read keeps the last state.
+  until [ "$state" = InService ]; do
+    [ "$state" = "$last" ] || log "target lifecycle state $state: runner not started"
+    last="$state"; sleep 5
+    state="$(read_state)" || state="$last"
+  done
+  # Until the hook completes, the instance is not in service and could not leave.
+  if [ -n "$HOOK" ] && ! complete CONTINUE; then log "hook not completed; leaving"; exec "$LEAVE"; fi
+  : > "$MARKER"
+  log "in service: starting circleci-runner"
+  systemctl start --no-block circleci-runner.service
+}
+case "${1:-}" in
+  state) wait_state ;;
+  complete) complete "$2" ;;
+  start) start ;;
+  *) exit 2 ;;
+esac
+EOF
+} > "$ROOT$LIFECYCLE_SCRIPT"
+chmod 755 "$ROOT$LIFECYCLE_SCRIPT"
+
 step "install AWS CLI"
 command -v aws >/dev/null || install_aws_cli
 
@@ -196,19 +261,8 @@ chown "$RUNNER_USER:" "$ROOT$RUNNER_WORKING_DIR"
 
 # ---------------------------------------------------------------------------
 # BUILD ENVIRONMENT: add what your jobs need here (runs as root, before the
-# runner starts, so no job sees a half-built machine). Examples:
-#
-#   # Docker. Note: the docker group is root-equivalent for jobs.
-#   apt_get install docker.io && usermod -aG docker "$RUNNER_USER"
-#
-#   # Languages from the Ubuntu archive
-#   apt_get install build-essential git python3-pip openjdk-17-jdk-headless
-#
-#   # Node.js via nodesource (or nvm in $RUNNER_USER's home)
-#   curl -fsSL https://deb.nodesource.com/setup_20.x | bash - && apt_get install nodejs
-#
-#   # Passwordless sudo for jobs (many orbs expect it; the VM is thrown away after one job)
-#   echo "$RUNNER_USER ALL=(ALL) NOPASSWD:ALL" > "$ROOT/etc/sudoers.d/90-$RUNNER_USER"
+# runner starts, so no job sees a half-built machine). Examples (Docker,
+# languages, sudo for jobs): userdata/README.md, "The build environment".
 # ---------------------------------------------------------------------------
 step "build environment"
 # (nothing by default)
@@ -255,9 +309,33 @@ ExecStopPost=$LEAVE_SCRIPT
 EOF
 chmod 644 "$ROOT$DROPIN_FILE"
 
-step "start circleci-runner"
+step "install $START_UNIT"
+install -d -m 755 "$ROOT${MARKER%/*}"
+# The one way the runner starts: once in service, at this boot or when a
+# warm-pool instance is started or resumed.
+cat > "$ROOT/etc/systemd/system/$START_UNIT" <<EOF
+[Unit]
+Description=runner-scaler: start circleci-runner once in service
+Wants=network-online.target
+After=network-online.target
+[Service]
+ExecStart=$LIFECYCLE_SCRIPT start
+[Install]
+WantedBy=multi-user.target
+EOF
 systemctl daemon-reload
-systemctl enable circleci-runner.service
-systemctl restart circleci-runner.service
+# Never by itself at boot: a warm-pool instance must not take a job.
+systemctl disable circleci-runner.service
+systemctl enable "$START_UNIT"
+# No-block: in a warm pool, it waits for service.
+systemctl start --no-block "$START_UNIT"
+
+step "read the target lifecycle state"
+STATE="$("$ROOT$LIFECYCLE_SCRIPT" state)" || echo "WARNING: no target lifecycle state" >&2
+# Set up in a warm pool: Auto Scaling may now stop or hibernate the instance.
+if [[ "$STATE" == Warmed:* ]] && [ -n "$LIFECYCLE_HOOK_NAME" ]; then
+  step "complete the warm-pool launch ($STATE)"
+  "$ROOT$LIFECYCLE_SCRIPT" complete CONTINUE
+fi
 
 step "done"

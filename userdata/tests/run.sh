@@ -13,6 +13,12 @@ SM_TOKEN="runner-token-from-secretsmanager"
 CONFIG=etc/circleci-runner/circleci-runner-config.yaml
 DROPIN=etc/systemd/system/circleci-runner.service.d/10-single-task.conf
 LEAVE=usr/local/bin/runner-leave-group
+LIFECYCLE=usr/local/bin/runner-lifecycle
+UNIT=etc/systemd/system/runner-scaler-start.service
+MARKER=var/lib/runner-scaler/runner-started
+HOOK_VARS=(AUTO_SCALING_GROUP_NAME=ci-runners LIFECYCLE_HOOK_NAME=runner-ready)
+COMPLETE="aws autoscaling complete-lifecycle-action --region eu-west-1 --auto-scaling-group-name ci-runners --lifecycle-hook-name runner-ready --instance-id $ID --lifecycle-action-result"
+TERMINATE="aws autoscaling terminate-instance-in-auto-scaling-group --region eu-west-1 --instance-id $ID --should-decrement-desired-capacity"
 
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
@@ -33,6 +39,7 @@ has() { grep -qF -- "$2" "$1"; }           # file contains fixed string
 lacks() { ! grep -qF -- "$2" "$1"; }
 lacks_any() { ! grep -qF -- "$1" "${@:2}"; } # STRING FILE...: in none of the files
 has_re() { grep -qE -- "$2" "$1"; }        # file contains a line matching the regex
+lacks_re() { ! grep -qE -- "$2" "$1"; }
 count() { grep -cE -- "$2" "$1"; }
 
 # yaml_get FILE SECTION KEY: value of "  KEY: value" under top-level "SECTION:",
@@ -54,6 +61,25 @@ run_install() {
   echo $? >"$dir/rc"
   touch "$dir/stub.log"
 }
+
+# run_start CASE ROOT_CASE [VAR=value...]: run ROOT_CASE's runner-lifecycle start
+# (what runner-scaler-start.service runs at boot), killed after $START_TIMEOUT s.
+run_start() {
+  local dir="$TMP/$1" root="$TMP/$2/root"; shift 2
+  mkdir -p "$dir"
+  env PATH="$BIN:$PATH" STUB_LOG="$dir/stub.log" "$@" \
+    timeout "${START_TIMEOUT:-20}" "$root/$LIFECYCLE" start >"$dir/out" 2>"$dir/err"
+  echo $? >"$dir/rc"
+  touch "$dir/stub.log"
+}
+# state_reads FILE: how many times the target lifecycle state was read.
+state_reads() { grep -c 'target-lifecycle-state' "$1"; }
+# reads_before_start FILE: state reads logged before circleci-runner was started.
+reads_before_start() {
+  awk '/target-lifecycle-state/ { n++ } /^systemctl start --no-block circleci-runner.service$/ { print n + 0; exit }' "$1"
+}
+runner_started() { has "$1" "systemctl start --no-block circleci-runner.service"; }
+runner_not_started() { lacks_re "$1" '^systemctl (re)?start .*circleci-runner'; }
 
 # run_leave CASE ROOT_CASE [VAR=value...]: run the installed hook from ROOT_CASE's root.
 run_leave() {
@@ -108,9 +134,28 @@ check "leave hook knows the instance id" has_re "$r/$LEAVE" "^INSTANCE_ID=$ID$"
 check "leave hook knows the region" has_re "$r/$LEAVE" '^REGION=eu-west-1$'
 check "shellcheck generated leave hook" shellcheck "$r/$LEAVE"
 check "systemd reloaded" has "$d/stub.log" "systemctl daemon-reload"
-check "service enabled" has "$d/stub.log" "systemctl enable circleci-runner.service"
-eq "service (re)started last" "$(grep '^systemctl' "$d/stub.log" | tail -n1)" "systemctl restart circleci-runner.service"
-check "no leave attempt on success" lacks "$d/stub.log" "autoscaling"
+check "circleci-runner disabled: it never starts by itself at boot" has "$d/stub.log" "systemctl disable circleci-runner.service"
+check "circleci-runner not started by the install itself" runner_not_started "$d/stub.log"
+check "runner-scaler-start enabled" has "$d/stub.log" "systemctl enable runner-scaler-start.service"
+eq "runner-scaler-start started without blocking" "$(grep '^systemctl' "$d/stub.log" | tail -n1)" \
+  "systemctl start --no-block runner-scaler-start.service"
+check "start unit runs runner-lifecycle start" has_re "$r/$UNIT" '^ExecStart=/usr/local/bin/runner-lifecycle start$'
+check "start unit wanted at boot" has_re "$r/$UNIT" '^WantedBy=multi-user.target$'
+check "start unit has no leave hook (only the runner's exit leaves)" lacks "$r/$UNIT" "ExecStopPost"
+check "lifecycle script executable" test -x "$r/$LIFECYCLE"
+check "shellcheck generated lifecycle script" shellcheck "$r/$LIFECYCLE"
+check "target lifecycle state read" has "$d/stub.log" "meta-data/autoscaling/target-lifecycle-state"
+check "no leave attempt on success" lacks "$d/stub.log" "aws autoscaling"
+check "nothing marked as started yet" test ! -e "$r/$MARKER"
+
+echo "== runner-scaler-start, launched straight into service, no warm pool"
+run_start start ssm
+d="$TMP/start" r="$TMP/ssm/root"
+eq "exits 0" "$(cat "$d/rc")" 0
+check "starts circleci-runner" runner_started "$d/stub.log"
+eq "after one state read" "$(reads_before_start "$d/stub.log")" 1
+check "marks the runner started" test -e "$r/$MARKER"
+check "no hook: no Auto Scaling call" lacks "$d/stub.log" "aws "
 
 echo "== install, token from Secrets Manager, custom settings"
 run_install sm RUNNER_TOKEN_SOURCE=secretsmanager RUNNER_TOKEN_NAME=ci/runner-token \
@@ -153,6 +198,106 @@ d="$TMP/badtoken"
 check "exits non-zero" test "$(cat "$d/rc")" -ne 0
 check "says the token is malformed" has "$d/err" "runner token is empty or has unexpected characters"
 check "malformed value not printed" lacks_any "not a token" "$d/out" "$d/err"
+
+echo "== warm pool: install, launched into the pool (Warmed:Stopped)"
+run_install warm STUB_LIFECYCLE=Warmed:Stopped "${HOOK_VARS[@]}"
+d="$TMP/warm" r="$TMP/warm/root"
+eq "exits 0" "$(cat "$d/rc")" 0
+eq "configured: api.auth_token is the SSM value" "$(yaml_get "$r/$CONFIG" api auth_token)" "$SSM_TOKEN"
+check "configured: drop-in with the leave hook" has_re "$r/$DROPIN" '^ExecStopPost=/usr/local/bin/runner-leave-group$'
+check "lifecycle script knows the group and the hook" has_re "$r/$LIFECYCLE" '^GROUP=ci-runners$'
+check "circleci-runner disabled" has "$d/stub.log" "systemctl disable circleci-runner.service"
+check "circleci-runner not started" runner_not_started "$d/stub.log"
+check "runner-scaler-start enabled and started (it waits)" has "$d/stub.log" "systemctl start --no-block runner-scaler-start.service"
+eq "launch hook completed with CONTINUE, the last AWS call" "$(grep '^aws ' "$d/stub.log" | tail -n1)" "$COMPLETE CONTINUE"
+check "console shows the warm-pool step" has "$d/out" "==> [runner-scaler] complete the warm-pool launch (Warmed:Stopped)"
+check "no leave attempt" lacks "$d/stub.log" "terminate-instance"
+
+echo "== warm pool: runner-scaler-start while Warmed:Stopped (until Auto Scaling stops the instance)"
+START_TIMEOUT=1 run_start warmwait warm STUB_LIFECYCLE=Warmed:Stopped
+d="$TMP/warmwait"
+eq "still waiting when killed" "$(cat "$d/rc")" 124
+check "read the state more than once" test "$(state_reads "$d/stub.log")" -gt 1
+check "circleci-runner not started" runner_not_started "$d/stub.log"
+check "no Auto Scaling call" lacks "$d/stub.log" "aws "
+eq "says why, once" "$(grep -c 'Warmed:Stopped: runner not started' "$d/stub.log")" 1
+check "not marked as started" test ! -e "$TMP/warm/root/$MARKER"
+
+echo "== warm pool: the later boot, started into service"
+run_start warmboot warm STUB_LIFECYCLE=InService
+d="$TMP/warmboot"
+eq "exits 0" "$(cat "$d/rc")" 0
+check "completes the hook on the way into service" has "$d/stub.log" "$COMPLETE CONTINUE"
+check "starts circleci-runner" runner_started "$d/stub.log"
+eq "hook completed before the runner starts" \
+  "$(grep -E '^(aws autoscaling complete|systemctl start --no-block circleci)' "$d/stub.log" | head -n1)" "$COMPLETE CONTINUE"
+check "marks the runner started" test -e "$TMP/warm/root/$MARKER"
+
+echo "== warm pool: the instance that started from the pool ran its job, then leaves"
+run_leave warmleave warm
+d="$TMP/warmleave"
+eq "exits 0" "$(cat "$d/rc")" 0
+eq "one call: terminate with decrement, never back to the pool" "$(grep '^aws ' "$d/stub.log")" "$TERMINATE"
+
+echo "== warm pool: that instance boots again (a reboot after its job)"
+run_start warmagain warm STUB_LIFECYCLE=InService
+d="$TMP/warmagain"
+check "circleci-runner not started again" runner_not_started "$d/stub.log"
+eq "leaves with decrement instead" "$(grep '^aws ' "$d/stub.log")" "$TERMINATE"
+
+echo "== warm pool: Hibernated (the same process waits through the hibernation)"
+run_install hib STUB_LIFECYCLE=Warmed:Hibernated "${HOOK_VARS[@]}"
+eq "install exits 0" "$(cat "$TMP/hib/rc")" 0
+check "install completes the launch hook" has "$TMP/hib/stub.log" "$COMPLETE CONTINUE"
+run_start hibstart hib STUB_LIFECYCLE=Warmed:Hibernated,none,Warmed:Hibernated,InService
+d="$TMP/hibstart"
+eq "exits 0" "$(cat "$d/rc")" 0
+eq "starts circleci-runner only after reading InService" "$(reads_before_start "$d/stub.log")" 4
+check "a failed read while warmed is no reason to start" lacks "$d/stub.log" "WARNING"
+eq "completes the hook once, into service" "$(grep -c "^$COMPLETE CONTINUE$" "$d/stub.log")" 1
+
+echo "== warm pool hook, launched straight into service (pool empty)"
+run_install cold "${HOOK_VARS[@]}"
+d="$TMP/cold"
+eq "install exits 0" "$(cat "$d/rc")" 0
+check "install does not complete the hook (runner-scaler-start does)" lacks "$d/stub.log" "complete-lifecycle-action"
+run_start coldstart cold
+d="$TMP/coldstart"
+check "completes the hook" has "$d/stub.log" "$COMPLETE CONTINUE"
+eq "starts circleci-runner after one read" "$(reads_before_start "$d/stub.log")" 1
+
+echo "== warm pool hook, completing it fails"
+run_install hookfail "${HOOK_VARS[@]}"
+run_start hookfailstart hookfail STUB_AWS_FAIL="autoscaling complete-lifecycle-action"
+d="$TMP/hookfailstart"
+check "circleci-runner not started" runner_not_started "$d/stub.log"
+check "leaves with decrement" has "$d/stub.log" "$TERMINATE"
+check "not marked as started" test ! -e "$TMP/hookfail/root/$MARKER"
+
+echo "== warm pool: install fails while Warmed:Stopped"
+run_install warmfail STUB_LIFECYCLE=Warmed:Stopped STUB_AWS_FAIL=ssm "${HOOK_VARS[@]}"
+d="$TMP/warmfail"
+check "exits non-zero" test "$(cat "$d/rc")" -ne 0
+check "abandons the launch" has "$d/stub.log" "$COMPLETE ABANDON"
+check "no terminate (with a hook, ABANDON terminates it)" lacks "$d/stub.log" "terminate-instance"
+check "runner-scaler-start not installed" test ! -e "$d/root/$UNIT"
+
+echo "== no target lifecycle state in instance metadata"
+# Every Auto Scaling instance has the item from launch on (AWS, since March
+# 2022). Without it this instance is in no group's lifecycle (launched by hand,
+# say), so it behaves as before warm pools and starts the runner, with a
+# warning. Waiting instead would leave such an instance idle for ever.
+run_install nostate STUB_LIFECYCLE=none
+d="$TMP/nostate"
+eq "install exits 0" "$(cat "$d/rc")" 0
+check "install warns" has "$d/err" "WARNING: no target lifecycle state"
+check "install completes nothing" lacks "$d/stub.log" "aws autoscaling"
+run_start nostatestart nostate STUB_LIFECYCLE=none
+d="$TMP/nostatestart"
+eq "exits 0" "$(cat "$d/rc")" 0
+eq "tries for a minute (12 reads)" "$(state_reads "$d/stub.log")" 12
+check "warns in the journal" has_re "$d/stub.log" '^logger -t runner-lifecycle -- WARNING: no target lifecycle state'
+check "starts circleci-runner" runner_started "$d/stub.log"
 
 echo "== leave-group hook, Auto Scaling accepts"
 run_leave leave ssm

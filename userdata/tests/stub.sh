@@ -1,8 +1,11 @@
 #!/bin/bash
 # One stub for every command the user data touches; run.sh links it under each
 # command's name. It appends "name args..." to $STUB_LOG and prints canned answers.
-# Knobs: STUB_AWS_FAIL (ssm|secretsmanager|autoscaling), STUB_SSM_VALUE,
-# STUB_ID_RC (exit code of `id`, 1 = user missing), STUB_SYSTEM_STATE.
+# Knobs: STUB_AWS_FAIL (a service, ssm|secretsmanager|autoscaling, or one call,
+# e.g. "autoscaling complete-lifecycle-action"), STUB_SSM_VALUE,
+# STUB_ID_RC (exit code of `id`, 1 = user missing), STUB_SYSTEM_STATE,
+# STUB_LIFECYCLE (the target lifecycle states that successive reads answer,
+# comma-separated, the last one repeating; "none" = HTTP 404; default InService).
 set -uo pipefail
 name="$(basename "$0")"
 { printf '%s' "$name"; printf ' %s' "$@"; echo; } >> "${STUB_LOG:?STUB_LOG must be set}"
@@ -14,6 +17,13 @@ case "$name" in
       *" -X PUT "*api/token*) echo "stub-imds-session-token" ;;
       *meta-data/instance-id*) echo "i-0123456789abcdef0" ;;
       *meta-data/placement/region*) echo "eu-west-1" ;;
+      *meta-data/autoscaling/target-lifecycle-state*)
+        IFS=, read -ra states <<<"${STUB_LIFECYCLE:-InService}"
+        n="$(cat "$STUB_LOG.reads" 2>/dev/null || echo 0)"
+        echo $((n + 1)) > "$STUB_LOG.reads"
+        if [ "$n" -ge "${#states[@]}" ]; then n=$((${#states[@]} - 1)); fi
+        if [ "${states[n]}" = none ]; then exit 22; fi # what curl -f does on a 404
+        echo "${states[n]}" ;;
       *packagecloud.io*)
         # The repository setup script: write a harmless one where -o points.
         while [ $# -gt 0 ]; do
@@ -24,7 +34,7 @@ case "$name" in
     esac ;;
   aws)
     service="${1:-}"
-    if [ -n "${STUB_AWS_FAIL:-}" ] && [ "$service" = "$STUB_AWS_FAIL" ]; then
+    if [ -n "${STUB_AWS_FAIL:-}" ] && { [ "$service" = "$STUB_AWS_FAIL" ] || [ "$service ${2:-}" = "$STUB_AWS_FAIL" ]; }; then
       echo "An error occurred (AccessDeniedException) when calling the $service API (stub)" >&2
       exit 254
     fi

@@ -25,16 +25,26 @@ fn resource<'a>(template: &'a Value, name: &str) -> &'a Value {
     &template["Resources"][name]["Properties"]
 }
 
-/// Every (actions, resource) pair allowed by a role's inline policies.
+/// Every (actions, resource) pair allowed by a role's inline policies. A
+/// statement under `Fn::If` counts: it is allowed when its condition holds.
 fn statements(role: &Value) -> Vec<(Vec<String>, Value)> {
     let mut out = vec![];
     for policy in role["Policies"].as_array().unwrap() {
         for statement in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
+            let statement = conditional(statement).map_or(statement, |(_, then)| then);
             assert_eq!(statement["Effect"], "Allow", "{statement}");
             out.push((strings(&statement["Action"]), statement["Resource"].clone()));
         }
     }
     out
+}
+
+/// `Fn::If: [condition, value, AWS::NoValue]`: the condition and the value.
+fn conditional(value: &Value) -> Option<(&str, &Value)> {
+    let branches = value.get("Fn::If")?.as_array()?;
+    assert_eq!(branches.len(), 3, "{value}");
+    assert_eq!(branches[2]["Ref"], "AWS::NoValue", "{value}");
+    Some((branches[0].as_str().unwrap(), &branches[1]))
 }
 
 fn strings(value: &Value) -> Vec<String> {
@@ -102,18 +112,30 @@ fn the_scaler_role_has_no_write_on_star_and_each_grant_is_scoped() {
 }
 
 #[test]
-fn the_runner_role_reads_its_token_and_leaves_its_group_only() {
+fn the_runner_role_reads_its_token_leaves_its_group_and_completes_its_hook_only() {
     let template = template();
-    let mut statements = statements(resource(&template, "RunnerRole"));
+    let role = resource(&template, "RunnerRole");
+    let mut statements = statements(role);
     statements.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(statements.len(), 2, "{statements:?}");
+    assert_eq!(statements.len(), 3, "{statements:?}");
+    assert_eq!(statements[0].0, ["autoscaling:CompleteLifecycleAction"]);
+    assert_eq!(statements[0].1["Fn::Sub"], GROUP_ARN);
     assert_eq!(
-        statements[0].0,
+        statements[1].0,
         ["autoscaling:TerminateInstanceInAutoScalingGroup"]
     );
-    assert_eq!(statements[0].1["Fn::Sub"], GROUP_ARN);
-    assert_eq!(statements[1].0, ["secretsmanager:GetSecretValue"]);
-    assert_eq!(statements[1].1["Ref"], "RunnerTokenSecret");
+    assert_eq!(statements[1].1["Fn::Sub"], GROUP_ARN);
+    assert_eq!(statements[2].0, ["secretsmanager:GetSecretValue"]);
+    assert_eq!(statements[2].1["Ref"], "RunnerTokenSecret");
+    // The hook exists only with a warm pool, and so does the grant.
+    let conditions: Vec<&str> = role["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(conditional)
+        .map(|(condition, _)| condition)
+        .collect();
+    assert_eq!(conditions, ["HasWarmPool"]);
 }
 
 #[test]
@@ -123,7 +145,7 @@ fn the_launch_template_carries_the_user_data_and_the_safety_settings() {
     assert_eq!(data["InstanceInitiatedShutdownBehavior"], "terminate");
     assert_eq!(data["MetadataOptions"]["HttpTokens"], "required");
     let parts = &data["UserData"]["Fn::Base64"]["Fn::Join"][1];
-    let settings = parts[0]["Fn::Sub"].as_str().unwrap();
+    let settings = parts[0]["Fn::Sub"][0].as_str().unwrap();
     assert!(settings.starts_with("#!/bin/bash\n"), "{settings}");
     for variable in [
         "RUNNER_TOKEN_SOURCE=secretsmanager",
@@ -137,8 +159,17 @@ fn the_launch_template_carries_the_user_data_and_the_safety_settings() {
         parts[1].as_str() == Some(script.as_str()),
         "the template's user data differs from userdata/install-runner-ubuntu.sh: run scripts/sync-template-userdata.sh"
     );
-    // EC2 takes at most 16 KiB of user data before base64.
-    assert!(settings.len() + script.len() < 16 * 1024);
+    // EC2 takes at most 16 KiB of user data before base64. Count the settings
+    // as CloudFormation fills them in, for the longest stack name (128) and a
+    // generous secret ARN.
+    let filled = settings
+        .replace("${AWS::StackName}", &"s".repeat(128))
+        .replace("${AWS::Region}", "ap-southeast-4")
+        .replace("${RunnerTokenSecret}", &"a".repeat(200))
+        .replace("${LaunchHook}", "runner-ready");
+    assert!(!filled.contains("${"), "{filled}");
+    let size = filled.len() + script.len();
+    assert!(size <= 16 * 1024, "user data of {size} bytes");
 
     let group = resource(&template, "RunnerGroup");
     assert_eq!(group["NewInstancesProtectedFromScaleIn"], true);
@@ -147,6 +178,84 @@ fn the_launch_template_carries_the_user_data_and_the_safety_settings() {
         group.get("DesiredCapacity").is_none(),
         "the scaler owns the desired capacity"
     );
+}
+
+#[test]
+fn the_warm_pool_is_optional_keeps_its_size_and_never_takes_a_used_runner_back() {
+    let template = template();
+    let parameters = &template["Parameters"];
+    assert_eq!(parameters["WarmPoolSize"]["Type"], "Number");
+    assert_eq!(parameters["WarmPoolSize"]["MinValue"], 0);
+    assert_eq!(parameters["WarmPoolSize"]["Default"], 2);
+    assert_eq!(parameters["WarmPoolState"]["Default"], "Stopped");
+    assert_eq!(
+        parameters["WarmPoolState"]["AllowedValues"],
+        serde_json::json!(["Stopped", "Hibernated", "Running"])
+    );
+    // WarmPoolSize 0: no pool, no hook, no hibernation, no grant.
+    assert_eq!(
+        template["Conditions"]["HasWarmPool"],
+        serde_json::json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "WarmPoolSize"}, "0"]}]})
+    );
+
+    let pool = &template["Resources"]["RunnerWarmPool"];
+    assert_eq!(pool["Type"], "AWS::AutoScaling::WarmPool");
+    assert_eq!(pool["Condition"], "HasWarmPool");
+    let pool = &pool["Properties"];
+    assert_eq!(pool["AutoScalingGroupName"]["Ref"], "RunnerGroup");
+    assert_eq!(pool["PoolState"]["Ref"], "WarmPoolState");
+    // A runner that ran its job terminates; it never goes back to the pool.
+    assert_eq!(pool["InstanceReusePolicy"]["ReuseOnScaleIn"], false);
+    // MinSize = MaxGroupPreparedCapacity is the one absolute pool size AWS
+    // offers: WarmPoolSize instances whatever the desired capacity, so the
+    // group and its pool hold at most MaxRunners + WarmPoolSize instances.
+    assert_eq!(pool["MinSize"]["Ref"], "WarmPoolSize");
+    assert_eq!(pool["MaxGroupPreparedCapacity"]["Ref"], "WarmPoolSize");
+    let group = resource(&template, "RunnerGroup");
+    assert_eq!(group["MaxSize"]["Ref"], "MaxRunners");
+
+    // The launch hook holds a pool instance until its user data is done; one
+    // that never reports is terminated, not stopped half-built.
+    let hooks = &group["LifecycleHookSpecificationList"]["Fn::If"];
+    assert_eq!(hooks[0], "HasWarmPool");
+    assert_eq!(hooks[2]["Ref"], "AWS::NoValue");
+    assert_eq!(hooks[1].as_array().unwrap().len(), 1);
+    let hook = &hooks[1][0];
+    assert_eq!(
+        hook["LifecycleTransition"],
+        "autoscaling:EC2_INSTANCE_LAUNCHING"
+    );
+    assert_eq!(hook["DefaultResult"], "ABANDON");
+    // The user data completes that hook, in the group the role's grants name.
+    let hook_name = hook["LifecycleHookName"].as_str().unwrap();
+    let data = &resource(&template, "RunnerLaunchTemplate")["LaunchTemplateData"];
+    let sub = &data["UserData"]["Fn::Base64"]["Fn::Join"][1][0]["Fn::Sub"];
+    let settings = sub[0].as_str().unwrap();
+    for variable in [
+        "\nexport AUTO_SCALING_GROUP_NAME='${AWS::StackName}-runners'\n",
+        "\nexport LIFECYCLE_HOOK_NAME='${LaunchHook}'\n",
+    ] {
+        assert!(settings.contains(variable), "{variable}: {settings}");
+    }
+    assert_eq!(
+        sub[1]["LaunchHook"],
+        serde_json::json!({"Fn::If": ["HasWarmPool", hook_name, ""]})
+    );
+
+    // Hibernated: the launch template's option, with a hibernated pool only,
+    // and an encrypted root volume.
+    assert_eq!(
+        template["Conditions"]["HibernatedPool"],
+        serde_json::json!({"Fn::And": [
+            {"Condition": "HasWarmPool"},
+            {"Fn::Equals": [{"Ref": "WarmPoolState"}, "Hibernated"]}
+        ]})
+    );
+    assert_eq!(
+        data["HibernationOptions"],
+        serde_json::json!({"Fn::If": ["HibernatedPool", {"Configured": true}, {"Ref": "AWS::NoValue"}]})
+    );
+    assert_eq!(data["BlockDeviceMappings"][0]["Ebs"]["Encrypted"], true);
 }
 
 #[test]
