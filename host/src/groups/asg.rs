@@ -9,10 +9,16 @@ use crate::iam::{Action, Call};
 use crate::state::STATE_TAG;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, LifecycleState, Tag};
 use aws_sdk_autoscaling::Client;
+use futures::stream::{self, StreamExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{Mutex, OnceCell};
+
+/// `DescribeAutoScalingGroups` calls a region's describe makes at once. A
+/// few hide the API's latency; more would spend the account's request rate
+/// (shared with everything else calling Auto Scaling) on one burst.
+pub const DESCRIBE_PARALLEL: usize = 4;
 
 /// EC2 Auto Scaling, one client per region, each made on first use.
 #[derive(Debug)]
@@ -52,6 +58,53 @@ impl AsgGroups {
         }
     }
 
+    /// One batch of at most [`DESCRIBE_BATCH`] names, every page of it: the
+    /// groups found among `batch`.
+    async fn describe_batch(
+        &self,
+        client: &Client,
+        region: &str,
+        batch: &[&String],
+    ) -> Result<HashMap<String, GroupState>, GroupError> {
+        let failed = |message: String| GroupError::Describe {
+            region: region.to_owned(),
+            message,
+        };
+        let call = Call::new(Action::DescribeGroups, region, None);
+        let mut found = HashMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            self.describe_calls.fetch_add(1, Ordering::Relaxed);
+            let answer = client
+                .describe_auto_scaling_groups()
+                .set_auto_scaling_group_names(Some(
+                    batch.iter().map(|name| (*name).clone()).collect(),
+                ))
+                .max_records(DESCRIBE_BATCH as i32)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|err| failed(call_error(&err, &call)))?;
+            for group in answer.auto_scaling_groups() {
+                if let Some(name) = group.auto_scaling_group_name() {
+                    if batch.iter().any(|asked| *asked == name) {
+                        found.insert(name.to_owned(), group_state(group));
+                    }
+                }
+            }
+            match answer.next_token().filter(|next| !next.is_empty()) {
+                // A token that does not move would loop forever.
+                Some(next) if token.as_deref() == Some(next) => {
+                    return Err(failed(format!(
+                        "the API answered the same NextToken twice ({next})"
+                    )));
+                }
+                Some(next) => token = Some(next.to_owned()),
+                None => return Ok(found),
+            }
+        }
+    }
+
     /// The client for `region`, made once.
     pub async fn client(&self, region: &str) -> Client {
         // The map's lock is held only to find the cell, so regions being set
@@ -84,43 +137,17 @@ impl Groups for AsgGroups {
         let mut seen = HashSet::new();
         unique.extend(names.iter().filter(|name| seen.insert(name.as_str())));
         let client = self.client(region).await;
-        let failed = |message: String| GroupError::Describe {
-            region: region.to_owned(),
-            message,
-        };
-        let call = Call::new(Action::DescribeGroups, region, None);
-        for batch in unique.chunks(DESCRIBE_BATCH) {
-            let mut token: Option<String> = None;
-            loop {
-                self.describe_calls.fetch_add(1, Ordering::Relaxed);
-                let answer = client
-                    .describe_auto_scaling_groups()
-                    .set_auto_scaling_group_names(Some(
-                        batch.iter().map(|name| (*name).clone()).collect(),
-                    ))
-                    .max_records(DESCRIBE_BATCH as i32)
-                    .set_next_token(token.clone())
-                    .send()
-                    .await
-                    .map_err(|err| failed(call_error(&err, &call)))?;
-                for group in answer.auto_scaling_groups() {
-                    if let Some(name) = group.auto_scaling_group_name() {
-                        if seen.contains(name) {
-                            found.insert(name.to_owned(), group_state(group));
-                        }
-                    }
-                }
-                match answer.next_token().filter(|next| !next.is_empty()) {
-                    // A token that does not move would loop forever.
-                    Some(next) if token.as_deref() == Some(next) => {
-                        return Err(failed(format!(
-                            "the API answered the same NextToken twice ({next})"
-                        )));
-                    }
-                    Some(next) => token = Some(next.to_owned()),
-                    None => break,
-                }
-            }
+        // The batches of a region are independent: described a few at a
+        // time, not one after another, so a thousand groups cost about as
+        // many round trips as two hundred. The first failure fails the
+        // whole describe (and drops the batches still under way).
+        let batches: Vec<_> = unique
+            .chunks(DESCRIBE_BATCH)
+            .map(|batch| self.describe_batch(&client, region, batch))
+            .collect();
+        let mut answers = stream::iter(batches).buffer_unordered(DESCRIBE_PARALLEL);
+        while let Some(answer) = answers.next().await {
+            found.extend(answer?);
         }
         Ok(found)
     }
