@@ -152,6 +152,7 @@ struct RawCircleCi {
     timeout: Option<String>,
     attempts: Option<u32>,
     requests_per_minute: Option<u32>,
+    max_concurrent_requests: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,6 +198,10 @@ struct RawPool {
     fallback: Option<String>,
     allow_unprotected_scale_in: Option<bool>,
 }
+
+/// The most `circleci.max_concurrent_requests`: more connections at once
+/// than this is a burst, whatever the server.
+pub const MAX_CONCURRENT_REQUESTS: usize = 64;
 
 /// The default time between ticks: a job waits at most this long for the
 /// scaler to see it (the daemon's, and within a Lambda invocation).
@@ -629,6 +634,19 @@ impl RawConfig {
             }
             http.attempts = attempts;
         }
+        if let Some(n) = self.circleci.max_concurrent_requests {
+            if !(1..=MAX_CONCURRENT_REQUESTS).contains(&n) {
+                return Err(invalid(
+                    "circleci.max_concurrent_requests",
+                    format!(
+                        "{n} is not between 1 and {MAX_CONCURRENT_REQUESTS} (requests to the runner API in \
+                         flight at once; the default, {}, suits CircleCI cloud)",
+                        crate::sources::circleci::DEFAULT_MAX_CONCURRENT
+                    ),
+                ));
+            }
+            http.max_concurrent = n;
+        }
         let requests_per_minute =
             match self.circleci.requests_per_minute {
                 None => DEFAULT_REQUESTS_PER_MINUTE,
@@ -989,9 +1007,28 @@ max = 4
             .unwrap_err()
             .to_string()
             .contains("names two pools"));
-        let slow = format!("[circleci]\ntimeout = \"2s\"\nattempts = 2\n{POOL}");
+        let slow = format!(
+            "[circleci]\ntimeout = \"2s\"\nattempts = 2\nmax_concurrent_requests = 3\n{POOL}"
+        );
         let http = parse(&slow).unwrap().circleci.http;
-        assert_eq!((http.timeout, http.attempts), (Duration::from_secs(2), 2));
+        assert_eq!(
+            (http.timeout, http.attempts, http.max_concurrent),
+            (Duration::from_secs(2), 2, 3)
+        );
+        let http = parse(POOL).unwrap().circleci.http;
+        assert_eq!(
+            http.max_concurrent,
+            crate::sources::circleci::DEFAULT_MAX_CONCURRENT
+        );
+        for n in [0, 65] {
+            let bad = format!("[circleci]\nmax_concurrent_requests = {n}\n{POOL}");
+            let err = parse(&bad).unwrap_err().to_string();
+            assert!(
+                err.contains("circleci.max_concurrent_requests")
+                    && err.contains("between 1 and 64"),
+                "{err}"
+            );
+        }
         let none = format!("[circleci]\nattempts = 0\n{POOL}");
         assert!(parse(&none)
             .unwrap_err()

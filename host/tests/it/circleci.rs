@@ -3,14 +3,17 @@
 
 use crate::support;
 
+use runner_scaler::groups::{GroupState, MemoryGroups};
+use runner_scaler::policy::{BuiltinRule, Policy};
 use runner_scaler::secret::Secret;
 use runner_scaler::sources::circleci::{CircleCi, HttpOptions};
 use runner_scaler::sources::{QueueSource, SourceError};
+use runner_scaler::tick::{tick, Pool, TickOptions};
 use runner_scaler::Queue;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::fake_circleci::{Endpoint, FakeCircleCi, Fault};
+use support::fake_circleci::{Endpoint, FakeCircleCi, Fault, Listen};
 
 const TOKEN: &str = "CCIPAT_test_token";
 const CLASS: &str = "acme/linux-large";
@@ -23,6 +26,7 @@ fn options() -> HttpOptions {
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(50),
         max_retry_after: Duration::from_secs(5),
+        ..HttpOptions::default()
     }
 }
 
@@ -403,4 +407,116 @@ async fn the_fake_stops_when_dropped() {
         }
     }
     assert!(refused, "still accepting connections on {addr}");
+}
+
+/// `n` pools with the `queue` rule, their classes known to `fake` and their
+/// groups to the returned in-memory groups.
+fn many_pools(fake: &FakeCircleCi, n: usize) -> (Vec<Pool>, MemoryGroups) {
+    let groups = MemoryGroups::new();
+    let pools: Vec<Pool> = (0..n)
+        .map(|i| support::pool(&format!("p{i}"), Policy::Builtin(BuiltinRule::Queue)))
+        .collect();
+    for pool in &pools {
+        fake.set_queue(&pool.resource_class, 2, 1);
+        groups.insert(
+            pool.group.clone(),
+            GroupState {
+                desired: 3,
+                max: 10,
+                new_instances_protected: true,
+                ..GroupState::default()
+            },
+        );
+    }
+    (pools, groups)
+}
+
+/// A runner API that takes few connections: a listen backlog of 5, new
+/// connections taken slowly, at most 8 served at once (a server with a
+/// fixed pool of workers). A tick of 100 pools used to open 64 connections
+/// at once: those the server never took waited out their timeout (the tick
+/// took 5.2 s), and the attempts the backlog could not hold were dropped.
+/// With requests waiting for one of the few connections the default
+/// allows, every connection is taken: with a short timeout and a single
+/// try, every pool is still decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_api_that_takes_few_connections_decides_every_pool_without_timeouts() {
+    let fake = FakeCircleCi::start_listening(
+        TOKEN,
+        Listen {
+            backlog: 5,
+            accept_pause: Duration::from_millis(20),
+            max_open: Some(8),
+        },
+    )
+    .await;
+    let (pools, groups) = many_pools(&fake, 100);
+    let options = HttpOptions {
+        // A request the server never takes fails, and with one try its pool
+        // is held.
+        timeout: Duration::from_secs(1),
+        attempts: 1,
+        ..HttpOptions::default()
+    };
+    let queues = CircleCi::new(&fake.base_url(), Secret::new(TOKEN), options).unwrap();
+    let reports = tick(
+        &pools,
+        &queues,
+        &groups,
+        jiff::Timestamp::now(),
+        TickOptions::default(),
+    )
+    .await;
+    let held: Vec<_> = reports
+        .iter()
+        .filter(|r| !r.decided())
+        .map(|r| format!("{}: {}", r.pool, r.why.as_deref().unwrap_or("")))
+        .collect();
+    assert!(held.is_empty(), "{} pools held: {held:#?}", held.len());
+    assert_eq!(requests(&fake), (100, 100));
+    assert!(
+        fake.connections() <= 2 * runner_scaler::sources::circleci::DEFAULT_MAX_CONCURRENT,
+        "{} connections",
+        fake.connections()
+    );
+}
+
+/// The client keeps its connections open and reuses them, tick after tick:
+/// a tick of 100 pools (200 requests) opens about as many connections as it
+/// may have requests in flight, and the next ticks open (next to) none.
+/// The slack: hyper starts a new connection when none is idle, racing one
+/// being handed back to its pool, and keeps the loser for later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_few_and_kept_alive_from_tick_to_tick() {
+    const AT_ONCE: usize = 4;
+    let fake = FakeCircleCi::start(TOKEN).await;
+    let (pools, groups) = many_pools(&fake, 100);
+    let options = HttpOptions {
+        max_concurrent: AT_ONCE,
+        ..options()
+    };
+    let queues = CircleCi::new(&fake.base_url(), Secret::new(TOKEN), options).unwrap();
+    let mut opened = Vec::new();
+    for _ in 0..3 {
+        let reports = tick(
+            &pools,
+            &queues,
+            &groups,
+            jiff::Timestamp::now(),
+            TickOptions::default(),
+        )
+        .await;
+        assert!(reports.iter().all(|r| r.decided()));
+        opened.push(fake.connections());
+    }
+    assert_eq!(requests(&fake), (300, 300));
+    assert!(
+        opened[0] <= 2 * AT_ONCE,
+        "{} connections for 200 requests, at most {AT_ONCE} at once",
+        opened[0]
+    );
+    assert!(
+        opened[2] - opened[0] <= AT_ONCE,
+        "the next ticks opened connections again: {opened:?} after each tick"
+    );
 }

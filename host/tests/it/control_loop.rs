@@ -644,6 +644,7 @@ async fn circleci_faults_hold_the_pool_and_spare_the_others() {
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(50),
         max_retry_after: Duration::from_secs(2),
+        ..HttpOptions::default()
     };
     let queues = CircleCi::new(&circleci.base_url(), Secret::new(TOKEN), options).unwrap();
     let groups = moto.groups();

@@ -12,7 +12,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// The two counts the runner API serves.
@@ -79,26 +78,76 @@ pub struct FakeCircleCi {
     addr: SocketAddr,
     shared: Arc<Shared>,
     server: JoinHandle<()>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// How the fake listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    /// The listen backlog: connections the kernel holds until they are
+    /// accepted. When it is full, Linux drops new connection attempts (the
+    /// client tries again after a second).
+    pub backlog: u32,
+    /// A pause after each accepted connection.
+    pub accept_pause: Duration,
+    /// The most connections served at once (a server with a fixed pool of
+    /// workers): the others wait in the backlog until one closes. `None`:
+    /// no limit.
+    pub max_open: Option<usize>,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            backlog: 1024,
+            accept_pause: Duration::ZERO,
+            max_open: None,
+        }
+    }
 }
 
 impl FakeCircleCi {
     /// Serves on 127.0.0.1 on a port the OS picks, accepting only `token`.
     /// Call it inside a tokio runtime.
     pub async fn start(token: &str) -> FakeCircleCi {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
+        FakeCircleCi::start_listening(token, Listen::default()).await
+    }
+
+    /// [`FakeCircleCi::start`], listening as `listen` says.
+    pub async fn start_listening(token: &str, listen: Listen) -> FakeCircleCi {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)))
             .expect("bind loopback");
+        let listener = socket.listen(listen.backlog).expect("listen");
         let addr = listener.local_addr().expect("local address");
         let shared = Arc::new(Shared {
             token: token.to_string(),
             state: Mutex::default(),
         });
-        let server = tokio::spawn(super::serve_http(listener, shared.clone(), answer));
+        let accepting = super::Accepting {
+            pause: listen.accept_pause,
+            max_open: listen.max_open,
+            accepted: Arc::default(),
+        };
+        let accepted = accepting.accepted.clone();
+        let server = tokio::spawn(super::serve_http_accepting(
+            listener,
+            shared.clone(),
+            answer,
+            accepting,
+        ));
         FakeCircleCi {
             addr,
             shared,
             server,
+            accepted,
         }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The base URL to give the client.

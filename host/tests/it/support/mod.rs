@@ -117,13 +117,53 @@ where
     F: Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_http_accepting(listener, shared, answer, Accepting::default()).await
+}
+
+/// How a fake accepts connections.
+#[derive(Debug, Clone, Default)]
+pub struct Accepting {
+    /// A pause after each accepted connection: a server slow to take new
+    /// connections, whose listen backlog fills.
+    pub pause: std::time::Duration,
+    /// The most connections served at once, as a server with a fixed pool
+    /// of workers: the next is accepted only when one of them closes.
+    /// `None`: no limit.
+    pub max_open: Option<usize>,
+    /// Counts the connections accepted.
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// [`serve_http`], accepting connections as `accepting` says.
+pub async fn serve_http_accepting<S, A, F, E>(
+    listener: TcpListener,
+    shared: Arc<S>,
+    answer: A,
+    accepting: Accepting,
+) where
+    S: Send + Sync + 'static,
+    A: Fn(Arc<S>, Request<Incoming>) -> F + Copy + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut connections = JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        accepting
+            .max_open
+            .unwrap_or(tokio::sync::Semaphore::MAX_PERMITS),
+    ));
     loop {
+        let slot = slots.clone().acquire_owned().await.expect("never closed");
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        accepting
+            .accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let shared = shared.clone();
         connections.spawn(async move {
+            // Held while the connection is served.
+            let _slot = slot;
             let service =
                 hyper::service::service_fn(move |request| answer(shared.clone(), request));
             // A client that gives up mid-answer is what the timeout tests do.
@@ -132,5 +172,8 @@ where
                 .await;
         });
         while connections.try_join_next().is_some() {}
+        if !accepting.pause.is_zero() {
+            tokio::time::sleep(accepting.pause).await;
+        }
     }
 }
