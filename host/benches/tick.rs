@@ -1,10 +1,13 @@
-//! One tick over 1, 100 and 1,000 pools: `cargo bench --bench tick` (after
-//! `cargo xtask policies`). The queue and the groups are the in-memory fakes
-//! behind a simulated API latency (20 ms per queue read, 50 ms per describe,
-//! 30 ms per write), every pool runs the compiled `queue-depth` policy, and
-//! a third of the pools change each tick. Prints wall time per tick and the
-//! group API calls it made (target for 1,000 pools: ≤ 2 s, ≤ 20 describes
-//! and one write per changed pool).
+//! One tick over 1, 100 and 1,000 pools, in one region and spread over two:
+//! `cargo bench --bench tick` (after `cargo xtask policies`). The queue and
+//! the groups are the in-memory fakes behind a simulated API latency (20 ms
+//! per queue read, 50 ms per describe call of at most 50 groups, four of a
+//! region at once as the adapter makes them, 30 ms per write), every pool
+//! runs the compiled `queue-depth` policy, and a third of the pools change
+//! each tick. Prints wall time per tick and the group API calls it made
+//! (target for 1,000 pools: ≤ 1 s, ≤ 20 describes and one write per changed
+//! pool). `cargo bench --bench tick_moto` measures the same against moto
+//! and a fake runner API.
 
 use runner_scaler::groups::{GroupError, GroupId, GroupState, Groups, MemoryGroups, Write};
 use runner_scaler::plan::Bounds;
@@ -31,8 +34,12 @@ impl Groups for Slow<MemoryGroups> {
         region: &str,
         names: &[String],
     ) -> Result<HashMap<String, GroupState>, GroupError> {
-        // One round trip per batch of 50, as the real API.
-        for _ in 0..names.len().div_ceil(50) {
+        // One round trip per batch of 50, four at once, as the adapter.
+        let rounds = names
+            .len()
+            .div_ceil(50)
+            .div_ceil(runner_scaler::groups::asg::DESCRIBE_PARALLEL);
+        for _ in 0..rounds {
             tokio::time::sleep(self.1).await;
         }
         self.0.describe(region, names).await
@@ -54,10 +61,10 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     println!(
-        "{:>6} {:>12} {:>10} {:>8} {:>14}",
-        "pools", "tick (wall)", "describes", "writes", "changed pools"
+        "{:>6} {:>8} {:>12} {:>10} {:>8} {:>14}",
+        "pools", "regions", "tick (wall)", "describes", "writes", "changed pools"
     );
-    for n in [1usize, 100, 1000] {
+    for (n, regions) in [(1usize, 1usize), (100, 1), (1000, 1), (1000, 2)] {
         let queues = Slow(MemoryQueue::new(), Duration::from_millis(20));
         let groups = Slow(MemoryGroups::new(), Duration::from_millis(50));
         let pools: Vec<Pool> = (0..n)
@@ -66,7 +73,7 @@ fn main() {
                     name: format!("pool-{i}"),
                     resource_class: format!("acme/class-{i}"),
                     group: GroupId {
-                        region: ["eu-west-1", "us-east-1"][i % 2].into(),
+                        region: ["eu-west-1", "us-east-1"][i % regions].into(),
                         name: format!("ci-{i}"),
                     },
                     policy: Policy::Wasm(policy.clone()),
@@ -115,7 +122,7 @@ fn main() {
             .filter(|r| r.desired != r.capacity.map(|c| c.desired))
             .count();
         println!(
-            "{n:>6} {:>12.2?} {:>10} {:>8} {:>14}",
+            "{n:>6} {regions:>8} {:>12.2?} {:>10} {:>8} {:>14}",
             wall,
             groups.0.describe_calls(),
             groups.0.writes().len(),

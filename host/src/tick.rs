@@ -146,7 +146,7 @@ pub async fn tick_until<Q: QueueSource, G: Groups>(
 
 /// Pools decided (and written) at once: enough to hide API latency, few
 /// enough to stay under Auto Scaling's request rate.
-const PARALLEL_POOLS: usize = 32;
+pub const PARALLEL_POOLS: usize = 32;
 
 /// What a read gave: the value, or why there is none.
 type Read<T> = Result<T, String>;

@@ -105,6 +105,12 @@ impl Moto {
         panic!("moto's server found no free port:\n{last_log}")
     }
 
+    /// Its process id (the benchmarks read its CPU time; no test does).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its URL, `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
