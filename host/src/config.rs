@@ -222,16 +222,11 @@ impl Config {
     /// tick's runner API requests (two per resource class) at that interval
     /// would exceed `circleci.requests_per_minute`.
     pub fn tick_interval(&self) -> Duration {
-        let classes: std::collections::BTreeSet<Option<&str>> = self
-            .pools
-            .iter()
-            .map(|pool| pool.resource_class.as_deref())
-            .collect();
-        let per_tick = 2 * classes.len() as u64;
-        let paced = Duration::from_millis(
-            (per_tick * 60_000).div_ceil(u64::from(self.circleci.requests_per_minute.max(1))),
-        );
-        self.interval.max(paced)
+        paced_interval(
+            self.interval,
+            &self.pools,
+            self.circleci.requests_per_minute,
+        )
     }
 
     /// The configuration for this process: `path` (from `--config` or
@@ -565,6 +560,8 @@ impl RawConfig {
                 "deadline_ms and memory_mib must be above 0".into(),
             ));
         }
+        // Without one, the tick may take the interval (at least 10 s), as
+        // lengthened for the runner API's budget (see below).
         let tick_deadline = match &self.tick_deadline {
             None => interval.max(MIN_DEFAULT_TICK_DEADLINE),
             Some(text) => parse_duration(text)
@@ -719,6 +716,10 @@ impl RawConfig {
             }
             pools.push(pool);
         }
+        let tick_deadline = match self.tick_deadline {
+            Some(_) => tick_deadline,
+            None => tick_deadline.max(paced_interval(interval, &pools, requests_per_minute)),
+        };
         Ok(Config {
             origin: origin.into(),
             interval,
@@ -853,6 +854,20 @@ fn validate_pool(
         time_zone,
         fallback,
     })
+}
+
+/// `interval`, or longer when the runner API requests of a tick over
+/// `pools` (two per resource class) would exceed `requests_per_minute`.
+fn paced_interval(interval: Duration, pools: &[PoolConfig], requests_per_minute: u32) -> Duration {
+    let classes: std::collections::BTreeSet<Option<&str>> = pools
+        .iter()
+        .map(|pool| pool.resource_class.as_deref())
+        .collect();
+    let per_tick = 2 * classes.len() as u64;
+    let paced = Duration::from_millis(
+        (per_tick * 60_000).div_ceil(u64::from(requests_per_minute.max(1))),
+    );
+    interval.max(paced)
 }
 
 /// What is wrong with `url` as an AWS endpoint, if anything.
@@ -1165,6 +1180,11 @@ max = 4
         );
         assert_eq!(pools(100, 600), Duration::from_secs(12), "60 classes");
         assert_eq!(pools(60, 60), Duration::from_secs(120));
+        // The tick may take that long too, unless told otherwise.
+        let text = format!("[circleci]\nrequests_per_minute = 1\n{POOL}");
+        assert_eq!(parse(&text).unwrap().tick_deadline, Duration::from_secs(120));
+        let text = format!("tick_deadline = \"20s\"\n[circleci]\nrequests_per_minute = 1\n{POOL}");
+        assert_eq!(parse(&text).unwrap().tick_deadline, Duration::from_secs(20));
         let zero = format!("[circleci]\nrequests_per_minute = 0\n{POOL}");
         let err = parse(&zero).unwrap_err().to_string();
         assert!(err.contains("circleci.requests_per_minute"), "{err}");
