@@ -89,6 +89,7 @@ fn main() {
                 max: 20,
                 seed: 1,
             },
+            shadow: None,
         };
         let started = Instant::now();
         let result = runtime.block_on(run(&month, &scenario, &mut || {}));

@@ -85,6 +85,7 @@ fn main() {
                     },
                     time_zone: jiff::tz::TimeZone::UTC,
                     params: vec![],
+                    shadow: None,
                 };
                 // A third of the pools have one more job than instances.
                 let jobs = 3 + u32::from(i % 3 == 0);

@@ -70,6 +70,7 @@ fn main() {
                 },
                 time_zone: jiff::tz::TimeZone::UTC,
                 params: vec![],
+                shadow: None,
             })
             .collect();
 

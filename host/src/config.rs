@@ -85,10 +85,21 @@ pub struct PoolConfig {
     pub resource_class: Option<String>,
     pub group: GroupId,
     pub policy: PolicyRef,
+    /// The SHA-256 the policy file must have (lowercase hex), if pinned.
+    pub policy_sha256: Option<String>,
     pub params: Vec<(String, String)>,
     pub bounds: Bounds,
     pub time_zone: jiff::tz::TimeZone,
     pub fallback: BuiltinRule,
+    /// A policy that decides beside the live one, never applied.
+    pub shadow: Option<ShadowConfig>,
+}
+
+/// A pool's shadow policy and its own params.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowConfig {
+    pub policy: PolicyRef,
+    pub params: Vec<(String, String)>,
 }
 
 /// A configuration that cannot be used.
@@ -191,12 +202,15 @@ struct RawPool {
     group: Option<String>,
     region: Option<String>,
     policy: Option<String>,
+    policy_sha256: Option<String>,
     params: Option<toml::Table>,
     min: Option<u32>,
     max: Option<u32>,
     time_zone: Option<String>,
     fallback: Option<String>,
     allow_unprotected_scale_in: Option<bool>,
+    shadow: Option<String>,
+    shadow_params: Option<toml::Table>,
 }
 
 /// The most `circleci.max_concurrent_requests`: more connections at once
@@ -356,6 +370,10 @@ impl Config {
             .map(|text| env::parse_params(&text))
             .transpose()
             .map_err(|message| invalid(env::POLICY_PARAMS, message))?;
+        let shadow_params = set(env::SHADOW_PARAMS)
+            .map(|text| env::parse_params(&text))
+            .transpose()
+            .map_err(|message| invalid(env::SHADOW_PARAMS, message))?;
         let group = get("AUTO_SCALING_GROUP_NAME")?;
         let raw = RawConfig {
             interval: set(env::TICK_INTERVAL).map(|text| text.trim().into()),
@@ -375,6 +393,9 @@ impl Config {
                 resource_class: set(env::RESOURCE_CLASS),
                 policy: Some(set(env::POLICY).map_or_else(|| "queue".into(), |p| p.trim().into())),
                 params,
+                policy_sha256: set(env::POLICY_SHA256).map(|d| d.trim().into()),
+                shadow: set(env::SHADOW_POLICY).map(|p| p.trim().into()),
+                shadow_params,
                 time_zone: set(env::TIME_ZONE).map(|zone| zone.trim().into()),
                 min: Some(0),
                 max: Some(max),
@@ -407,14 +428,22 @@ pub mod env {
     pub const CIRCLECI_URL: &str = "CIRCLECI_RUNNER_API_URL";
     /// Time between ticks within one Lambda invocation [default: 10s].
     pub const TICK_INTERVAL: &str = "RUNNER_SCALER_TICK_INTERVAL";
+    /// The SHA-256 the policy file must have (`policy_sha256`).
+    pub const POLICY_SHA256: &str = "RUNNER_SCALER_POLICY_SHA256";
+    /// A shadow policy beside the pool's (`shadow`), and its params.
+    pub const SHADOW_POLICY: &str = "RUNNER_SCALER_SHADOW_POLICY";
+    pub const SHADOW_PARAMS: &str = "RUNNER_SCALER_SHADOW_PARAMS";
 
     /// The variables that set what a configuration file sets per pool.
-    pub const POOL_VARS: [&str; 5] = [
+    pub const POOL_VARS: [&str; 8] = [
         POLICY,
         POLICY_PARAMS,
         TIME_ZONE,
         RESOURCE_CLASS,
         TOKEN_PARAMETER,
+        POLICY_SHA256,
+        SHADOW_POLICY,
+        SHADOW_PARAMS,
     ];
 
     /// `key=value,key=value` as a params table, in order.
@@ -463,6 +492,9 @@ pub mod env {
             "region" => "AUTO_SCALING_GROUP_REGION",
             "circleci" if key == "circleci.base_url" => CIRCLECI_URL,
             "interval" => TICK_INTERVAL,
+            "policy_sha256" => POLICY_SHA256,
+            "shadow" => SHADOW_POLICY,
+            "shadow_params" => SHADOW_PARAMS,
             _ => {
                 return ConfigError::Invalid {
                     origin,
@@ -785,22 +817,63 @@ fn validate_pool(
             format!("{policy_text:?} is neither a built-in rule (queue, hold) nor a .wasm file"),
         ));
     }
-    let mut params = Vec::new();
-    for (key, value) in defaults
-        .params
-        .iter()
-        .flatten()
-        .chain(pool.params.iter().flatten())
+    let params = merged_params(&defaults.params, &pool.params, "params", &invalid)?;
+    let policy_sha256 = match pool
+        .policy_sha256
+        .or_else(|| defaults.policy_sha256.clone())
     {
-        let value = crate::params::text(value).ok_or_else(|| {
-            invalid(
-                &format!("params.{key}"),
-                format!("{value} is not a string, number or boolean"),
-            )
-        })?;
-        params.retain(|(k, _): &(String, String)| k != key);
-        params.push((key.clone(), value));
-    }
+        None => None,
+        Some(_) if !matches!(policy, PolicyRef::File(_)) => {
+            return Err(invalid(
+                "policy_sha256",
+                format!(
+                "pins a policy file, but {policy_text:?} is a built-in rule; remove policy_sha256"
+            ),
+            ))
+        }
+        Some(text) => {
+            let digest = text.trim().to_ascii_lowercase();
+            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    "policy_sha256",
+                    format!(
+                        "{text:?} is not a SHA-256 (64 hex digits); `runner-scaler policy build` and \
+                         `sha256sum FILE` print it"
+                    ),
+                ));
+            }
+            Some(digest)
+        }
+    };
+    let shadow = match pool.shadow.or_else(|| defaults.shadow.clone()) {
+        None => {
+            if pool.shadow_params.is_some() {
+                return Err(invalid(
+                    "shadow_params",
+                    "is set, but there is no shadow policy; add shadow = \"candidate.wasm\" or remove shadow_params".into(),
+                ));
+            }
+            None
+        }
+        Some(text) => {
+            let shadow = PolicyRef::parse(&text, base);
+            if matches!(&shadow, PolicyRef::File(_)) && !text.ends_with(".wasm") {
+                return Err(invalid(
+                    "shadow",
+                    format!("{text:?} is neither a built-in rule (queue, hold) nor a .wasm file"),
+                ));
+            }
+            Some(ShadowConfig {
+                policy: shadow,
+                params: merged_params(
+                    &defaults.shadow_params,
+                    &pool.shadow_params,
+                    "shadow_params",
+                    &invalid,
+                )?,
+            })
+        }
+    };
     let min = pool.min.or(defaults.min).unwrap_or(0);
     let max = pool.max.or(defaults.max).ok_or_else(|| {
         invalid(
@@ -842,6 +915,7 @@ fn validate_pool(
             name: group,
         },
         policy,
+        policy_sha256,
         params,
         bounds: Bounds {
             min,
@@ -853,6 +927,7 @@ fn validate_pool(
         },
         time_zone,
         fallback,
+        shadow,
     })
 }
 
@@ -864,10 +939,31 @@ fn paced_interval(interval: Duration, pools: &[PoolConfig], requests_per_minute:
         .map(|pool| pool.resource_class.as_deref())
         .collect();
     let per_tick = 2 * classes.len() as u64;
-    let paced = Duration::from_millis(
-        (per_tick * 60_000).div_ceil(u64::from(requests_per_minute.max(1))),
-    );
+    let paced =
+        Duration::from_millis((per_tick * 60_000).div_ceil(u64::from(requests_per_minute.max(1))));
     interval.max(paced)
+}
+
+/// The params of `defaults` then `pool` (a pool's key replaces the
+/// default's), as text; `field` names them in errors.
+fn merged_params(
+    defaults: &Option<toml::Table>,
+    pool: &Option<toml::Table>,
+    field: &str,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut params = Vec::new();
+    for (key, value) in defaults.iter().flatten().chain(pool.iter().flatten()) {
+        let value = crate::params::text(value).ok_or_else(|| {
+            invalid(
+                &format!("{field}.{key}"),
+                format!("{value} is not a string, number or boolean"),
+            )
+        })?;
+        params.retain(|(k, _): &(String, String)| k != key);
+        params.push((key.clone(), value));
+    }
+    Ok(params)
 }
 
 /// What is wrong with `url` as an AWS endpoint, if anything.
@@ -1182,7 +1278,10 @@ max = 4
         assert_eq!(pools(60, 60), Duration::from_secs(120));
         // The tick may take that long too, unless told otherwise.
         let text = format!("[circleci]\nrequests_per_minute = 1\n{POOL}");
-        assert_eq!(parse(&text).unwrap().tick_deadline, Duration::from_secs(120));
+        assert_eq!(
+            parse(&text).unwrap().tick_deadline,
+            Duration::from_secs(120)
+        );
         let text = format!("tick_deadline = \"20s\"\n[circleci]\nrequests_per_minute = 1\n{POOL}");
         assert_eq!(parse(&text).unwrap().tick_deadline, Duration::from_secs(20));
         let zero = format!("[circleci]\nrequests_per_minute = 0\n{POOL}");
@@ -1204,6 +1303,49 @@ max = 4
             .unwrap_err()
             .to_string();
         assert!(err.contains("RUNNER_SCALER_TICK_INTERVAL"), "{err}");
+    }
+
+    #[test]
+    fn a_pool_may_pin_its_policy_and_name_a_shadow() {
+        let pool = |extra: &str| {
+            format!(
+                "[[pool]]\nname = \"p\"\nresource_class = \"a/p\"\ngroup = \"g\"\nregion = \"eu-west-1\"\n\
+                 max = 4\n{extra}\n"
+            )
+        };
+        let digest = "AB".repeat(32);
+        let config = parse(&pool(&format!(
+            "policy = \"p.wasm\"\npolicy_sha256 = \"{digest}\"\nshadow = \"c.wasm\"\n\
+             shadow_params = {{ warm = 2 }}"
+        )))
+        .unwrap();
+        let p = &config.pools[0];
+        assert_eq!(p.policy_sha256.as_deref(), Some("ab".repeat(32).as_str()));
+        assert_eq!(
+            p.shadow,
+            Some(ShadowConfig {
+                policy: PolicyRef::File("/etc/runner-scaler/c.wasm".into()),
+                params: vec![("warm".into(), "2".into())],
+            })
+        );
+        for (extra, field) in [
+            (
+                "policy = \"queue\"\npolicy_sha256 = \"00\"",
+                "policy_sha256",
+            ),
+            (
+                "policy = \"p.wasm\"\npolicy_sha256 = \"xyz\"",
+                "policy_sha256",
+            ),
+            (
+                "policy = \"queue\"\nshadow_params = { warm = 2 }",
+                "shadow_params",
+            ),
+            ("policy = \"queue\"\nshadow = \"c.py\"", "shadow"),
+        ] {
+            let err = parse(&pool(extra)).unwrap_err().to_string();
+            assert!(err.contains(&format!(": {field}:")), "{extra}: {err}");
+        }
     }
 
     #[test]

@@ -43,6 +43,25 @@ fn figures(r: &PoolReport) -> Vec<(&'static str, &'static str, f64)> {
     if let Some(ms) = r.policy_ms {
         figures.push(("PolicyEvaluationTime", "Milliseconds", ms));
     }
+    // A shadow: what it would have set, and how far that is from the live
+    // decision (0 when they agree).
+    if r.shadow.is_some() {
+        figures.push((
+            "ShadowErrors",
+            "Count",
+            f64::from(u8::from(r.shadow_error_kind.is_some())),
+        ));
+    }
+    if let Some(shadow) = r.shadow_desired {
+        figures.push(("ShadowDesired", "Count", shadow.into()));
+        if let Some(live) = r.desired {
+            figures.push((
+                "ShadowDifference",
+                "Count",
+                f64::from(shadow.abs_diff(live)),
+            ));
+        }
+    }
     figures.push(("PoolTickTime", "Milliseconds", r.duration_ms));
     figures
 }
@@ -83,12 +102,6 @@ mod tests {
 
     fn report(action: Action) -> PoolReport {
         PoolReport {
-            pool: "linux".into(),
-            group: "ci-linux".into(),
-            region: "eu-west-1".into(),
-            resource_class: "acme/linux".into(),
-            min: 0,
-            max: 10,
             queue: Some(Queue {
                 waiting: 3,
                 running: 1,
@@ -101,14 +114,11 @@ mod tests {
             decided_by: Some("queue".into()),
             policy_desired: Some(4),
             reason: Some("3 waiting + 1 running".into()),
-            policy_error: None,
-            policy_error_kind: None,
             desired: Some(4),
             action,
-            held_because: None,
-            why: None,
             policy_ms: Some(0.02),
             duration_ms: 12.5,
+            ..PoolReport::new("linux", "ci-linux", "eu-west-1", "acme/linux", 0, 10)
         }
     }
 

@@ -46,6 +46,10 @@ pub struct Metrics {
     source_errors: Family<PoolLabel, Counter>,
     apply_errors: Family<PoolLabel, Counter>,
     policy_seconds: Family<PoolLabel, Histogram, fn() -> Histogram>,
+    shadow_desired: Family<PoolLabel, Gauge>,
+    shadow_disagreements: Family<PoolLabel, Counter>,
+    shadow_difference: Family<PoolLabel, Counter>,
+    shadow_errors: Family<PolicyErrorLabels, Counter>,
     tick_seconds: Histogram,
     ticks: Counter,
     failed_ticks: Counter,
@@ -82,6 +86,10 @@ impl Metrics {
             policy_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.000_01, 3.0, 11))
             }),
+            shadow_desired: Family::default(),
+            shadow_disagreements: Family::default(),
+            shadow_difference: Family::default(),
+            shadow_errors: Family::default(),
             // 10 ms to ~40 s.
             tick_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 13)),
             ticks: Counter::default(),
@@ -165,6 +173,26 @@ impl Metrics {
             m.policy_seconds.clone(),
         );
         r.register(
+            "shadow_desired",
+            "What the pool's shadow policy would have set (after the same clamp and safety rules); never applied",
+            m.shadow_desired.clone(),
+        );
+        r.register(
+            "shadow_disagreements",
+            "Ticks on which the shadow policy would have set another desired capacity than the live one",
+            m.shadow_disagreements.clone(),
+        );
+        r.register(
+            "shadow_difference",
+            "Sum over ticks of |shadow desired - live desired|: divided by shadow_disagreements, the mean gap",
+            m.shadow_difference.clone(),
+        );
+        r.register(
+            "shadow_errors",
+            "Shadow policy failures, by kind (the live decision is unaffected)",
+            m.shadow_errors.clone(),
+        );
+        r.register(
             "tick_seconds",
             "Time a whole tick took",
             m.tick_seconds.clone(),
@@ -215,6 +243,23 @@ impl Metrics {
                 self.policy_seconds
                     .get_or_create(&pool)
                     .observe(ms / 1000.0);
+            }
+            show(&self.shadow_desired, r.shadow_desired);
+            if let (Some(shadow), Some(live)) = (r.shadow_desired, r.desired) {
+                // Created at 0 so that "never disagreed" is a value.
+                let disagreements = self.shadow_disagreements.get_or_create(&pool);
+                let difference = self.shadow_difference.get_or_create(&pool);
+                if shadow != live {
+                    disagreements.inc();
+                    difference.inc_by(shadow.abs_diff(live).into());
+                }
+            }
+            if let Some(kind) = r.shadow_error_kind {
+                let labels = PolicyErrorLabels {
+                    pool: r.pool.clone(),
+                    kind: kind.into(),
+                };
+                self.shadow_errors.get_or_create(&labels).inc();
             }
             if let Some(kind) = r.policy_error_kind {
                 let labels = PolicyErrorLabels {
@@ -307,12 +352,6 @@ mod tests {
     fn report(pool: &str, action: Action, held_because: Option<HeldBecause>) -> PoolReport {
         let decided = action != Action::Held;
         PoolReport {
-            pool: pool.into(),
-            group: format!("ci-{pool}"),
-            region: "eu-west-1".into(),
-            resource_class: "acme/linux".into(),
-            min: 0,
-            max: 10,
             queue: (held_because != Some(HeldBecause::Queue)).then_some(Queue {
                 waiting: 3,
                 running: 1,
@@ -325,15 +364,19 @@ mod tests {
             }),
             decided_by: decided.then(|| "queue".into()),
             policy_desired: decided.then_some(4),
-            reason: None,
-            policy_error: None,
-            policy_error_kind: None,
             desired: decided.then_some(4),
             action,
             held_because,
-            why: None,
             policy_ms: decided.then_some(0.05),
             duration_ms: 10.0,
+            ..PoolReport::new(
+                pool,
+                &format!("ci-{pool}"),
+                "eu-west-1",
+                "acme/linux",
+                0,
+                10,
+            )
         }
     }
 
@@ -351,6 +394,44 @@ mod tests {
                 | prometheus_parse::Value::Untyped(v) => Some(v),
                 _ => None,
             })
+    }
+
+    #[test]
+    fn a_shadow_shows_beside_the_live_decision() {
+        let metrics = Metrics::new(3, Duration::from_secs(60));
+        let shadowed = |shadow: Option<u32>, error: Option<&'static str>| PoolReport {
+            shadow: Some("candidate".into()),
+            shadow_desired: shadow,
+            shadow_error_kind: error,
+            ..report("a", Action::Applied, None)
+        };
+        // Live 4 each tick; the shadow says 6, then 4, then fails.
+        for (shadow, error) in [(Some(6), None), (Some(4), None), (None, Some("trap"))] {
+            metrics.record(&[shadowed(shadow, error)], Duration::from_millis(5));
+        }
+        let text = metrics.encode();
+        let v = |name: &str| value(&text, name, "a");
+        assert_eq!(v("runner_scaler_shadow_disagreements_total"), Some(1.0));
+        assert_eq!(v("runner_scaler_shadow_difference_total"), Some(2.0));
+        assert_eq!(
+            v("runner_scaler_shadow_desired"),
+            None,
+            "absent after a failure"
+        );
+        assert_eq!(v("runner_scaler_desired_decided"), Some(4.0));
+        assert!(
+            text.contains("runner_scaler_shadow_errors_total{pool=\"a\",kind=\"trap\"} 1"),
+            "{text}"
+        );
+        // A pool without a shadow has none of these.
+        let plain = Metrics::new(3, Duration::from_secs(60));
+        plain.record(
+            &[report("a", Action::Applied, None)],
+            Duration::from_millis(5),
+        );
+        assert!(!plain
+            .encode()
+            .contains("runner_scaler_shadow_disagreements_total{"));
     }
 
     #[test]

@@ -49,6 +49,21 @@ pub struct PoolReport {
     /// Time the policy (or fallback) took to decide.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_ms: Option<f64>,
+    /// The shadow policy, if the pool has one; what it would have set
+    /// (after the same clamp and safety rules), its reason, or why it
+    /// failed, and its time. Never applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_desired: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_error_kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_ms: Option<f64>,
     pub duration_ms: f64,
 }
 
@@ -90,6 +105,45 @@ pub enum Action {
 }
 
 impl PoolReport {
+    /// A record with only the pool's identity and bounds: held, nothing
+    /// known yet. The tick fills it in as it goes.
+    pub fn new(
+        pool: &str,
+        group: &str,
+        region: &str,
+        resource_class: &str,
+        min: u32,
+        max: u32,
+    ) -> PoolReport {
+        PoolReport {
+            pool: pool.into(),
+            group: group.into(),
+            region: region.into(),
+            resource_class: resource_class.into(),
+            min,
+            max,
+            queue: None,
+            capacity: None,
+            decided_by: None,
+            policy_desired: None,
+            reason: None,
+            policy_error: None,
+            policy_error_kind: None,
+            desired: None,
+            action: Action::Held,
+            held_because: None,
+            why: None,
+            policy_ms: None,
+            shadow: None,
+            shadow_desired: None,
+            shadow_reason: None,
+            shadow_error: None,
+            shadow_error_kind: None,
+            shadow_ms: None,
+            duration_ms: 0.0,
+        }
+    }
+
     /// Whether the pool got a decision whose outcome is known (the tick's
     /// exit code counts these).
     pub fn decided(&self) -> bool {
@@ -123,6 +177,10 @@ pub(crate) fn log(r: &PoolReport) {
                 action = ?r.action,
                 policy_error = r.policy_error.as_deref(),
                 why = r.why.as_deref(),
+                shadow = r.shadow.as_deref(),
+                shadow_desired = r.shadow_desired,
+                shadow_reason = r.shadow_reason.as_deref(),
+                shadow_error = r.shadow_error.as_deref(),
                 duration_ms = r.duration_ms,
                 "{}",
                 r.reason.as_deref().unwrap_or("no decision")

@@ -36,6 +36,32 @@ pub struct Pool {
     pub bounds: Bounds,
     pub time_zone: jiff::tz::TimeZone,
     pub params: Vec<(String, String)>,
+    /// A policy that decides beside this one, never applied.
+    pub shadow: Option<Shadow>,
+}
+
+/// A shadow policy: each tick, after the pool's own policy, it decides on
+/// the same observation (with its own params and state) in the same
+/// sandbox. Its answer is reported beside the live one and never applied;
+/// its failure is reported and changes nothing.
+#[derive(Clone)]
+pub struct Shadow {
+    pub policy: Policy,
+    pub params: Vec<(String, String)>,
+    /// Its state, kept apart from the live policy's: in this process, never
+    /// in the group's tag (it starts empty after a restart).
+    pub state: Arc<Mutex<Option<String>>>,
+}
+
+impl Shadow {
+    /// `policy` with `params`, no state yet.
+    pub fn new(policy: Policy, params: Vec<(String, String)>) -> Shadow {
+        Shadow {
+            policy,
+            params,
+            state: Arc::default(),
+        }
+    }
 }
 
 /// How a tick runs.
@@ -259,6 +285,8 @@ enum Stage {
     Deciding(PoolReport),
     /// The writes are under way, `made` of them done; the record so far.
     Writing { report: PoolReport, made: usize },
+    /// The live decision is done; the shadow policy is deciding.
+    Shadowing(PoolReport),
     /// Finished, the record logged.
     Done(PoolReport),
 }
@@ -326,6 +354,12 @@ fn cut_short(pool: &Pool, stage: Stage, reads: &Reads, cut: Cut) -> PoolReport {
             ));
             report
         }
+        // The live decision stands; only the shadow's is missing.
+        Stage::Shadowing(mut report) => {
+            report.shadow_error = Some(format!("{cut} passed while the shadow was deciding"));
+            report.shadow_error_kind = Some("deadline");
+            report
+        }
     }
 }
 
@@ -358,25 +392,15 @@ impl QueueSource for NoQueues {
 /// A record of `pool` with only its identity (and its queue, if known).
 fn empty_report(pool: &Pool, queue: Option<Queue>) -> PoolReport {
     PoolReport {
-        pool: pool.name.clone(),
-        group: pool.group.name.clone(),
-        region: pool.group.region.clone(),
-        resource_class: pool.resource_class.clone(),
-        min: pool.bounds.min,
-        max: pool.bounds.max,
         queue,
-        capacity: None,
-        decided_by: None,
-        policy_desired: None,
-        reason: None,
-        policy_error: None,
-        policy_error_kind: None,
-        desired: None,
-        action: Action::Held,
-        held_because: None,
-        why: None,
-        policy_ms: None,
-        duration_ms: 0.0,
+        ..PoolReport::new(
+            &pool.name,
+            &pool.group.name,
+            &pool.group.region,
+            &pool.resource_class,
+            pool.bounds.min,
+            pool.bounds.max,
+        )
     }
 }
 
@@ -486,7 +510,50 @@ async fn decide_and_apply<G: Groups>(
             }
         }
     };
+    if let Some(shadow) = &pool.shadow {
+        *stage.lock().unwrap() = Stage::Shadowing(report.clone());
+        shadow_decides(shadow, pool, &observation, group, &mut report).await;
+    }
     report
+}
+
+/// The shadow's decision on the live observation, with its own params and
+/// state, put in `report` beside the live one: what it would have set
+/// (after the same clamp and safety rules), its reason, or its failure.
+async fn shadow_decides(
+    shadow: &Shadow,
+    pool: &Pool,
+    live: &Observation,
+    group: &GroupState,
+    report: &mut PoolReport,
+) {
+    let observation = Observation {
+        params: shadow.params.clone(),
+        state: shadow.state.lock().unwrap().clone(),
+        ..live.clone()
+    };
+    let name = shadow.policy.name();
+    let evaluation = shadow.policy.evaluate(&observation).await;
+    evaluation.log.emit(&pool.name, name);
+    report.shadow = Some(name.to_string());
+    report.shadow_ms = Some(evaluation.elapsed.as_secs_f64() * 1000.0);
+    match evaluation.result {
+        Ok(decision) => {
+            report.shadow_desired = Some(plan::plan(&decision, group, pool.bounds).desired);
+            report.shadow_reason = Some(decision.reason);
+            *shadow.state.lock().unwrap() = decision.state;
+        }
+        Err(error) => {
+            tracing::warn!(
+                pool = %pool.name,
+                shadow = name,
+                kind = error.kind(),
+                "the shadow policy failed: {error}; the live decision stands"
+            );
+            report.shadow_error = Some(error.to_string());
+            report.shadow_error_kind = Some(error.kind());
+        }
+    }
 }
 
 /// The state in the group's tag, unless it is one the host could not have

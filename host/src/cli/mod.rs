@@ -48,7 +48,7 @@ enum Command {
     Lambda,
     /// Replay a day of CI jobs through scaling policies against a simulated
     /// group: job waits and instance cost, side by side, and a chart.
-    Simulate(simulate::SimulateArgs),
+    Simulate(Box<simulate::SimulateArgs>),
 }
 
 /// Run the command line; the binary's `main`.
@@ -73,7 +73,7 @@ pub fn main() -> ExitCode {
             Command::Check(args) => scale::check(args).await,
             Command::Policy(command) => command.run().await,
             Command::Lambda => crate::modes::lambda::run().await,
-            Command::Simulate(args) => simulate::simulate(args).await,
+            Command::Simulate(args) => simulate::simulate(*args).await,
         }
     });
     match result {

@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::modes::{self, daemon, http};
-use crate::policy::{CompileCache, PolicyEngine, PolicyLoader, PolicyRef};
+use crate::policy::{CompileCache, Policy, PolicyEngine};
 use crate::tick::TickOptions;
 use anyhow::Context;
 use clap::Args;
@@ -126,15 +126,16 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
 /// asked to probe.
 pub async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let (config, engine) = args.config.load()?;
-    let mut policies = PolicyLoader::new(&engine);
-    for pool in &config.pools {
-        policies
-            .load(&pool.policy)
-            .with_context(|| format!("{}: pool {:?}: policy", config.origin, pool.name))?;
-        let policy = match &pool.policy {
-            PolicyRef::Builtin(rule) => format!("built-in {rule}"),
-            PolicyRef::File(path) => path.display().to_string(),
+    let loaded = modes::load_policies(&config, &engine)?;
+    for (pool, (policy, shadow)) in config.pools.iter().zip(&loaded) {
+        let describe = |policy: &Policy| match policy {
+            Policy::Builtin(rule) => format!("built-in {rule}"),
+            Policy::Wasm(wasm) => format!("{} (sha256 {})", wasm.path().display(), wasm.sha256()),
         };
+        let mut policy = describe(policy);
+        if let Some(shadow) = shadow {
+            policy += &format!(", shadow {}", describe(&shadow.policy));
+        }
         println!(
             "pool {:?}: group {} in [{}, {}], policy {policy}, fallback {}, time zone {}",
             pool.name,

@@ -117,6 +117,13 @@ pub struct SimulateArgs {
     /// (`cooldown:minutes=5`). Repeat for more.
     #[arg(long = "params", value_name = "[POLICY:]KEY=VALUE")]
     params: Vec<String>,
+    /// A shadow for the (one) --policy: it decides beside it on every
+    /// tick's observation, never applied, and the table counts the ticks on
+    /// which it would have set another desired capacity; a second column
+    /// runs it as the live policy, to show what switching would change.
+    /// Its params: `--params NAME:key=value`.
+    #[arg(long, value_name = "P.wasm|queue|hold")]
+    shadow: Option<String>,
     /// Print the table as Markdown (the README's policy tables are this
     /// output).
     #[arg(long)]
@@ -180,7 +187,23 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         None if default_run => vec![Exit::Decrement, Exit::Poweroff],
         None => vec![Exit::Decrement],
     };
-    let policies = load_policies(&names)?;
+    let mut policies = load_policies(&names)?;
+    let shadow = match &args.shadow {
+        None => None,
+        Some(name) => {
+            ensure!(
+                policies.len() == 1 && !default_run,
+                "--shadow compares one live policy with its shadow: give exactly one --policy"
+            );
+            let shadow = load_policies(std::slice::from_ref(name))?.remove(0);
+            ensure!(
+                shadow.name() != policies[0].name(),
+                "--shadow {name} is the --policy itself; give another policy"
+            );
+            policies.push(shadow.clone());
+            Some(shadow)
+        }
+    };
     let params = parse_params(&args.params, &policies)?;
     let settings = Settings {
         tick: args.tick,
@@ -226,11 +249,19 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 exit,
                 ..settings.clone()
             };
-            scenarios.push(settings.scenario(
-                label,
-                policy.clone(),
-                params_for(&params, policy.name()),
-            ));
+            let mut scenario =
+                settings.scenario(label, policy.clone(), params_for(&params, policy.name()));
+            match &shadow {
+                Some(shadow) if shadow.name() == policy.name() => {
+                    scenario.label = format!("{} (shadow, if live)", scenario.label);
+                }
+                Some(shadow) => {
+                    scenario.label = format!("{} (live)", scenario.label);
+                    scenario.shadow = Some((shadow.clone(), params_for(&params, shadow.name())));
+                }
+                None => {}
+            }
+            scenarios.push(scenario);
         }
     }
 

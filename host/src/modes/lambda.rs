@@ -367,6 +367,7 @@ mod tests {
                 },
                 time_zone: jiff::tz::TimeZone::UTC,
                 params: vec![],
+                shadow: None,
             }],
             queues,
             groups,

@@ -13,7 +13,7 @@ use crate::groups::{GroupState, Groups};
 use crate::plan::{self, Bounds};
 use crate::policy::{Policy, PolicyEngine, PolicyLoader};
 use crate::sources::QueueSource;
-use crate::tick::{self, Cut, Pool, PoolReport, TickOptions};
+use crate::tick::{self, Cut, Pool, PoolReport, Shadow, TickOptions};
 use anyhow::Context;
 use std::future::Future;
 use std::time::Duration;
@@ -66,15 +66,37 @@ pub fn load_pools(
     engine: &PolicyEngine,
     secret_resource_class: Option<&str>,
 ) -> anyhow::Result<Vec<Pool>> {
+    load_policies(config, engine)?
+        .into_iter()
+        .zip(&config.pools)
+        .map(|((policy, shadow), pool)| ready(pool, policy, shadow, secret_resource_class))
+        .collect()
+}
+
+/// Each pool's policy (its file checked against `policy_sha256`) and
+/// shadow, every file loaded once however many pools share it.
+pub fn load_policies(
+    config: &Config,
+    engine: &PolicyEngine,
+) -> anyhow::Result<Vec<(Policy, Option<Shadow>)>> {
     let mut policies = PolicyLoader::new(engine);
     config
         .pools
         .iter()
         .map(|pool| {
             let policy = policies
-                .load(&pool.policy)
+                .load_pinned(&pool.policy, pool.policy_sha256.as_deref())
                 .with_context(|| format!("{}: pool {:?}: policy", config.origin, pool.name))?;
-            ready(pool, policy, secret_resource_class)
+            let shadow = match &pool.shadow {
+                None => None,
+                Some(shadow) => Some(Shadow::new(
+                    policies.load(&shadow.policy).with_context(|| {
+                        format!("{}: pool {:?}: shadow", config.origin, pool.name)
+                    })?,
+                    shadow.params.clone(),
+                )),
+            };
+            Ok((policy, shadow))
         })
         .collect()
 }
@@ -82,6 +104,7 @@ pub fn load_pools(
 fn ready(
     pool: &PoolConfig,
     policy: Policy,
+    shadow: Option<Shadow>,
     secret_resource_class: Option<&str>,
 ) -> anyhow::Result<Pool> {
     let resource_class = pool
@@ -105,6 +128,7 @@ fn ready(
         bounds: pool.bounds,
         time_zone: pool.time_zone.clone(),
         params: pool.params.clone(),
+        shadow,
     })
 }
 

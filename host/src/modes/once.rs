@@ -74,25 +74,16 @@ mod tests {
 
     fn report(pool: &str, action: Action) -> PoolReport {
         PoolReport {
-            pool: pool.into(),
-            group: format!("ci-{pool}"),
-            region: "eu-west-1".into(),
-            resource_class: "acme/linux".into(),
-            min: 0,
-            max: 10,
-            queue: None,
-            capacity: None,
-            decided_by: None,
-            policy_desired: None,
-            reason: None,
-            policy_error: None,
-            policy_error_kind: None,
-            desired: None,
             action,
-            held_because: None,
-            why: None,
-            policy_ms: None,
             duration_ms: 1.0,
+            ..PoolReport::new(
+                pool,
+                &format!("ci-{pool}"),
+                "eu-west-1",
+                "acme/linux",
+                0,
+                10,
+            )
         }
     }
 

@@ -110,6 +110,8 @@ pub struct WasmPolicy {
 struct Loaded {
     name: String,
     path: PathBuf,
+    /// SHA-256 of the file's bytes, lowercase hex.
+    sha256: String,
     pre: PolicyPre<HostState>,
     engine: Engine,
     limits: Limits,
@@ -236,6 +238,7 @@ impl PolicyEngine {
             inner: Arc::new(Loaded {
                 name: policy_name(path),
                 path: path.into(),
+                sha256: sha256_hex(bytes),
                 pre,
                 engine: self.engine.clone(),
                 limits: self.limits,
@@ -264,6 +267,11 @@ impl WasmPolicy {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// SHA-256 of the file it was loaded from (what `policy_sha256` pins).
+    pub fn sha256(&self) -> &str {
+        &self.inner.sha256
     }
 
     /// Ask the policy for a decision, in a fresh instance. Returns the
@@ -517,6 +525,16 @@ impl WasiView for HostState {
             table: &mut self.table,
         }
     }
+}
+
+/// SHA-256 of `bytes`, lowercase hex: a policy file's digest as
+/// `sha256sum` prints it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

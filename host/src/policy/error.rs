@@ -50,6 +50,16 @@ pub enum PolicyError {
     #[error("policy {path} cannot be compiled: {message}")]
     Compile { path: PathBuf, message: String },
 
+    #[error(
+        "policy {path} has SHA-256 {found}, but the pool pins {expected} (policy_sha256): it is \
+         not the file that was reviewed. If it is the one you mean, set policy_sha256 = \"{found}\""
+    )]
+    Digest {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+
     #[error("policy {policy} ran past its deadline of {} ms and was stopped", limit.as_millis())]
     Deadline { policy: String, limit: Duration },
 
@@ -78,6 +88,7 @@ impl PolicyError {
         match self {
             PolicyError::Read { .. } => "read",
             PolicyError::TooLarge { .. } => "too_large",
+            PolicyError::Digest { .. } => "digest",
             PolicyError::NotWasm { .. } => "not_wasm",
             PolicyError::Componentize { .. } => "componentize",
             PolicyError::WrongContract { .. } => "wrong_contract",

@@ -19,7 +19,7 @@ mod wasi;
 pub use bindings::{CONTRACT, DECIDER_EXPORT};
 pub use builtin::BuiltinRule;
 pub use cache::CompileCache;
-pub use engine::{linux_target, EngineOptions, PolicyEngine, WasmPolicy};
+pub use engine::{linux_target, sha256_hex, EngineOptions, PolicyEngine, WasmPolicy};
 pub use error::PolicyError;
 pub use limits::{
     Limits, PoolShare, DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB, MAX_DEADLINE_MS, MAX_MEMORY_MIB,

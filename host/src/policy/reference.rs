@@ -66,13 +66,35 @@ impl<'e> PolicyLoader<'e> {
 
     /// The policy `policy` names.
     pub fn load(&mut self, policy: &PolicyRef) -> Result<Policy, PolicyError> {
+        self.load_pinned(policy, None)
+    }
+
+    /// The policy `policy` names, whose file must have the SHA-256 `pin`
+    /// (lowercase hex) if one is given: checked before anything is
+    /// compiled or loaded from a cache.
+    pub fn load_pinned(
+        &mut self,
+        policy: &PolicyRef,
+        pin: Option<&str>,
+    ) -> Result<Policy, PolicyError> {
         let path = match policy {
             PolicyRef::Builtin(rule) => return Ok(Policy::Builtin(*rule)),
             PolicyRef::File(path) => path,
         };
+        let check = |found: &str| match pin {
+            Some(expected) if expected != found => Err(PolicyError::Digest {
+                path: path.clone(),
+                expected: expected.to_string(),
+                found: found.to_string(),
+            }),
+            _ => Ok(()),
+        };
         if let Some(loaded) = self.loaded.get(path) {
+            check(loaded.sha256())?;
             return Ok(Policy::Wasm(loaded.clone()));
         }
+        let bytes = super::load::read_policy_file(path)?;
+        check(&super::engine::sha256_hex(&bytes))?;
         let engine: &PolicyEngine = match &mut self.engine {
             Engine::Given(engine) => engine,
             Engine::Lazy { made, make } => {
@@ -82,7 +104,7 @@ impl<'e> PolicyLoader<'e> {
                 made.as_ref().expect("made above")
             }
         };
-        let loaded = engine.load(path)?;
+        let loaded = engine.load_bytes(path, &bytes)?;
         self.loaded.insert(path.clone(), loaded.clone());
         Ok(Policy::Wasm(loaded))
     }

@@ -92,6 +92,7 @@ impl Settings {
                 max: self.max,
                 seed: self.seed,
             },
+            shadow: None,
         }
     }
 

@@ -40,6 +40,10 @@ pub struct Summary {
     /// min), so they powered off.
     pub decrements_refused: u64,
     pub policy_errors: u64,
+    /// Ticks on which a shadow decided, and those on which it would have
+    /// set another desired capacity.
+    pub shadow_decisions: u64,
+    pub shadow_disagreements: u64,
 }
 
 impl Summary {
@@ -100,6 +104,8 @@ impl Summary {
                 .sum(),
             decrements_refused: run.decrements_refused,
             policy_errors: run.policy_errors,
+            shadow_decisions: run.shadow_decisions,
+            shadow_disagreements: run.shadow_disagreements,
         }
     }
 
@@ -180,6 +186,15 @@ fn rows(summaries: &[Summary], slow_wait: u64) -> Vec<(String, Vec<String>)> {
     row("decrements refused at min", &|s| {
         s.decrements_refused.to_string()
     });
+    if summaries.iter().any(|s| s.shadow_decisions > 0) {
+        row(
+            "ticks the shadow would differ",
+            &|s| match s.shadow_decisions {
+                0 => "-".into(),
+                n => format!("{} of {n}", s.shadow_disagreements),
+            },
+        );
+    }
     if summaries.iter().any(|s| s.policy_errors > 0) {
         row("ticks decided by fallback", &|s| {
             s.policy_errors.to_string()

@@ -15,7 +15,7 @@ use super::world::{
 };
 use crate::plan::Bounds;
 use crate::policy::{BuiltinRule, Policy};
-use crate::tick::{tick, Pool, TickOptions};
+use crate::tick::{tick, Pool, Shadow, TickOptions};
 
 /// How long past the last job an instance floor is still counted.
 pub const DRAIN: u64 = 3600;
@@ -38,6 +38,10 @@ pub struct Scenario {
     /// desired capacity when unprotected instances could be terminated.
     pub allow_unprotected_scale_in: bool,
     pub world: WorldSettings,
+    /// A shadow policy and its params: it decides beside the policy on
+    /// every tick's observation, never applied; the run counts the ticks
+    /// on which it would have set another desired capacity.
+    pub shadow: Option<(Policy, Vec<(String, String)>)>,
 }
 
 /// The state right after one tick, for the chart.
@@ -67,6 +71,10 @@ pub struct Run {
     /// first such failure.
     pub policy_errors: u64,
     pub first_policy_error: Option<String>,
+    /// Ticks on which the shadow decided, and on which its desired capacity
+    /// differed from the one applied.
+    pub shadow_decisions: u64,
+    pub shadow_disagreements: u64,
     pub decrements_refused: u64,
 }
 
@@ -88,10 +96,15 @@ pub async fn run(trace: &Trace, scenario: &Scenario, on_tick: &mut dyn FnMut()) 
         },
         time_zone: scenario.time_zone.clone(),
         params: scenario.params.clone(),
+        shadow: scenario
+            .shadow
+            .clone()
+            .map(|(policy, params)| Shadow::new(policy, params)),
     }];
     let last_submit = trace.last_submit();
     let mut samples = Vec::new();
     let mut policy_errors = 0;
+    let (mut shadow_decisions, mut shadow_disagreements) = (0, 0);
     let mut first_policy_error = None;
     let mut last_done: Option<u64> = None;
     let mut at = 0;
@@ -104,6 +117,10 @@ pub async fn run(trace: &Trace, scenario: &Scenario, on_tick: &mut dyn FnMut()) 
             if let Some(err) = report.policy_error {
                 policy_errors += 1;
                 first_policy_error.get_or_insert(err);
+            }
+            if let Some(shadow) = report.shadow_desired {
+                shadow_decisions += 1;
+                shadow_disagreements += u64::from(Some(shadow) != report.desired);
             }
         }
         let counts = world.counts();
@@ -135,6 +152,8 @@ pub async fn run(trace: &Trace, scenario: &Scenario, on_tick: &mut dyn FnMut()) 
         peak: world.peak(),
         policy_errors,
         first_policy_error,
+        shadow_decisions,
+        shadow_disagreements,
         decrements_refused: world.decrements_refused(),
     }
 }

@@ -1036,3 +1036,70 @@ fn sample(body: &str, pool: &str, name: &str) -> Option<f64> {
             _ => None,
         })
 }
+
+/// `policy_sha256` pins a policy file: the reviewed file loads (`check`
+/// prints its digest), another one in its place is refused naming both
+/// digests, before anything is compiled or taken from a cache. A compile
+/// cache entry that was tampered with is ignored with a warning and the
+/// policy compiled again, never loaded.
+#[tokio::test]
+async fn a_pinned_policy_loads_only_as_reviewed_and_a_tampered_cache_entry_is_ignored() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let policy = dir.path().join("p.wasm");
+    std::fs::copy(support::policy_file("queue-depth"), &policy).unwrap();
+    let reviewed: String = Sha256::digest(std::fs::read(&policy).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let file = dir.path().join("runner-scaler.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[pool]]\nname = \"p\"\nresource_class = \"a/p\"\ngroup = \"g\"\nregion = \"eu-west-1\"\n\
+             policy = \"p.wasm\"\npolicy_sha256 = \"{}\"\nmax = 1\n",
+            reviewed.to_uppercase()
+        ),
+    )
+    .unwrap();
+    let check = || async {
+        runner_scaler(
+            &["check", "--config", file.to_str().unwrap()],
+            &[("RUNNER_SCALER_CACHE_DIR", cache.to_str().unwrap())],
+        )
+        .await
+    };
+    let output = check().await;
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains(&reviewed), "{}", text(&output));
+
+    // The cache entry that run wrote, tampered with: ignored, not loaded.
+    let entry = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .expect("a compile cache entry");
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&entry, bytes).unwrap();
+    let output = check().await;
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("ignoring a damaged or foreign entry in the compile cache"),
+        "{}",
+        text(&output)
+    );
+
+    // Another policy in the reviewed one's place.
+    std::fs::copy(support::policy_file("business-hours"), &policy).unwrap();
+    let output = check().await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&reviewed) && stderr.contains("policy_sha256") && stderr.contains("p.wasm"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("compiled policy"), "{stderr}");
+}

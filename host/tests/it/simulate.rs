@@ -57,6 +57,7 @@ fn scenario(policy: Policy, exit: Exit, max: u32) -> Scenario {
             max,
             seed: 1,
         },
+        shadow: None,
     }
 }
 
@@ -770,4 +771,31 @@ async fn ten_second_ticks_and_a_warm_pool_start_weekday_jobs_within_seconds() {
     assert!(new.wait_p95 <= 45, "p95 {} s", new.wait_p95);
     assert!(ratio <= 1.15, "cost {ratio:.3} times the old run's");
     assert_eq!(new.killed + new.never_ran, 0);
+}
+
+/// A shadow changes nothing in a run: the jobs and instances are those of
+/// the run without it, and the run counts the ticks on which the shadow
+/// (here `hold`, which never moves) would have set another capacity.
+#[tokio::test]
+async fn a_shadow_changes_nothing_in_the_run_and_counts_its_disagreements() {
+    let trace = Trace::find("weekday", None).unwrap();
+    let live = scenario(QUEUE, Exit::Decrement, 20);
+    let shadowed = Scenario {
+        shadow: Some((Policy::Builtin(BuiltinRule::Hold), vec![])),
+        ..live.clone()
+    };
+    let (a, b) = (
+        run(&trace, &live, &mut || {}).await,
+        run(&trace, &shadowed, &mut || {}).await,
+    );
+    assert_eq!(a.jobs, b.jobs);
+    assert_eq!(a.instances, b.instances);
+    assert_eq!((a.shadow_decisions, a.shadow_disagreements), (0, 0));
+    assert_eq!(b.shadow_decisions, b.ticks);
+    assert!(
+        b.shadow_disagreements > 0 && b.shadow_disagreements < b.ticks,
+        "{} of {}",
+        b.shadow_disagreements,
+        b.ticks
+    );
 }

@@ -446,3 +446,100 @@ async fn reports_come_in_configuration_order_whatever_finishes_first() {
     let names: Vec<&str> = r.iter().map(|r| r.pool.as_str()).collect();
     assert_eq!(names, ["p0", "p1", "p2", "p3", "p4", "p5"]);
 }
+
+/// A pool's shadow: `live` decides and is applied; `shadow` decides on the
+/// same observation and is only reported.
+fn shadowed(live: Policy, shadow: Policy) -> Pool {
+    let mut pool = support::pool("a", live);
+    pool.shadow = Some(runner_scaler::tick::Shadow::new(shadow, vec![]));
+    pool
+}
+
+#[tokio::test]
+async fn a_shadow_decides_beside_the_live_policy_and_is_never_applied() {
+    let w = InMemory::new(vec![shadowed(QUEUE, Policy::Builtin(BuiltinRule::Hold))]);
+    w.set(0, 3, 1, group(1));
+    let r = w.tick(false).await;
+    assert_eq!((r[0].action, w.desired(0)), (Action::Applied, 4));
+    assert_eq!(r[0].shadow.as_deref(), Some("hold"));
+    assert_eq!(
+        r[0].shadow_desired,
+        Some(1),
+        "hold keeps what the group had"
+    );
+    assert!(r[0].shadow_reason.is_some());
+    assert_eq!(w.groups.writes().len(), 1, "the live write only");
+    // The record says both, in JSON.
+    let json = serde_json::to_value(&r[0]).unwrap();
+    assert_eq!(
+        (json["desired"].as_u64(), json["shadow_desired"].as_u64()),
+        (Some(4), Some(1))
+    );
+}
+
+/// A shadow that traps, spins past its deadline or allocates without bound
+/// changes nothing in the live decision: the record says what it did.
+#[tokio::test]
+async fn a_failing_shadow_changes_nothing_and_is_reported() {
+    let policies = support::policies_dir();
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    for (file, kind) in [
+        ("panics.wasm", "trap"),
+        ("spin.wasm", "deadline"),
+        ("alloc-bomb.wasm", "out_of_memory"),
+    ] {
+        let hostile = engine
+            .load(&policies.join(file))
+            .expect("build the policies with `cargo xtask policies`");
+        let w = InMemory::new(vec![shadowed(QUEUE, Policy::Wasm(hostile))]);
+        w.set(0, 3, 1, group(1));
+        let r = w.tick(false).await;
+        assert_eq!(
+            (r[0].action, r[0].desired, w.desired(0)),
+            (Action::Applied, Some(4), 4),
+            "{file}"
+        );
+        assert_eq!(r[0].decided_by.as_deref(), Some("queue"), "{file}");
+        assert_eq!(r[0].policy_error, None, "{file}");
+        assert_eq!(
+            r[0].shadow_error_kind,
+            Some(kind),
+            "{file}: {:?}",
+            r[0].shadow_error
+        );
+        assert_eq!(r[0].shadow_desired, None, "{file}");
+    }
+}
+
+/// A stateful shadow keeps its state apart: the group's tag holds only the
+/// live policy's (here none), and the shadow finds its own next tick.
+#[tokio::test]
+async fn a_shadows_state_never_reaches_the_group() {
+    let policies = support::policies_dir();
+    let engine = PolicyEngine::new(Limits::default(), None).unwrap();
+    let cooldown = engine
+        .load(&policies.join("cooldown.wasm"))
+        .expect("build the policies with `cargo xtask policies`");
+    let w = InMemory::new(vec![shadowed(QUEUE, Policy::Wasm(cooldown))]);
+    w.set(0, 0, 0, group(3));
+    let r = w.tick(false).await;
+    assert_eq!(w.desired(0), 0, "queue decided: {:?}", r[0].reason);
+    assert_eq!(r[0].shadow_desired, Some(4), "{:?}", r[0].shadow_reason);
+    let tag = w.groups.get(&w.pools[0].group).unwrap().policy_state;
+    assert_eq!(tag, None, "the shadow's state went to the group's tag");
+    assert!(
+        w.groups
+            .writes()
+            .iter()
+            .all(|(_, write)| !matches!(write, Write::State(_))),
+        "{:?}",
+        w.groups.writes()
+    );
+    let shadow = w.pools[0].shadow.as_ref().unwrap();
+    let kept = shadow.state.lock().unwrap().clone();
+    assert!(
+        kept.as_deref()
+            .is_some_and(|s| s.starts_with("empty_since=")),
+        "{kept:?}"
+    );
+}

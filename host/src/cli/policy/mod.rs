@@ -152,10 +152,12 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::write(&out, &component).with_context(|| format!("cannot write {}", out.display()))?;
     println!(
-        "built {} ({} KiB, implements {})",
+        "built {} ({} KiB, implements {})\nsha256 {}: pin it in the pool with policy_sha256 = \"{}\"",
         out.display(),
         component.len().div_ceil(1024),
-        policy::CONTRACT
+        policy::CONTRACT,
+        policy::sha256_hex(&component),
+        policy::sha256_hex(&component),
     );
     Ok(ExitCode::SUCCESS)
 }

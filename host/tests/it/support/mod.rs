@@ -103,6 +103,7 @@ pub fn pool(name: &str, policy: runner_scaler::policy::Policy) -> runner_scaler:
         },
         time_zone: jiff::tz::TimeZone::UTC,
         params: vec![],
+        shadow: None,
     }
 }
 
