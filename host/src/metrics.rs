@@ -53,6 +53,8 @@ pub struct Metrics {
     tick_seconds: Histogram,
     ticks: Counter,
     failed_ticks: Counter,
+    config_reloads: Counter,
+    config_reload_failures: Counter,
     last_tick: Gauge<f64, AtomicU64>,
     consecutive_failed_ticks: AtomicU32,
     unhealthy_after: u32,
@@ -94,6 +96,8 @@ impl Metrics {
             tick_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 13)),
             ticks: Counter::default(),
             failed_ticks: Counter::default(),
+            config_reloads: Counter::default(),
+            config_reload_failures: Counter::default(),
             last_tick: Gauge::default(),
             consecutive_failed_ticks: AtomicU32::new(0),
             unhealthy_after: unhealthy_after.max(1),
@@ -204,11 +208,32 @@ impl Metrics {
             m.failed_ticks.clone(),
         );
         r.register(
+            "config_reloads",
+            "Reloads of the configuration and policies that took effect",
+            m.config_reloads.clone(),
+        );
+        r.register(
+            "config_reload_failures",
+            "Reloads refused (the error is logged); the previous configuration and policies go on",
+            m.config_reload_failures.clone(),
+        );
+        r.register(
             "last_tick_timestamp_seconds",
             "When the last tick completed (Unix time)",
             m.last_tick.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// A reload took effect.
+    pub fn reloaded(&self) {
+        self.config_reloads.inc();
+    }
+
+    /// A reload was refused; health is unaffected, as the previous
+    /// configuration goes on deciding.
+    pub fn reload_failed(&self) {
+        self.config_reload_failures.inc();
     }
 
     /// A tick starts now.

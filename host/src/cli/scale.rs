@@ -1,9 +1,11 @@
 //! `runner-scaler once`, `run` and `check`: the scaler's main job.
 
 use crate::config::Config;
+use crate::groups::asg::AsgGroups;
 use crate::metrics::Metrics;
-use crate::modes::{self, daemon, http};
+use crate::modes::{self, daemon, http, reload};
 use crate::policy::{CompileCache, Policy, PolicyEngine};
+use crate::sources::circleci::CircleCi;
 use crate::tick::TickOptions;
 use anyhow::Context;
 use clap::Args;
@@ -83,10 +85,14 @@ pub async fn once(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Tick every interval until SIGTERM or SIGINT.
+/// Tick every interval until SIGTERM or SIGINT; reload on SIGHUP or when a
+/// file the configuration depends on changes.
 pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     let (config, engine) = args.config.load()?;
     let scaler = modes::connect(&config, &engine).await?;
+    let config_file = args.config.config.clone();
+    let triggers = reload::Triggers::start(reload::files_of(config_file.as_deref(), &config))
+        .context("cannot listen for SIGHUP or watch the configuration")?;
     tracing::info!(
         pools = scaler.pools.len(),
         interval_s = scaler.interval.as_secs_f64(),
@@ -109,9 +115,20 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         dry_run: args.dry_run,
         deadline: None,
     };
-    let ticks = daemon::run_every(scaler.interval, stop.clone(), || async {
+    let interval = scaler.interval;
+    let current = Arc::new(reload::Current::new(scaler));
+    tokio::spawn(reload_on_triggers(
+        args.config,
+        config,
+        triggers,
+        current.clone(),
+        metrics.clone(),
+    ));
+    let ticks = daemon::run_every(interval, stop.clone(), || async {
         let started = std::time::Instant::now();
         metrics.tick_started();
+        // The scaler as of now: a reload during this tick waits for the next.
+        let scaler = current.get();
         let reports = scaler
             .tick_until(options, daemon::stopped(stop.clone(), grace))
             .await;
@@ -120,6 +137,53 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     .await;
     tracing::info!(ticks, "runner-scaler stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reload on each trigger: a whole new scaler, swapped in for the next
+/// tick, or — on any error — the old one kept and the error logged.
+async fn reload_on_triggers(
+    args: ConfigArgs,
+    mut config: Config,
+    mut triggers: reload::Triggers,
+    current: Arc<reload::Current<modes::Scaler<CircleCi, AsgGroups>>>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(trigger) = triggers.next().await {
+        tracing::info!(%trigger, "reloading the configuration and its policies");
+        let rebuilt = async {
+            let (config, engine) = args.load()?;
+            let scaler = modes::connect(&config, &engine).await?;
+            anyhow::Ok((config, scaler))
+        }
+        .await;
+        match rebuilt {
+            Ok((new_config, scaler)) => {
+                let changes = reload::changes(&current.get().pools, &scaler.pools);
+                if new_config.interval != config.interval || new_config.daemon != config.daemon {
+                    tracing::warn!(
+                        "interval and [daemon] take effect at the next start; the rest from the next tick"
+                    );
+                }
+                triggers.watch(reload::files_of(args.config.as_deref(), &new_config));
+                current.set(scaler);
+                config = new_config;
+                metrics.reloaded();
+                tracing::info!(
+                    %trigger,
+                    changes = %if changes.is_empty() { "none".to_string() } else { changes.join("; ") },
+                    "reloaded; the next tick uses it"
+                );
+            }
+            Err(err) => {
+                metrics.reload_failed();
+                tracing::error!(
+                    %trigger,
+                    error = %format!("{err:#}"),
+                    "the reload failed; the previous configuration and policies go on deciding"
+                );
+            }
+        }
+    }
 }
 
 /// Validate the configuration and load every policy; contact nothing unless

@@ -7,6 +7,7 @@ pub mod http;
 pub mod lambda;
 pub mod once;
 pub mod probe;
+pub mod reload;
 
 use crate::config::{Config, PoolConfig};
 use crate::groups::{GroupState, Groups};

@@ -1103,3 +1103,161 @@ async fn a_pinned_policy_loads_only_as_reviewed_and_a_tampered_cache_entry_is_ig
     );
     assert!(!stderr.contains("compiled policy"), "{stderr}");
 }
+
+/// `run` reloads when a file it loaded changes and on SIGHUP. A broken
+/// configuration is refused and counted, and the old policy goes on
+/// deciding, healthy; a new policy file is swapped in between ticks (the
+/// log names both digests) and decides from the next tick on.
+#[cfg(unix)]
+#[tokio::test]
+async fn run_reloads_on_file_changes_and_sighup_and_keeps_the_old_on_a_broken_one() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    moto.create_group(REGION, &TestGroup::new("ci-reload").desired(0).protected())
+        .await;
+    circleci.set_queue("acme/reload", 2, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.wasm");
+    // Replaced as a deploy does: a new file renamed over the old one.
+    let replace = |path: &std::path::Path, bytes: &[u8]| {
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, bytes).unwrap();
+        std::fs::rename(&partial, path).unwrap();
+    };
+    replace(
+        &policy,
+        &std::fs::read(support::policy_file("queue-depth")).unwrap(),
+    );
+    let good = format!(
+        "interval = \"1s\"\n[circleci]\nbase_url = \"{}\"\n[aws]\nendpoint_url = \"{}\"\n\
+         [[pool]]\nname = \"reload\"\nresource_class = \"acme/reload\"\ngroup = \"ci-reload\"\n\
+         region = \"{REGION}\"\npolicy = \"p.wasm\"\nmax = 10\n",
+        circleci.base_url(),
+        moto.endpoint()
+    );
+    let file = dir.path().join("runner-scaler.toml");
+    replace(&file, good.as_bytes());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
+        .args([
+            "run",
+            "--listen",
+            &listen,
+            "--config",
+            file.to_str().unwrap(),
+        ])
+        .env("CIRCLECI_TOKEN", TOKEN)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reach = |expected: i32| {
+        let moto = &moto;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while desired(moto, "ci-reload").await != expected {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "desired never {expected}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let counter = |body: &str, name: &str| {
+        body.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    reach(2).await;
+
+    // A broken configuration: refused, counted, and the old policy decides on.
+    replace(&file, format!("{good}surprise = 1\n").as_bytes());
+    wait_until(&listen, "/metrics", |_, body| {
+        counter(body, "runner_scaler_config_reload_failures_total") == 1.0
+    })
+    .await;
+    wait_until(&listen, "/healthz", |status, _| status == 200).await;
+    circleci.set_queue("acme/reload", 3, 0);
+    reach(3).await;
+
+    // A new policy file (one that refuses every time): swapped in, so the
+    // fallback, `hold`, decides from then on.
+    replace(&file, good.as_bytes());
+    replace(
+        &policy,
+        &std::fs::read(support::policy_file("refuses")).unwrap(),
+    );
+    let body = wait_until(&listen, "/metrics", |_, body| {
+        sample(body, "reload", "runner_scaler_policy_errors_total").is_some()
+    })
+    .await;
+    assert!(
+        counter(&body, "runner_scaler_config_reloads_total") >= 1.0,
+        "{body}"
+    );
+    circleci.set_queue("acme/reload", 5, 0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(desired(&moto, "ci-reload").await, 3, "hold decided");
+
+    // SIGHUP reloads too.
+    let body = http_get(&listen, "/metrics").await.unwrap().1;
+    let reloads = counter(&body, "runner_scaler_config_reloads_total");
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_until(&listen, "/metrics", |_, body| {
+        counter(body, "runner_scaler_config_reloads_total") == reloads + 1.0
+    })
+    .await;
+
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("run did not stop on SIGTERM")
+        .unwrap();
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}: {stderr}");
+    assert!(
+        stderr.contains("the reload failed") && stderr.contains("surprise"),
+        "{stderr}"
+    );
+    let digest = |name: &str| -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(std::fs::read(support::policy_file(name)).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let swap = format!(
+        "policy p (sha256 {}) -> p (sha256 {})",
+        digest("queue-depth"),
+        digest("refuses")
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("reloaded") && l.contains(&swap)),
+        "no {swap} in:\n{stderr}"
+    );
+    assert!(stderr.contains("trigger=SIGHUP"), "{stderr}");
+}
