@@ -7,13 +7,14 @@
 //! each tick. Prints wall time per tick and the group API calls it made
 //! (target for 1,000 pools: ≤ 1 s, ≤ 20 describes and one write per changed
 //! pool). `cargo bench --bench tick_moto` measures the same against moto
-//! and a fake runner API.
+//! and a fake runner API. The last row gives every pool a shadow (the same
+//! policy): the sum of the shadows' decision times is what they add.
 
 use runner_scaler::groups::{GroupError, GroupId, GroupState, Groups, MemoryGroups, Write};
 use runner_scaler::plan::Bounds;
 use runner_scaler::policy::{BuiltinRule, Limits, Policy, PolicyEngine};
 use runner_scaler::sources::{MemoryQueue, QueueSource, SourceError};
-use runner_scaler::tick::{tick, Pool, TickOptions};
+use runner_scaler::tick::{tick, Pool, PoolReport, Shadow, TickOptions};
 use runner_scaler::Queue;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -61,10 +62,24 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     println!(
-        "{:>6} {:>8} {:>12} {:>10} {:>8} {:>14}",
-        "pools", "regions", "tick (wall)", "describes", "writes", "changed pools"
+        "{:>6} {:>8} {:>7} {:>12} {:>10} {:>8} {:>14} {:>14} {:>14}",
+        "pools",
+        "regions",
+        "shadow",
+        "tick (wall)",
+        "describes",
+        "writes",
+        "changed pools",
+        "policies (ms)",
+        "shadows (ms)"
     );
-    for (n, regions) in [(1usize, 1usize), (100, 1), (1000, 1), (1000, 2)] {
+    for (n, regions, shadowed) in [
+        (1usize, 1usize, false),
+        (100, 1, false),
+        (1000, 1, false),
+        (1000, 2, false),
+        (1000, 1, true),
+    ] {
         let queues = Slow(MemoryQueue::new(), Duration::from_millis(20));
         let groups = Slow(MemoryGroups::new(), Duration::from_millis(50));
         let pools: Vec<Pool> = (0..n)
@@ -85,7 +100,8 @@ fn main() {
                     },
                     time_zone: jiff::tz::TimeZone::UTC,
                     params: vec![],
-                    shadow: None,
+                    // The same policy as the shadow: what one costs a tick.
+                    shadow: shadowed.then(|| Shadow::new(Policy::Wasm(policy.clone()), vec![])),
                 };
                 // A third of the pools have one more job than instances.
                 let jobs = 3 + u32::from(i % 3 == 0);
@@ -122,12 +138,17 @@ fn main() {
             .iter()
             .filter(|r| r.desired != r.capacity.map(|c| c.desired))
             .count();
+        let sum = |ms: fn(&PoolReport) -> Option<f64>| -> f64 {
+            reports.iter().filter_map(ms).fold(0.0, |a, b| a + b)
+        };
         println!(
-            "{n:>6} {regions:>8} {:>12.2?} {:>10} {:>8} {:>14}",
+            "{n:>6} {regions:>8} {shadowed:>7} {:>12.2?} {:>10} {:>8} {:>14} {:>14.1} {:>14.1}",
             wall,
             groups.0.describe_calls(),
             groups.0.writes().len(),
-            changed
+            changed,
+            sum(|r| r.policy_ms),
+            sum(|r| r.shadow_ms),
         );
     }
 }
