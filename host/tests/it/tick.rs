@@ -471,6 +471,7 @@ async fn a_shadow_decides_beside_the_live_policy_and_is_never_applied() {
     assert_eq!(w.groups.writes().len(), 1, "the live write only");
     // The record says both, in JSON.
     let json = serde_json::to_value(&r[0]).unwrap();
+    println!("{json}");
     assert_eq!(
         (json["desired"].as_u64(), json["shadow_desired"].as_u64()),
         (Some(4), Some(1))
