@@ -829,28 +829,8 @@ async fn run_cuts_a_stuck_tick_reports_it_and_stops_on_sigterm_without_it() {
     );
     let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     std::fs::write(file.path(), settings).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
-        .args([
-            "run",
-            "--listen",
-            &listen,
-            "--config",
-            file.path().to_str().unwrap(),
-        ])
-        .env("CIRCLECI_TOKEN", TOKEN)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let listen = free_listen();
+    let mut child = start_daemon(file.path(), &listen);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while desired(&moto, "ci-stuck").await != 1 {
         assert!(std::time::Instant::now() < deadline, "no tick decided");
@@ -950,28 +930,8 @@ async fn run_serves_metrics_and_health() {
     let text = std::fs::read_to_string(file.path()).unwrap();
     let settings = "interval = \"1s\"\n[daemon]\nunhealthy_after = 2\n";
     std::fs::write(file.path(), format!("{settings}{text}")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
-        .args([
-            "run",
-            "--listen",
-            &listen,
-            "--config",
-            file.path().to_str().unwrap(),
-        ])
-        .env("CIRCLECI_TOKEN", TOKEN)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let listen = free_listen();
+    let mut child = start_daemon(file.path(), &listen);
     let body = wait_until(&listen, "/metrics", |_, body| {
         body.contains("runner_scaler_decisions_total{pool=\"watched\"}")
     })
@@ -1018,6 +978,32 @@ async fn wait_until(listen: &str, path: &str, check: impl Fn(u16, &str) -> bool)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A loopback address no one listens on, for the daemon's `/metrics`.
+fn free_listen() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// `runner-scaler run` on `config`, serving `/metrics` on `listen`, its log
+/// on a pipe (read it after it exits), killed when dropped.
+fn start_daemon(config: &std::path::Path, listen: &str) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
+        .args(["run", "--listen", listen, "--config"])
+        .arg(config)
+        .env("CIRCLECI_TOKEN", TOKEN)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// The value of metric `name` for `pool`, read with a Prometheus parser.
@@ -1137,28 +1123,8 @@ async fn run_reloads_on_file_changes_and_sighup_and_keeps_the_old_on_a_broken_on
     );
     let file = dir.path().join("runner-scaler.toml");
     replace(&file, good.as_bytes());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
-        .args([
-            "run",
-            "--listen",
-            &listen,
-            "--config",
-            file.to_str().unwrap(),
-        ])
-        .env("CIRCLECI_TOKEN", TOKEN)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let listen = free_listen();
+    let mut child = start_daemon(&file, &listen);
     let reach = |expected: i32| {
         let moto = &moto;
         async move {
