@@ -152,9 +152,17 @@ mod tests {
             .unwrap();
         assert!(matches!(policy, Policy::Builtin(BuiltinRule::Queue)));
         assert_eq!(made.get(), 0);
+        // A file that cannot be read needs no engine: it is read first.
         let missing = PolicyRef::File("/nonexistent/p.wasm".into());
         assert!(loader.load(&missing).is_err());
-        assert!(loader.load(&missing).is_err());
+        assert_eq!(made.get(), 0);
+        // One that can (here not WebAssembly) is compiled: one engine, made
+        // when a file needed it, and kept for the next.
+        let dir = tempfile::tempdir().unwrap();
+        let file = PolicyRef::File(dir.path().join("p.wasm"));
+        std::fs::write(dir.path().join("p.wasm"), b"not wasm").unwrap();
+        assert!(loader.load(&file).is_err());
+        assert!(loader.load(&file).is_err());
         assert_eq!(made.get(), 1, "one engine, made when a file needed it");
     }
 }
