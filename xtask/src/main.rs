@@ -590,6 +590,11 @@ fn test_interpreted_natively(root: &Path, tools: &PolicyTools) -> Result<()> {
             Lang::Rust => {}
             Lang::Python => {
                 let bindings = root.join("target/tools/bindings").join(&name);
+                // componentize-py refuses to write over an earlier run's.
+                if bindings.exists() {
+                    std::fs::remove_dir_all(&bindings)
+                        .with_context(|| format!("cannot remove {}", bindings.display()))?;
+                }
                 step(
                     &format!("python bindings for {name}"),
                     Command::new(&tools.componentize_py)
