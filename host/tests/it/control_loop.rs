@@ -785,21 +785,8 @@ async fn run_ticks_until_sigterm_and_exits_cleanly() {
         }
         circleci.set_queue("acme/daemon", 3, 0);
     }
-    let pid = child.id().unwrap() as i32;
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("run did not stop on SIGTERM")
-        .unwrap();
+    let (exit, stderr) = stop_daemon(&mut child).await;
     assert!(exit.success(), "{exit:?}");
-    let mut stderr = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
-        .await
-        .unwrap();
     assert!(stderr.contains("SIGTERM"), "{stderr}");
     assert!(!stderr.contains(TOKEN));
 }
@@ -878,22 +865,9 @@ async fn run_cuts_a_stuck_tick_reports_it_and_stops_on_sigterm_without_it() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let pid = child.id().unwrap().to_string();
     let signalled = std::time::Instant::now();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("run did not stop on SIGTERM")
-        .unwrap();
+    let (exit, stderr) = stop_daemon(&mut child).await;
     let stopped_after = signalled.elapsed();
-    let mut stderr = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
-        .await
-        .unwrap();
     assert!(exit.success(), "{exit:?}: {stderr}");
     // The tick's deadline (8 s) would have come later: the grace cut it.
     assert!(
@@ -1006,6 +980,35 @@ fn start_daemon(config: &std::path::Path, listen: &str) -> tokio::process::Child
         .unwrap()
 }
 
+/// The SHA-256 of a file, lowercase hex, computed here rather than by the
+/// code under test.
+fn sha256_of(path: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// SIGTERM to the daemon; its exit status (within 15 s) and its log.
+async fn stop_daemon(child: &mut tokio::process::Child) -> (std::process::ExitStatus, String) {
+    let pid = child.id().expect("the daemon is running").to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("run did not stop on SIGTERM")
+        .unwrap();
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    (exit, stderr)
+}
+
 /// The value of metric `name` for `pool`, read with a Prometheus parser.
 fn sample(body: &str, pool: &str, name: &str) -> Option<f64> {
     let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
@@ -1030,15 +1033,11 @@ fn sample(body: &str, pool: &str, name: &str) -> Option<f64> {
 /// policy compiled again, never loaded.
 #[tokio::test]
 async fn a_pinned_policy_loads_only_as_reviewed_and_a_tampered_cache_entry_is_ignored() {
-    use sha2::{Digest, Sha256};
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let policy = dir.path().join("p.wasm");
     std::fs::copy(support::policy_file("queue-depth"), &policy).unwrap();
-    let reviewed: String = Sha256::digest(std::fs::read(&policy).unwrap())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let reviewed = sha256_of(&policy);
     let file = dir.path().join("runner-scaler.toml");
     std::fs::write(
         &file,
@@ -1189,31 +1188,13 @@ async fn run_reloads_on_file_changes_and_sighup_and_keeps_the_old_on_a_broken_on
     })
     .await;
 
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("run did not stop on SIGTERM")
-        .unwrap();
-    let mut stderr = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
-        .await
-        .unwrap();
+    let (exit, stderr) = stop_daemon(&mut child).await;
     assert!(exit.success(), "{exit:?}: {stderr}");
     assert!(
         stderr.contains("the reload failed") && stderr.contains("surprise"),
         "{stderr}"
     );
-    let digest = |name: &str| -> String {
-        use sha2::{Digest, Sha256};
-        Sha256::digest(std::fs::read(support::policy_file(name)).unwrap())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
+    let digest = |name: &str| sha256_of(&support::policy_file(name));
     let swap = format!(
         "policy p (sha256 {}) -> p (sha256 {})",
         digest("queue-depth"),
