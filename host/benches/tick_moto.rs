@@ -21,9 +21,8 @@ mod support;
 
 use futures::stream::{self, StreamExt};
 use runner_scaler::groups::asg::{AsgGroups, DESCRIBE_PARALLEL};
-use runner_scaler::groups::{GroupId, Groups, Write, DESCRIBE_BATCH};
-use runner_scaler::plan::Bounds;
-use runner_scaler::policy::{BuiltinRule, Limits, Policy, PolicyEngine};
+use runner_scaler::groups::{Groups, Write, DESCRIBE_BATCH};
+use runner_scaler::policy::{Limits, Policy, PolicyEngine};
 use runner_scaler::secret::Secret;
 use runner_scaler::sources::circleci::{CircleCi, HttpOptions};
 use runner_scaler::sources::QueueSource;
@@ -54,24 +53,8 @@ fn main() {
     runtime.block_on(async {
         let fake = FakeCircleCi::start(TOKEN).await;
         let pools: Vec<Pool> = (0..POOLS)
-            .map(|i| Pool {
-                name: format!("pool-{i}"),
-                resource_class: format!("acme/class-{i}"),
-                group: GroupId {
-                    region: REGION.into(),
-                    name: format!("ci-{i}"),
-                },
-                policy: Policy::Wasm(policy.clone()),
-                fallback: BuiltinRule::Hold,
-                bounds: Bounds {
-                    min: 0,
-                    max: 10,
-                    allow_unprotected_scale_in: false,
-                },
-                time_zone: jiff::tz::TimeZone::UTC,
-                params: vec![],
-                shadow: None,
-            })
+            // Class acme/N, group ci-N in eu-west-1 (REGION), max 10.
+            .map(|i| support::pool(&i.to_string(), Policy::Wasm(policy.clone())))
             .collect();
 
         let started = Instant::now();

@@ -64,6 +64,34 @@ impl Shadow {
     }
 }
 
+#[cfg(test)]
+impl Pool {
+    /// A pool as the unit tests use it (as `support::pool` in the
+    /// integration tests): resource class `acme/NAME`, group `ci-NAME` in
+    /// eu-west-1, bounds 0..=10, the `hold` fallback, UTC, no params, no
+    /// shadow.
+    pub(crate) fn example(name: &str, policy: Policy) -> Pool {
+        Pool {
+            name: name.into(),
+            resource_class: format!("acme/{name}"),
+            group: GroupId {
+                region: "eu-west-1".into(),
+                name: format!("ci-{name}"),
+            },
+            policy,
+            fallback: BuiltinRule::Hold,
+            bounds: Bounds {
+                min: 0,
+                max: 10,
+                allow_unprotected_scale_in: false,
+            },
+            time_zone: jiff::tz::TimeZone::UTC,
+            params: vec![],
+            shadow: None,
+        }
+    }
+}
+
 /// How a tick runs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TickOptions {

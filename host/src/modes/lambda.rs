@@ -333,11 +333,9 @@ mod tests {
     fn memory_scaler(
         interval: std::time::Duration,
     ) -> Scaler<crate::sources::MemoryQueue, crate::groups::MemoryGroups> {
-        use crate::groups::{GroupId, GroupState};
-        let group = GroupId {
-            region: "eu-west-1".into(),
-            name: "g".into(),
-        };
+        use crate::groups::GroupState;
+        let pool =
+            crate::tick::Pool::example("a", crate::policy::Policy::Builtin(BuiltinRule::Queue));
         let queues = crate::sources::MemoryQueue::new();
         queues.set(
             "acme/a",
@@ -352,23 +350,9 @@ mod tests {
             new_instances_protected: true,
             ..GroupState::default()
         };
-        groups.insert(group.clone(), state);
+        groups.insert(pool.group.clone(), state);
         Scaler {
-            pools: vec![crate::tick::Pool {
-                name: "p".into(),
-                resource_class: "acme/a".into(),
-                group,
-                policy: crate::policy::Policy::Builtin(BuiltinRule::Queue),
-                fallback: BuiltinRule::Hold,
-                bounds: crate::plan::Bounds {
-                    min: 0,
-                    max: 10,
-                    allow_unprotected_scale_in: false,
-                },
-                time_zone: jiff::tz::TimeZone::UTC,
-                params: vec![],
-                shadow: None,
-            }],
+            pools: vec![pool],
             queues,
             groups,
             tick_deadline: std::time::Duration::from_secs(10),

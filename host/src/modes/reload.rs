@@ -220,24 +220,7 @@ mod tests {
     use crate::policy::BuiltinRule;
 
     fn pool(name: &str, rule: BuiltinRule) -> Pool {
-        Pool {
-            name: name.into(),
-            resource_class: format!("acme/{name}"),
-            group: crate::groups::GroupId {
-                region: "eu-west-1".into(),
-                name: format!("ci-{name}"),
-            },
-            policy: Policy::Builtin(rule),
-            fallback: BuiltinRule::Hold,
-            bounds: crate::plan::Bounds {
-                min: 0,
-                max: 4,
-                allow_unprotected_scale_in: false,
-            },
-            time_zone: jiff::tz::TimeZone::UTC,
-            params: vec![],
-            shadow: None,
-        }
+        Pool::example(name, Policy::Builtin(rule))
     }
 
     #[test]

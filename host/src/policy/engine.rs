@@ -531,10 +531,7 @@ impl WasiView for HostState {
 /// `sha256sum` prints it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    super::cache::hex(&Sha256::digest(bytes))
 }
 
 #[cfg(test)]
