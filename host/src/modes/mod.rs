@@ -116,10 +116,7 @@ pub async fn connect(
 ) -> anyhow::Result<Scaler<crate::sources::circleci::CircleCi, crate::groups::asg::AsgGroups>> {
     use crate::config::TokenSource;
     use crate::secret::Secret;
-    let aws = crate::aws::AwsOptions {
-        endpoint_url: config.aws_endpoint_url.clone(),
-        credentials: None,
-    };
+    let aws = crate::aws::AwsOptions::new(config.aws_endpoint_url.clone());
     let (token, secret_resource_class) = match &config.circleci.token {
         TokenSource::Env(var) => {
             let token = std::env::var(var).ok().filter(|t| !t.trim().is_empty()).with_context(|| {
