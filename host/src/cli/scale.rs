@@ -50,20 +50,23 @@ pub struct ScaleArgs {
 }
 
 impl ConfigArgs {
-    fn load(&self) -> anyhow::Result<(Config, PolicyEngine)> {
+    /// The configuration, and the loader of its policies: its engine (a
+    /// reserved pool of sandboxes) is made only when a pool's policy is a
+    /// file.
+    fn load(&self) -> anyhow::Result<(Config, PolicyLoader<'static>)> {
         let config = Config::load(self.config.as_deref())?;
-        let engine = PolicyEngine::new(
-            config.limits,
-            Some(CompileCache::new(CompileCache::default_dir())),
-        )?;
-        Ok((config, engine))
+        let limits = config.limits;
+        let policies = PolicyLoader::lazy(move || {
+            PolicyEngine::new(limits, Some(CompileCache::new(CompileCache::default_dir())))
+        });
+        Ok((config, policies))
     }
 }
 
 /// One tick; exit 0 when every pool was decided.
 pub async fn once(args: ScaleArgs) -> anyhow::Result<ExitCode> {
-    let (config, engine) = args.config.load()?;
-    let scaler = modes::connect(&config, &engine).await?;
+    let (config, mut policies) = args.config.load()?;
+    let scaler = modes::connect(&config, &mut policies).await?;
     let reports = scaler
         .tick(TickOptions {
             dry_run: args.dry_run,
@@ -85,8 +88,8 @@ pub async fn once(args: ScaleArgs) -> anyhow::Result<ExitCode> {
 
 /// Tick every interval until SIGTERM or SIGINT.
 pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
-    let (config, engine) = args.config.load()?;
-    let scaler = modes::connect(&config, &engine).await?;
+    let (config, mut policies) = args.config.load()?;
+    let scaler = modes::connect(&config, &mut policies).await?;
     tracing::info!(
         pools = scaler.pools.len(),
         interval_s = scaler.interval.as_secs_f64(),
@@ -125,8 +128,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
 /// Validate the configuration and load every policy; contact nothing unless
 /// asked to probe.
 pub async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let (config, engine) = args.config.load()?;
-    let mut policies = PolicyLoader::new(&engine);
+    let (config, mut policies) = args.config.load()?;
     for pool in &config.pools {
         policies
             .load(&pool.policy)

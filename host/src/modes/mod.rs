@@ -11,7 +11,7 @@ pub mod probe;
 use crate::config::{Config, PoolConfig};
 use crate::groups::{GroupState, Groups};
 use crate::plan::{self, Bounds};
-use crate::policy::{Policy, PolicyEngine, PolicyLoader};
+use crate::policy::{Policy, PolicyLoader};
 use crate::sources::QueueSource;
 use crate::tick::{self, Cut, Pool, PoolReport, TickOptions};
 use anyhow::Context;
@@ -58,15 +58,15 @@ impl<Q: QueueSource, G: Groups> Scaler<Q, G> {
     }
 }
 
-/// The pools of `config`, each policy file loaded (once, however many pools
-/// share it). `secret_resource_class` serves pools that name none (the
+/// The pools of `config`, each policy file loaded through `policies` (once,
+/// however many pools share it; a lazy loader makes no engine for built-in
+/// rules). `secret_resource_class` serves pools that name none (the
 /// original tool's set-up keeps it in the token's secret).
 pub fn load_pools(
     config: &Config,
-    engine: &PolicyEngine,
+    policies: &mut PolicyLoader<'_>,
     secret_resource_class: Option<&str>,
 ) -> anyhow::Result<Vec<Pool>> {
-    let mut policies = PolicyLoader::new(engine);
     config
         .pools
         .iter()
@@ -109,10 +109,11 @@ fn ready(
 }
 
 /// The production scaler for `config`: the token (from its variable or its
-/// secret), CircleCI's runner API, and Auto Scaling through the AWS SDK.
+/// secret), CircleCI's runner API, and Auto Scaling through the AWS SDK;
+/// the pools' policies loaded through `policies`.
 pub async fn connect(
     config: &Config,
-    engine: &PolicyEngine,
+    policies: &mut PolicyLoader<'_>,
 ) -> anyhow::Result<Scaler<crate::sources::circleci::CircleCi, crate::groups::asg::AsgGroups>> {
     use crate::config::TokenSource;
     use crate::secret::Secret;
@@ -136,7 +137,7 @@ pub async fn connect(
             None,
         ),
     };
-    let pools = load_pools(config, engine, secret_resource_class.as_deref())?;
+    let pools = load_pools(config, policies, secret_resource_class.as_deref())?;
     let queues = crate::sources::circleci::CircleCi::new(
         &config.circleci.base_url,
         token,
@@ -206,6 +207,22 @@ fn unprotected_warning(group: &GroupState, bounds: Bounds) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pools_of_built_in_rules_make_no_engine() {
+        let config = Config::from_toml(
+            "[defaults]\nregion = \"eu-west-1\"\nmax = 4\n\
+             [[pool]]\nname = \"a\"\nresource_class = \"acme/a\"\ngroup = \"ga\"\npolicy = \"queue\"\n\
+             [[pool]]\nname = \"b\"\nresource_class = \"acme/b\"\ngroup = \"gb\"\npolicy = \"hold\"\n",
+            "test.toml",
+            std::path::Path::new(""),
+        )
+        .unwrap();
+        let mut policies = PolicyLoader::lazy(|| panic!("an engine was made for built-in rules"));
+        let pools = load_pools(&config, &mut policies, None).unwrap();
+        assert_eq!(pools.len(), 2);
+        assert!(pools.iter().all(|p| matches!(p.policy, Policy::Builtin(_))));
+    }
 
     #[test]
     fn the_warning_comes_from_the_per_instance_rule() {
