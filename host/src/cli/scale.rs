@@ -2,8 +2,9 @@
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::modes::lambda::PRECOMPILED_VAR;
 use crate::modes::{self, daemon, http};
-use crate::policy::{CompileCache, PolicyEngine, PolicyLoader, PolicyRef};
+use crate::policy::{CompileCache, EngineOptions, PolicyEngine, PolicyLoader, PolicyRef};
 use crate::tick::TickOptions;
 use anyhow::Context;
 use clap::Args;
@@ -11,13 +12,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Where the configuration is.
+/// Where the configuration is, and the policies' compiled code.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
     /// The configuration file. Without one, the original tool's environment
     /// variables (SECRET_NAME, AUTO_SCALING_GROUP_NAME, ...) define one pool.
     #[arg(long, short, env = "RUNNER_SCALER_CONFIG")]
     config: Option<PathBuf>,
+    /// A directory written by `runner-scaler policy precompile` (for this
+    /// machine's architecture and the configuration's sandbox limits):
+    /// policies load their code from it instead of compiling it, as the
+    /// Lambda bundle does. An entry that is missing, damaged or built for
+    /// another engine is skipped with a warning, and the policy compiled.
+    #[arg(long, value_name = "DIR", env = PRECOMPILED_VAR)]
+    precompiled: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -52,12 +60,20 @@ pub struct ScaleArgs {
 impl ConfigArgs {
     /// The configuration, and the loader of its policies: its engine (a
     /// reserved pool of sandboxes) is made only when a pool's policy is a
-    /// file.
+    /// file, and reads `--precompiled` before the compile cache.
     fn load(&self) -> anyhow::Result<(Config, PolicyLoader<'static>)> {
         let config = Config::load(self.config.as_deref())?;
         let limits = config.limits;
+        let options = match &self.precompiled {
+            Some(dir) => EngineOptions::precompiled(dir.clone()),
+            None => EngineOptions::default(),
+        };
         let policies = PolicyLoader::lazy(move || {
-            PolicyEngine::new(limits, Some(CompileCache::new(CompileCache::default_dir())))
+            PolicyEngine::with_options(
+                limits,
+                Some(CompileCache::new(CompileCache::default_dir())),
+                options.clone(),
+            )
         });
         Ok((config, policies))
     }
