@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::modes::lambda::PRECOMPILED_VAR;
 use crate::modes::{self, daemon, http};
-use crate::policy::{CompileCache, EngineOptions, PolicyEngine, PolicyLoader, PolicyRef};
+use crate::policy::{EngineOptions, PolicyLoader, PolicyRef};
 use crate::tick::TickOptions;
 use anyhow::Context;
 use clap::Args;
@@ -63,18 +63,11 @@ impl ConfigArgs {
     /// file, and reads `--precompiled` before the compile cache.
     fn load(&self) -> anyhow::Result<(Config, PolicyLoader<'static>)> {
         let config = Config::load(self.config.as_deref())?;
-        let limits = config.limits;
         let options = match &self.precompiled {
             Some(dir) => EngineOptions::precompiled(dir.clone()),
             None => EngineOptions::default(),
         };
-        let policies = PolicyLoader::lazy(move || {
-            PolicyEngine::with_options(
-                limits,
-                Some(CompileCache::new(CompileCache::default_dir())),
-                options.clone(),
-            )
-        });
+        let policies = modes::policy_loader(config.limits, options);
         Ok((config, policies))
     }
 }

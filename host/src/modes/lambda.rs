@@ -11,7 +11,7 @@
 
 use crate::config::Config;
 use crate::modes::{self, Scaler};
-use crate::policy::{CompileCache, EngineOptions, PolicyEngine, PolicyLoader};
+use crate::policy::EngineOptions;
 use crate::tick::{Action, PoolReport, TickOptions};
 use anyhow::Context;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
@@ -267,18 +267,9 @@ async fn setup() -> anyhow::Result<(
     let precompiled = std::env::var_os(PRECOMPILED_VAR)
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("precompiled"));
-    // Made only if a pool's policy is a file: the built-in rules reserve no
-    // sandbox. The host's baseline target, not its detected CPU features:
-    // the code `policy precompile --target` wrote elsewhere then has this
-    // engine's key.
-    let limits = config.limits;
-    let mut policies = PolicyLoader::lazy(move || {
-        PolicyEngine::with_options(
-            limits,
-            Some(CompileCache::new(CompileCache::default_dir())),
-            EngineOptions::precompiled(precompiled.clone()),
-        )
-    });
+    // The host's baseline target, not its detected CPU features: the code
+    // `policy precompile --target` wrote elsewhere then has this engine's key.
+    let mut policies = modes::policy_loader(config.limits, EngineOptions::precompiled(precompiled));
     let scaler = modes::connect(&config, &mut policies).await?;
     Ok((config, scaler))
 }

@@ -11,7 +11,7 @@ pub mod probe;
 use crate::config::{Config, PoolConfig};
 use crate::groups::{GroupState, Groups};
 use crate::plan::{self, Bounds};
-use crate::policy::{Policy, PolicyLoader};
+use crate::policy::{CompileCache, EngineOptions, Limits, Policy, PolicyEngine, PolicyLoader};
 use crate::sources::QueueSource;
 use crate::tick::{self, Cut, Pool, PoolReport, TickOptions};
 use anyhow::Context;
@@ -56,6 +56,20 @@ impl<Q: QueueSource, G: Groups> Scaler<Q, G> {
         )
         .await
     }
+}
+
+/// The loader of the pools' policies in `once`, `run`, `check` and Lambda:
+/// its engine, built as `options` say and with the compile cache, is made
+/// the first time a pool's policy is a file, so pools of built-in rules
+/// reserve no sandbox.
+pub fn policy_loader(limits: Limits, options: EngineOptions) -> PolicyLoader<'static> {
+    PolicyLoader::lazy(move || {
+        PolicyEngine::with_options(
+            limits,
+            Some(CompileCache::new(CompileCache::default_dir())),
+            options.clone(),
+        )
+    })
 }
 
 /// The pools of `config`, each policy file loaded through `policies` (once,
