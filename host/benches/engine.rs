@@ -8,7 +8,12 @@
 //!   every param set (params parsing and state included);
 //! - load cold: read, componentize and compile a policy with no cache;
 //! - load warm: the same load with the compiled code in the cache
-//!   (target: ≥ 20× faster than cold).
+//!   (target: ≥ 20× faster than cold). Both load through an engine made
+//!   beforehand, so the ratio compares the loads alone;
+//! - engine: making one (the pooling allocator's reservation, the linker,
+//!   the deadline thread), which a process pays once, and only when a pool
+//!   uses WebAssembly; and a load from `policy precompile`'s directory, what
+//!   a cold start with `--precompiled` (or in Lambda) pays besides.
 //!
 //! Then `business-hours` in each language (Rust, Python through
 //! componentize-py, JavaScript through componentize-js), side by side:
@@ -16,7 +21,7 @@
 //! latency (fresh instance included), and the memory a decision needs: the
 //! smallest `memory_mib` under which it decides.
 
-use runner_scaler::policy::{CompileCache, Limits, PolicyEngine};
+use runner_scaler::policy::{linux_target, CompileCache, EngineOptions, Limits, PolicyEngine};
 use runner_scaler::{Capacity, Clock, Observation, Queue};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -117,9 +122,11 @@ fn main() {
         example_decisions.push((name, median));
     }
 
+    // Each load with an engine made beforehand: no cache, so every load
+    // compiles; and a cache that holds the code after the first.
+    let uncached = PolicyEngine::new(Limits::default(), None).unwrap();
     let cold = median_per_call(1, 10, || {
-        let engine = PolicyEngine::new(Limits::default(), None).unwrap();
-        engine.load(&core).unwrap();
+        uncached.load(&core).unwrap();
     });
     let cache_dir = tempfile::tempdir().unwrap();
     let cached =
@@ -127,6 +134,31 @@ fn main() {
     cached.load(&core).unwrap(); // fills the cache
     let warm = median_per_call(1, 50, || {
         cached.load(&core).unwrap();
+    });
+    let made = median_per_call(1, 20, || {
+        PolicyEngine::new(Limits::default(), None).unwrap();
+    });
+    let precompiled_dir = tempfile::tempdir().unwrap();
+    let precompiling = PolicyEngine::with_options(
+        Limits::default(),
+        None,
+        EngineOptions {
+            target: Some(linux_target(std::env::consts::ARCH)),
+            precompiled: None,
+        },
+    )
+    .unwrap();
+    precompiling
+        .precompile_into(&core, &CompileCache::new(precompiled_dir.path()))
+        .unwrap();
+    let from_precompiled = PolicyEngine::with_options(
+        Limits::default(),
+        None,
+        EngineOptions::precompiled(precompiled_dir.path().into()),
+    )
+    .unwrap();
+    let precompiled = median_per_call(1, 50, || {
+        from_precompiled.load(&core).unwrap();
     });
 
     println!(
@@ -152,6 +184,14 @@ fn main() {
         "warm load is {:.0}× faster than cold              target ≥ 20×",
         cold.as_secs_f64() / warm.as_secs_f64()
     );
+    println!(
+        "engine (pool reserved, linker)          median {:>10.2?}   once per process, only for WebAssembly",
+        made
+    );
+    println!(
+        "load from the precompiled directory     median {:>10.2?}",
+        precompiled
+    );
 
     println!();
     println!(
@@ -175,13 +215,11 @@ fn main() {
             path.display()
         );
         let size = std::fs::metadata(&path).unwrap().len();
-        // Compiling an interpreter takes seconds: fewer samples.
+        // Compiling an interpreter takes seconds: fewer samples. An engine
+        // with no cache compiles on every load.
         let (per, samples) = if language == "Rust" { (1, 10) } else { (1, 3) };
         let compile = median_per_call(per, samples, || {
-            PolicyEngine::new(Limits::default(), None)
-                .unwrap()
-                .load(&path)
-                .unwrap();
+            uncached.load(&path).unwrap();
         });
         let cache_dir = tempfile::tempdir().unwrap();
         let cached =

@@ -9,11 +9,20 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_autoscaling::config::http::HttpResponse;
+use aws_sdk_autoscaling::config::ConfigBag;
 use aws_sdk_autoscaling::config::Credentials;
 use aws_sdk_autoscaling::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use std::error::Error;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OnceCell;
 
 /// The longest one AWS call may take, its retries included.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,12 +33,21 @@ pub const MAX_ATTEMPTS: u32 = 3;
 
 /// Where and as whom to call AWS. The default is AWS itself with the
 /// standard credential chain (environment, profile, instance role, ...).
+///
+/// Every client made from one `AwsOptions` (and its clones), whatever its
+/// service or region, shares one loaded SDK configuration — one credential
+/// chain, so one credential fetch — and one HTTPS client, so the system's CA
+/// certificates are read and parsed into a root store once, when the first
+/// request needs a connection (see `SharedConnectors`).
 #[derive(Debug, Clone, Default)]
 pub struct AwsOptions {
     /// Another endpoint than AWS's (moto in the tests); `None` for AWS.
-    pub endpoint_url: Option<String>,
+    endpoint_url: Option<String>,
     /// Fixed credentials instead of the standard chain (the tests' `testing`).
-    pub credentials: Option<StaticCredentials>,
+    credentials: Option<StaticCredentials>,
+    /// The configuration loaded once, for the first region asked for; each
+    /// region's is derived from it.
+    loaded: Arc<OnceCell<SdkConfig>>,
 }
 
 /// An access key and its secret.
@@ -42,6 +60,15 @@ pub struct StaticCredentials {
 }
 
 impl AwsOptions {
+    /// AWS at `endpoint_url` (`None`: AWS's own endpoints) with the standard
+    /// credential chain.
+    pub fn new(endpoint_url: Option<String>) -> Self {
+        AwsOptions {
+            endpoint_url,
+            ..AwsOptions::default()
+        }
+    }
+
     /// Options for a local endpoint with fixed credentials.
     pub fn local(endpoint_url: impl Into<String>, access_key_id: &str, secret: &str) -> Self {
         AwsOptions {
@@ -50,6 +77,7 @@ impl AwsOptions {
                 access_key_id: access_key_id.into(),
                 secret_access_key: Secret::new(secret),
             }),
+            ..AwsOptions::default()
         }
     }
 
@@ -57,6 +85,17 @@ impl AwsOptions {
     /// the standard retry mode (exponential backoff with jitter, at most
     /// [`MAX_ATTEMPTS`] attempts).
     pub async fn sdk_config(&self, region: &str) -> SdkConfig {
+        let loaded = self.loaded.get_or_init(|| self.load(region)).await;
+        if loaded.region().is_some_and(|r| r.as_ref() == region) {
+            return loaded.clone();
+        }
+        loaded
+            .to_builder()
+            .region(Region::new(region.to_owned()))
+            .build()
+    }
+
+    async fn load(&self, region: &str) -> SdkConfig {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_owned()))
             .timeout_config(
@@ -66,15 +105,7 @@ impl AwsOptions {
                     .build(),
             )
             .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-            // rustls on *ring*, the crypto provider reqwest uses for CircleCI:
-            // one TLS stack in the binary, not two (the SDK's default client
-            // brings aws-lc-rs). Cheap to make: the connector is built on first
-            // use, and the root certificates are read once per process.
-            .http_client(
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                    .build_https(),
-            );
+            .http_client(SharedConnectors::https());
         if let Some(url) = &self.endpoint_url {
             loader = loader.endpoint_url(url);
         }
@@ -88,6 +119,56 @@ impl AwsOptions {
             ));
         }
         loader.load().await
+    }
+}
+
+/// The HTTPS client of every AWS call: rustls on *ring*, the crypto provider
+/// reqwest uses for CircleCI, so the binary carries one TLS stack, not two
+/// (the SDK's default client brings aws-lc-rs), with the system's CA
+/// certificates as the SDK's own client has them.
+///
+/// The SDK's client keeps one connector per timeout setting, but it also
+/// builds a whole throwaway connector — a TLS configuration with a root
+/// store parsed from every CA certificate — each time a client is made
+/// (`validate_base_client_config`, to load the certificates early), and
+/// each `aws_config::load` makes two clients (the credential chain's STS
+/// client and the service's): a cold `once` parsed the certificates into
+/// six root stores and used one. This wrapper skips that early build: the
+/// connector is built when a request first needs it, once per timeout
+/// setting for all the clients that share the wrapper. Verification is the
+/// SDK client's own, unchanged.
+#[derive(Debug, Clone)]
+struct SharedConnectors(SharedHttpClient);
+
+impl SharedConnectors {
+    fn https() -> SharedHttpClient {
+        SharedHttpClient::new(SharedConnectors(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .build_https(),
+        ))
+    }
+}
+
+impl HttpClient for SharedConnectors {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn validate_final_config(
+        &self,
+        components: &RuntimeComponents,
+        cfg: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.validate_final_config(components, cfg)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
     }
 }
 
@@ -143,5 +224,30 @@ where
             }
             message
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_region_is_derived_from_one_loaded_configuration() {
+        let aws = AwsOptions::local("http://127.0.0.1:9", "key", "secret");
+        let first = aws.sdk_config("eu-west-1").await;
+        let other = aws.clone().sdk_config("us-east-1").await;
+        assert!(aws.loaded.initialized(), "clones share what was loaded");
+        for (config, region) in [(&first, "eu-west-1"), (&other, "us-east-1")] {
+            assert_eq!(config.region().map(|r| r.as_ref()), Some(region));
+            assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:9"));
+            let timeouts = config.timeout_config().unwrap();
+            assert_eq!(timeouts.operation_timeout(), Some(OPERATION_TIMEOUT));
+            assert_eq!(timeouts.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+            assert_eq!(config.retry_config().unwrap().max_attempts(), MAX_ATTEMPTS);
+            assert!(config.credentials_provider().is_some());
+            assert!(config.http_client().is_some());
+        }
+        // Options made apart load apart.
+        assert!(!AwsOptions::new(None).loaded.initialized());
     }
 }

@@ -891,7 +891,7 @@ fn validate_pool(
         .time_zone
         .or_else(|| defaults.time_zone.clone())
         .unwrap_or_else(|| "UTC".into());
-    let time_zone = jiff::tz::TimeZone::get(&zone_name).map_err(|_| {
+    let time_zone = crate::time_zone::named(&zone_name).map_err(|_| {
         invalid(
             "time_zone",
             format!("{zone_name:?} is not an IANA time zone, e.g. \"Europe/Berlin\" or \"America/New_York\""),

@@ -27,5 +27,6 @@ pub mod sources;
 pub mod state;
 pub mod text;
 pub mod tick;
+pub mod time_zone;
 
 pub use observation::{Capacity, Clock, Decision, Observation, Queue, Weekday};

@@ -3,8 +3,9 @@
 use crate::config::Config;
 use crate::groups::asg::AsgGroups;
 use crate::metrics::Metrics;
+use crate::modes::lambda::PRECOMPILED_VAR;
 use crate::modes::{self, daemon, http, reload};
-use crate::policy::{CompileCache, Policy, PolicyEngine};
+use crate::policy::{EngineOptions, Policy, PolicyLoader};
 use crate::sources::circleci::CircleCi;
 use crate::tick::TickOptions;
 use anyhow::Context;
@@ -13,13 +14,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Where the configuration is.
+/// Where the configuration is, and the policies' compiled code.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
     /// The configuration file. Without one, the original tool's environment
     /// variables (SECRET_NAME, AUTO_SCALING_GROUP_NAME, ...) define one pool.
     #[arg(long, short, env = "RUNNER_SCALER_CONFIG")]
     config: Option<PathBuf>,
+    /// A directory written by `runner-scaler policy precompile` (for this
+    /// machine's architecture and the configuration's sandbox limits):
+    /// policies load their code from it instead of compiling it, as the
+    /// Lambda bundle does. An entry that is missing, damaged or built for
+    /// another engine is skipped with a warning, and the policy compiled.
+    #[arg(long, value_name = "DIR", env = PRECOMPILED_VAR)]
+    precompiled: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -52,20 +60,24 @@ pub struct ScaleArgs {
 }
 
 impl ConfigArgs {
-    fn load(&self) -> anyhow::Result<(Config, PolicyEngine)> {
+    /// The configuration, and the loader of its policies: its engine (a
+    /// reserved pool of sandboxes) is made only when a pool's policy is a
+    /// file, and reads `--precompiled` before the compile cache.
+    fn load(&self) -> anyhow::Result<(Config, PolicyLoader<'static>)> {
         let config = Config::load(self.config.as_deref())?;
-        let engine = PolicyEngine::new(
-            config.limits,
-            Some(CompileCache::new(CompileCache::default_dir())),
-        )?;
-        Ok((config, engine))
+        let options = match &self.precompiled {
+            Some(dir) => EngineOptions::precompiled(dir.clone()),
+            None => EngineOptions::default(),
+        };
+        let policies = modes::policy_loader(config.limits, options);
+        Ok((config, policies))
     }
 }
 
 /// One tick; exit 0 when every pool was decided.
 pub async fn once(args: ScaleArgs) -> anyhow::Result<ExitCode> {
-    let (config, engine) = args.config.load()?;
-    let scaler = modes::connect(&config, &engine).await?;
+    let (config, mut policies) = args.config.load()?;
+    let scaler = modes::connect(&config, &mut policies).await?;
     let reports = scaler
         .tick(TickOptions {
             dry_run: args.dry_run,
@@ -88,8 +100,8 @@ pub async fn once(args: ScaleArgs) -> anyhow::Result<ExitCode> {
 /// Tick every interval until SIGTERM or SIGINT; reload on SIGHUP or when a
 /// file the configuration depends on changes.
 pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
-    let (config, engine) = args.config.load()?;
-    let scaler = modes::connect(&config, &engine).await?;
+    let (config, mut policies) = args.config.load()?;
+    let scaler = modes::connect(&config, &mut policies).await?;
     let config_file = args.config.config.clone();
     let triggers = reload::Triggers::start(reload::files_of(config_file.as_deref(), &config))
         .context("cannot listen for SIGHUP or watch the configuration")?;
@@ -151,8 +163,8 @@ async fn reload_on_triggers(
     while let Some(trigger) = triggers.next().await {
         tracing::info!(%trigger, "reloading the configuration and its policies");
         let rebuilt = async {
-            let (config, engine) = args.load()?;
-            let scaler = modes::connect(&config, &engine).await?;
+            let (config, mut policies) = args.load()?;
+            let scaler = modes::connect(&config, &mut policies).await?;
             anyhow::Ok((config, scaler))
         }
         .await;
@@ -189,8 +201,8 @@ async fn reload_on_triggers(
 /// Validate the configuration and load every policy; contact nothing unless
 /// asked to probe.
 pub async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let (config, engine) = args.config.load()?;
-    let loaded = modes::load_policies(&config, &engine)?;
+    let (config, mut policies) = args.config.load()?;
+    let loaded = modes::load_policies(&config, &mut policies)?;
     for (pool, (policy, shadow)) in config.pools.iter().zip(&loaded) {
         let describe = |policy: &Policy| match policy {
             Policy::Builtin(rule) => format!("built-in {rule}"),

@@ -166,7 +166,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         "--stopped-price-per-hour {} is not a price; use e.g. 0.0033",
         args.stopped_price_per_hour
     );
-    let time_zone = jiff::tz::TimeZone::get(&args.time_zone).with_context(|| {
+    let time_zone = crate::time_zone::named(&args.time_zone).with_context(|| {
         format!(
             "--time-zone {:?} is not an IANA time zone, e.g. Europe/Berlin",
             args.time_zone

@@ -11,7 +11,7 @@
 
 use crate::config::Config;
 use crate::modes::{self, Scaler};
-use crate::policy::{linux_target, CompileCache, EngineOptions, PolicyEngine};
+use crate::policy::EngineOptions;
 use crate::tick::{Action, PoolReport, TickOptions};
 use anyhow::Context;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
@@ -269,15 +269,8 @@ async fn setup() -> anyhow::Result<(
         .unwrap_or_else(|| root.join("precompiled"));
     // The host's baseline target, not its detected CPU features: the code
     // `policy precompile --target` wrote elsewhere then has this engine's key.
-    let engine = PolicyEngine::with_options(
-        config.limits,
-        Some(CompileCache::new(CompileCache::default_dir())),
-        EngineOptions {
-            target: Some(linux_target(std::env::consts::ARCH)),
-            precompiled: Some(precompiled),
-        },
-    )?;
-    let scaler = modes::connect(&config, &engine).await?;
+    let mut policies = modes::policy_loader(config.limits, EngineOptions::precompiled(precompiled));
+    let scaler = modes::connect(&config, &mut policies).await?;
     Ok((config, scaler))
 }
 

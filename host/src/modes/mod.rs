@@ -12,7 +12,7 @@ pub mod reload;
 use crate::config::{Config, PoolConfig};
 use crate::groups::{GroupState, Groups};
 use crate::plan::{self, Bounds};
-use crate::policy::{Policy, PolicyEngine, PolicyLoader};
+use crate::policy::{CompileCache, EngineOptions, Limits, Policy, PolicyEngine, PolicyLoader};
 use crate::sources::QueueSource;
 use crate::tick::{self, Cut, Pool, PoolReport, Shadow, TickOptions};
 use anyhow::Context;
@@ -59,15 +59,30 @@ impl<Q: QueueSource, G: Groups> Scaler<Q, G> {
     }
 }
 
-/// The pools of `config`, each policy file loaded (once, however many pools
-/// share it). `secret_resource_class` serves pools that name none (the
+/// The loader of the pools' policies in `once`, `run`, `check` and Lambda:
+/// its engine, built as `options` say and with the compile cache, is made
+/// the first time a pool's policy is a file, so pools of built-in rules
+/// reserve no sandbox.
+pub fn policy_loader(limits: Limits, options: EngineOptions) -> PolicyLoader<'static> {
+    PolicyLoader::lazy(move || {
+        PolicyEngine::with_options(
+            limits,
+            Some(CompileCache::new(CompileCache::default_dir())),
+            options.clone(),
+        )
+    })
+}
+
+/// The pools of `config`, each policy file loaded through `policies` (once,
+/// however many pools share it; a lazy loader makes no engine for built-in
+/// rules). `secret_resource_class` serves pools that name none (the
 /// original tool's set-up keeps it in the token's secret).
 pub fn load_pools(
     config: &Config,
-    engine: &PolicyEngine,
+    policies: &mut PolicyLoader<'_>,
     secret_resource_class: Option<&str>,
 ) -> anyhow::Result<Vec<Pool>> {
-    load_policies(config, engine)?
+    load_policies(config, policies)?
         .into_iter()
         .zip(&config.pools)
         .map(|((policy, shadow), pool)| ready(pool, policy, shadow, secret_resource_class))
@@ -75,12 +90,12 @@ pub fn load_pools(
 }
 
 /// Each pool's policy (its file checked against `policy_sha256`) and
-/// shadow, every file loaded once however many pools share it.
+/// shadow, every file loaded through `policies` once however many pools
+/// share it.
 pub fn load_policies(
     config: &Config,
-    engine: &PolicyEngine,
+    policies: &mut PolicyLoader<'_>,
 ) -> anyhow::Result<Vec<(Policy, Option<Shadow>)>> {
-    let mut policies = PolicyLoader::new(engine);
     config
         .pools
         .iter()
@@ -134,17 +149,15 @@ fn ready(
 }
 
 /// The production scaler for `config`: the token (from its variable or its
-/// secret), CircleCI's runner API, and Auto Scaling through the AWS SDK.
+/// secret), CircleCI's runner API, and Auto Scaling through the AWS SDK;
+/// the pools' policies loaded through `policies`.
 pub async fn connect(
     config: &Config,
-    engine: &PolicyEngine,
+    policies: &mut PolicyLoader<'_>,
 ) -> anyhow::Result<Scaler<crate::sources::circleci::CircleCi, crate::groups::asg::AsgGroups>> {
     use crate::config::TokenSource;
     use crate::secret::Secret;
-    let aws = crate::aws::AwsOptions {
-        endpoint_url: config.aws_endpoint_url.clone(),
-        credentials: None,
-    };
+    let aws = crate::aws::AwsOptions::new(config.aws_endpoint_url.clone());
     let (token, secret_resource_class) = match &config.circleci.token {
         TokenSource::Env(var) => {
             let token = std::env::var(var).ok().filter(|t| !t.trim().is_empty()).with_context(|| {
@@ -164,7 +177,7 @@ pub async fn connect(
             None,
         ),
     };
-    let pools = load_pools(config, engine, secret_resource_class.as_deref())?;
+    let pools = load_pools(config, policies, secret_resource_class.as_deref())?;
     let queues = crate::sources::circleci::CircleCi::new(
         &config.circleci.base_url,
         token,
@@ -234,6 +247,22 @@ fn unprotected_warning(group: &GroupState, bounds: Bounds) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pools_of_built_in_rules_make_no_engine() {
+        let config = Config::from_toml(
+            "[defaults]\nregion = \"eu-west-1\"\nmax = 4\n\
+             [[pool]]\nname = \"a\"\nresource_class = \"acme/a\"\ngroup = \"ga\"\npolicy = \"queue\"\n\
+             [[pool]]\nname = \"b\"\nresource_class = \"acme/b\"\ngroup = \"gb\"\npolicy = \"hold\"\n",
+            "test.toml",
+            std::path::Path::new(""),
+        )
+        .unwrap();
+        let mut policies = PolicyLoader::lazy(|| panic!("an engine was made for built-in rules"));
+        let pools = load_pools(&config, &mut policies, None).unwrap();
+        assert_eq!(pools.len(), 2);
+        assert!(pools.iter().all(|p| matches!(p.policy, Policy::Builtin(_))));
+    }
 
     #[test]
     fn the_warning_comes_from_the_per_instance_rule() {

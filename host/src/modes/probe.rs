@@ -99,10 +99,7 @@ impl Report {
 
 /// Try every call `config`'s pools need.
 pub async fn probe(config: &Config) -> Report {
-    let aws = AwsOptions {
-        endpoint_url: config.aws_endpoint_url.clone(),
-        credentials: None,
-    };
+    let aws = AwsOptions::new(config.aws_endpoint_url.clone());
     let mut probes = vec![];
     let first_region = config
         .pools

@@ -51,6 +51,19 @@ pub struct EngineOptions {
     pub precompiled: Option<PathBuf>,
 }
 
+impl EngineOptions {
+    /// An engine that reads `policy precompile`'s entries for this machine
+    /// from `dir` before the cache: this architecture's baseline target,
+    /// which is the key `policy precompile` writes them under (the Lambda
+    /// engine, and `once`/`run` with `--precompiled`).
+    pub fn precompiled(dir: PathBuf) -> Self {
+        EngineOptions {
+            target: Some(linux_target(std::env::consts::ARCH)),
+            precompiled: Some(dir),
+        }
+    }
+}
+
 /// The Linux target triple wasmtime compiles for on `arch` (`x86_64`,
 /// `aarch64`): what `policy precompile --target` and the Lambda engine use.
 pub fn linux_target(arch: &str) -> String {

@@ -39,7 +39,7 @@ enum Engine<'e> {
     Given(&'e PolicyEngine),
     Lazy {
         made: Option<Box<PolicyEngine>>,
-        make: Box<dyn Fn() -> Result<PolicyEngine, PolicyError> + 'e>,
+        make: Box<dyn Fn() -> Result<PolicyEngine, PolicyError> + Send + 'e>,
     },
 }
 
@@ -54,7 +54,7 @@ impl<'e> PolicyLoader<'e> {
 
     /// Files load through the engine `make` builds, the first time one is
     /// needed.
-    pub fn lazy(make: impl Fn() -> Result<PolicyEngine, PolicyError> + 'e) -> Self {
+    pub fn lazy(make: impl Fn() -> Result<PolicyEngine, PolicyError> + Send + 'e) -> Self {
         PolicyLoader {
             engine: Engine::Lazy {
                 made: None,
@@ -113,7 +113,7 @@ impl<'e> PolicyLoader<'e> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn names_are_rules_or_files_relative_to_the_base() {
@@ -142,20 +142,20 @@ mod tests {
 
     #[test]
     fn a_lazy_loader_makes_no_engine_for_built_in_rules() {
-        let made = Cell::new(0);
+        let made = AtomicUsize::new(0);
         let mut loader = PolicyLoader::lazy(|| {
-            made.set(made.get() + 1);
+            made.fetch_add(1, Ordering::Relaxed);
             PolicyEngine::new(Default::default(), None)
         });
         let policy = loader
             .load(&PolicyRef::Builtin(BuiltinRule::Queue))
             .unwrap();
         assert!(matches!(policy, Policy::Builtin(BuiltinRule::Queue)));
-        assert_eq!(made.get(), 0);
+        assert_eq!(made.load(Ordering::Relaxed), 0);
         // A file that cannot be read needs no engine: it is read first.
         let missing = PolicyRef::File("/nonexistent/p.wasm".into());
         assert!(loader.load(&missing).is_err());
-        assert_eq!(made.get(), 0);
+        assert_eq!(made.load(Ordering::Relaxed), 0);
         // One that can (here not WebAssembly) is compiled: one engine, made
         // when a file needed it, and kept for the next.
         let dir = tempfile::tempdir().unwrap();
@@ -163,6 +163,10 @@ mod tests {
         std::fs::write(dir.path().join("p.wasm"), b"not wasm").unwrap();
         assert!(loader.load(&file).is_err());
         assert!(loader.load(&file).is_err());
-        assert_eq!(made.get(), 1, "one engine, made when a file needed it");
+        assert_eq!(
+            made.load(Ordering::Relaxed),
+            1,
+            "one engine, made when a file needed it"
+        );
     }
 }

@@ -207,7 +207,7 @@ impl SampleObservation {
             return Ok(clock.clone());
         }
         let name = self.time_zone.as_deref().unwrap_or(DEFAULT_TIME_ZONE);
-        let tz = jiff::tz::TimeZone::get(name).map_err(|_| {
+        let tz = crate::time_zone::named(name).map_err(|_| {
             FieldError::new(
                 "time_zone",
                 format!("{name:?} is not a time zone: give an IANA name such as \"Europe/Berlin\" or \"UTC\""),

@@ -703,6 +703,102 @@ async fn circleci_faults_hold_the_pool_and_spare_the_others() {
     assert_eq!(desired(&moto, "ci-healthy").await, 2);
 }
 
+/// `once --config config` with `args` and `env`, with an empty compile
+/// cache and debug logs, which must decide the pool: its output.
+async fn once_decides(config: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path().to_str().unwrap();
+    let mut all = vec!["once", "--config", config];
+    all.extend(args);
+    let mut env = env.to_vec();
+    env.push(("RUNNER_SCALER_CACHE_DIR", cache));
+    let output = runner_scaler(&all, &env).await;
+    let log = text(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("1 of 1 pools decided"), "{log}");
+    log
+}
+
+/// `once --precompiled DIR`, and the same directory in
+/// `RUNNER_SCALER_PRECOMPILED`, loads a policy's code from what `policy
+/// precompile` wrote instead of compiling it. An entry that is damaged, or
+/// intact but compiled by an engine with other settings, is skipped with a
+/// warning, and the policy compiled: the pool is decided either way. Every
+/// run has an empty compile cache, so the code comes from the directory or
+/// from Cranelift, which the debug log tells apart.
+#[tokio::test]
+async fn once_loads_precompiled_code_and_skips_entries_that_do_not_fit() {
+    const LOADED: &str = "loaded precompiled policy";
+    const COMPILED: &str = "compile: compiled policy";
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    moto.create_group(REGION, &TestGroup::new("ci-pre").protected())
+        .await;
+    circleci.set_queue("acme/pre", 3, 0);
+    let file = config(&moto, &circleci, &pool("pre", "queue-depth", ""));
+    let config = file.path().to_str().unwrap();
+    let wasm = support::policy_file("queue-depth");
+    let precompiled = tempfile::tempdir().unwrap();
+    let dir = precompiled.path().to_str().unwrap();
+    let output = runner_scaler(
+        &["policy", "precompile", wasm.to_str().unwrap(), "--out", dir],
+        &[],
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output));
+    let entries: Vec<_> = std::fs::read_dir(precompiled.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+
+    // Without the directory, the policy is compiled: the log tells.
+    let log = once_decides(config, &[], &[]).await;
+    assert!(log.contains(COMPILED) && !log.contains(LOADED), "{log}");
+
+    // With it, as a flag or as the variable, it is not.
+    let flag: [&str; 2] = ["--precompiled", dir];
+    for (args, env) in [
+        (&flag[..], &[][..]),
+        (&[][..], &[("RUNNER_SCALER_PRECOMPILED", dir)][..]),
+    ] {
+        let log = once_decides(config, args, env).await;
+        assert!(log.contains(LOADED) && !log.contains(COMPILED), "{log}");
+        assert!(!log.contains("WARN"), "{log}");
+    }
+    assert_eq!(desired(&moto, "ci-pre").await, 3);
+
+    // A damaged entry (its checksum no longer matches) is not loaded.
+    let intact = std::fs::read(entry).unwrap();
+    let mut damaged = intact.clone();
+    *damaged.last_mut().unwrap() ^= 0xff;
+    std::fs::write(entry, &damaged).unwrap();
+    let log = once_decides(config, &flag, &[]).await;
+    assert!(
+        log.contains("ignoring a damaged or foreign entry")
+            && log.contains("no precompiled code for this policy")
+            && log.contains(COMPILED)
+            && !log.contains(LOADED),
+        "{log}"
+    );
+
+    // Nor is an intact entry compiled by an engine with other settings,
+    // stored under this engine's key: wasmtime's own check refuses it.
+    let other = wasmtime::Engine::new(&wasmtime::Config::new()).unwrap();
+    let foreign = other
+        .precompile_component(&std::fs::read(&wasm).unwrap())
+        .unwrap();
+    runner_scaler::policy::CompileCache::new(precompiled.path()).write(entry, &foreign);
+    let log = once_decides(config, &flag, &[]).await;
+    assert!(
+        log.contains("precompiled policy does not fit this engine")
+            && log.contains(COMPILED)
+            && !log.contains(LOADED),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn an_unchanged_decision_makes_no_write_call() {
     let moto = Moto::start();
