@@ -19,13 +19,14 @@
 # The runs of one variant follow each other (ORDER=interleaved: one of each
 # in turn, so that each run starts with the caches the previous variant's
 # left, most often the Python one's: slower, and closer to a cron job's).
-# CA_FILE=FILE: runner-scaler reads that CA bundle only (SSL_CERT_FILE), not
-# also the system's certificate directory (docs/running.md, "Cold starts").
+# WHOLE_CA_STORE=1: runner-scaler reads the system's CA bundle and its
+# certificate directory, as it did before it read the bundle alone
+# (docs/running.md, "Cold starts").
 #
 #   scripts/measure-cold-once.sh
 #   RUNS=31 POLICY=business-hours scripts/measure-cold-once.sh
 #   ORDER=interleaved scripts/measure-cold-once.sh
-#   CA_FILE=/etc/ssl/certs/ca-certificates.crt scripts/measure-cold-once.sh
+#   WHOLE_CA_STORE=1 scripts/measure-cold-once.sh
 #   BINARY=/path/to/runner-scaler VARIANTS=original,once,compiled scripts/measure-cold-once.sh
 #   FIXTURES=1 scripts/measure-cold-once.sh   # fixtures only, for strace/perf
 #
@@ -45,7 +46,7 @@
 #   once                                        13.5 1/24   21      9.5 1/32   18
 #   once --precompiled                          (no flag)          11.7 1/26   22
 #   once, WASM compiled                         49.6 1/7    29     42.6 1/7    29
-#   after, CA_FILE=the bundle: once 7.9 1/39, --precompiled 9.3 1/33
+#   after, the bundle alone (as now): once 7.9 1/39, --precompiled 9.3 1/33
 #
 #   quiet, load < 1, RUNS=21                   before             after
 #   interleaved: original                      351.6              319.0
@@ -54,12 +55,24 @@
 #   blocks:      original                                         315.6
 #                once                                               6.9 1/46
 #                once --precompiled                                 8.8 1/36
-#   blocks, CA_FILE=the bundle: once 5.9 1/57, --precompiled 7.5 1/45
+#   blocks, the bundle alone (as now): once 5.9 1/57, --precompiled 7.5 1/45
 #
-# Neither target is met with the system's CA store as Debian lays it out:
-# reading it (the bundle, then each certificate again through
-# /etc/ssl/certs) costs about 2.9 ms of a 7.5 ms cold `once` (perf stat,
-# quiet), 2 ms of it the directory.
+# Reading the system's CA store as Debian lays it out (the bundle, then
+# each certificate again through /etc/ssl/certs) cost about 2.9 ms of a
+# 7.5 ms cold `once` (perf stat, quiet), 2 ms of it the directory; the
+# scaler now reads the bundle alone (host/src/ca_certificates.rs). At
+# the change, quiet (load < 1), blocks unless said:
+#
+#   RUNS=21             original 308.8   once 6.0 1/51   --precompiled 7.7 1/40
+#   RUNS=31             original 302.7   once 5.9 1/51   --precompiled 7.2 1/42
+#   RUNS=21, WHOLE_CA_STORE=1 (as before)
+#                       original 314.1   once 8.4 1/38   --precompiled 9.6 1/33
+#   RUNS=21, interleaved
+#                       original 294.1   once 8.2 1/36   --precompiled 8.8 1/34
+#
+# The targets hold for runs of one kind in a row (as hyperfine times them),
+# not for interleaved ones, which start on the caches the Python run left;
+# a cron job's runs, a minute apart among other work, start colder still.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -81,6 +94,6 @@ fi
 args=(--binary "$binary" --policy "$policies/$POLICY.wasm" --precompiled "$scratch/precompiled" --runs "$RUNS")
 [ -z "${VARIANTS:-}" ] || args+=(--variants "$VARIANTS")
 [ -z "${ORDER:-}" ] || args+=(--order "$ORDER")
-[ -z "${CA_FILE:-}" ] || args+=(--ca-file "$CA_FILE")
+[ -z "${WHOLE_CA_STORE:-}" ] || args+=(--whole-ca-store)
 [ -z "${FIXTURES:-}" ] || args+=(--fixtures)
 python3 scripts/cold-once/measure.py "${args[@]}"

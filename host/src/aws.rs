@@ -222,6 +222,11 @@ where
                 message.push_str(&error.to_string());
                 cause = error.source();
             }
+            if message.contains("UnknownIssuer") {
+                message.push_str(" (");
+                message.push_str(crate::ca_certificates::UNKNOWN_ISSUER_HINT);
+                message.push(')');
+            }
             message
         }
     }
@@ -230,6 +235,24 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_untrusted_certificate_says_how_to_trust_it() {
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        let failed = |cause: &str| {
+            let err: SdkError<aws_sdk_autoscaling::Error, HttpResponse> =
+                SdkError::dispatch_failure(ConnectorError::other(cause.to_string().into(), None));
+            error_message(&err)
+        };
+        let message = failed("invalid peer certificate: UnknownIssuer");
+        assert!(
+            message.contains("invalid peer certificate: UnknownIssuer"),
+            "{message}"
+        );
+        assert!(message.contains("set SSL_CERT_DIR"), "{message}");
+        let message = failed("connection refused");
+        assert!(!message.contains("SSL_CERT_DIR"), "{message}");
+    }
 
     #[tokio::test]
     async fn every_region_is_derived_from_one_loaded_configuration() {

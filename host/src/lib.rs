@@ -6,6 +6,7 @@
 //! built-in rule) → [`Decision`] → clamp and safety rules → apply.
 
 pub mod aws;
+pub mod ca_certificates;
 pub mod cases;
 pub mod cli;
 pub mod config;

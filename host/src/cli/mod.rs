@@ -54,11 +54,25 @@ enum Command {
 /// Run the command line; the binary's `main`.
 pub fn main() -> ExitCode {
     let cli = parse();
+    let ca_bundle = match cli.command {
+        Command::Once(_) | Command::Run(_) | Command::Check(_) | Command::Lambda => {
+            // SAFETY: no thread but this one exists yet: the runtime is
+            // made below, and neither parsing nor logging starts one.
+            unsafe { crate::ca_certificates::read_the_bundle_alone() }
+        }
+        Command::Policy(_) | Command::Simulate(_) => None,
+    };
     let default_filter = match cli.command {
         Command::Simulate(_) => crate::simulate::LOG_FILTER,
         _ => "info",
     };
     init_logging(cli.log_format, default_filter);
+    if let Some(bundle) = ca_bundle {
+        tracing::debug!(
+            bundle = %bundle.display(),
+            "AWS's TLS reads this CA bundle alone (set SSL_CERT_DIR to read a certificate directory)"
+        );
+    }
     // `once` is one tick: its pools' reads, decisions and writes interleave
     // on one thread as they would on several (the tick spawns no task), and
     // a process started per tick then starts no worker threads and does not

@@ -1304,3 +1304,51 @@ async fn run_reloads_on_file_changes_and_sighup_and_keeps_the_old_on_a_broken_on
     );
     assert!(stderr.contains("trigger=SIGHUP"), "{stderr}");
 }
+
+/// The commands that call AWS read the system's CA bundle alone, unless
+/// the environment names a store (`ca_certificates.rs`).
+#[tokio::test]
+async fn aws_tls_reads_the_ca_bundle_alone_unless_the_environment_names_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("runner-scaler.toml");
+    std::fs::write(
+        &file,
+        "[[pool]]\nname = \"p\"\nresource_class = \"a/p\"\ngroup = \"g\"\nregion = \"eu-west-1\"\npolicy = \"queue\"\nmax = 1\n",
+    )
+    .unwrap();
+    let check = |store: Option<(&str, &str)>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"));
+        command
+            .args(["check", "--config", file.to_str().unwrap()])
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .env("RUST_LOG", "debug")
+            .envs(store);
+        async move { command.output().await.unwrap() }
+    };
+    let output = check(None).await;
+    assert!(output.status.success(), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    let bundle = [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ]
+    .into_iter()
+    .find(|path| std::path::Path::new(path).exists());
+    match bundle {
+        Some(bundle) => {
+            assert!(stderr.contains("reads this CA bundle alone"), "{stderr}");
+            assert!(stderr.contains(bundle), "{stderr}");
+        }
+        None => assert!(!stderr.contains("CA bundle"), "{stderr}"),
+    }
+    for store in [
+        ("SSL_CERT_DIR", "/etc/ssl/certs"),
+        ("SSL_CERT_FILE", "/dev/null"),
+    ] {
+        let output = check(Some(store)).await;
+        assert!(output.status.success(), "{}", text(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(!stderr.contains("CA bundle"), "{store:?}: {stderr}");
+    }
+}
