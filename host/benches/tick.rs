@@ -1,16 +1,19 @@
 //! One tick over 1, 100 and 1,000 pools, in one region and spread over two:
 //! `cargo bench --bench tick` (after `cargo xtask policies`). The queue and
 //! the groups are the in-memory fakes behind a simulated API latency (20 ms
-//! per queue read, 50 ms per describe call of at most 50 groups, four of a
+//! per queue read, 50 ms per 50 groups of a describe call of at most 100
+//! (a bigger answer takes longer), four of a
 //! region at once as the adapter makes them, 30 ms per write), every pool
 //! runs the compiled `queue-depth` policy, and a third of the pools change
 //! each tick. Prints wall time per tick and the group API calls it made
-//! (target for 1,000 pools: ≤ 1 s, ≤ 20 describes and one write per changed
+//! (target for 1,000 pools: ≤ 1 s, ≤ 10 describes and one write per changed
 //! pool). `cargo bench --bench tick_moto` measures the same against moto
 //! and a fake runner API. The last row gives every pool a shadow (the same
 //! policy): the sum of the shadows' decision times is what they add.
 
-use runner_scaler::groups::{GroupError, GroupId, GroupState, Groups, MemoryGroups, Write};
+use runner_scaler::groups::{
+    GroupError, GroupId, GroupState, Groups, MemoryGroups, Write, DESCRIBE_BATCH,
+};
 use runner_scaler::plan::Bounds;
 use runner_scaler::policy::{BuiltinRule, Limits, Policy, PolicyEngine};
 use runner_scaler::sources::{MemoryQueue, QueueSource, SourceError};
@@ -35,13 +38,15 @@ impl Groups for Slow<MemoryGroups> {
         region: &str,
         names: &[String],
     ) -> Result<HashMap<String, GroupState>, GroupError> {
-        // One round trip per batch of 50, four at once, as the adapter.
+        // One round trip per batch, four at once, as the adapter; its
+        // latency grows with the answer: 50 ms per 50 groups.
         let rounds = names
             .len()
-            .div_ceil(50)
+            .div_ceil(DESCRIBE_BATCH)
             .div_ceil(runner_scaler::groups::asg::DESCRIBE_PARALLEL);
+        let per_round = self.1 * (DESCRIBE_BATCH / 50) as u32;
         for _ in 0..rounds {
-            tokio::time::sleep(self.1).await;
+            tokio::time::sleep(per_round).await;
         }
         self.0.describe(region, names).await
     }

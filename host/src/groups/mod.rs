@@ -11,8 +11,10 @@ pub use memory::MemoryGroups;
 use std::collections::HashMap;
 use std::future::Future;
 
-/// Group names per `DescribeAutoScalingGroups` call, the API's limit.
-pub const DESCRIBE_BATCH: usize = 50;
+/// Group names per `DescribeAutoScalingGroups` call: the API's limit when
+/// `MaxRecords` is raised to its maximum, 100, as the adapter does (50
+/// without it), so a page holds the whole batch.
+pub const DESCRIBE_BATCH: usize = 100;
 
 /// Names a group: its region and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
