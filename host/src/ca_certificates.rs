@@ -27,13 +27,17 @@ pub const UNKNOWN_ISSUER_HINT: &str = "the scaler trusts the system's CA bundle 
      a certificate directory, set SSL_CERT_DIR to that directory (or add it to the bundle)";
 
 /// The bundle that AWS's TLS will read alone, if the environment names no
-/// store and the system has one (the first of OpenSSL's usual bundle paths
-/// that exists, as `rustls-native-certs` would find it).
+/// store and the system has one this process can open (the first of
+/// OpenSSL's usual bundle paths that exists, as `rustls-native-certs` would
+/// find it; one it cannot read leaves the library's own choice, the
+/// directory included).
 pub fn bundle_to_read_alone() -> Option<PathBuf> {
     if std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some() {
         return None;
     }
-    openssl_probe::probe().cert_file
+    let bundle = openssl_probe::probe().cert_file?;
+    std::fs::File::open(&bundle).ok()?;
+    Some(bundle)
 }
 
 /// Make AWS's TLS read the system's bundle alone
