@@ -19,14 +19,10 @@
 # The runs of one variant follow each other (ORDER=interleaved: one of each
 # in turn, so that each run starts with the caches the previous variant's
 # left, most often the Python one's: slower, and closer to a cron job's).
-# WHOLE_CA_STORE=1: runner-scaler reads the system's CA bundle and its
-# certificate directory, as it did before it read the bundle alone
-# (docs/running.md, "Cold starts").
 #
 #   scripts/measure-cold-once.sh
 #   RUNS=31 POLICY=business-hours scripts/measure-cold-once.sh
 #   ORDER=interleaved scripts/measure-cold-once.sh
-#   WHOLE_CA_STORE=1 scripts/measure-cold-once.sh
 #   BINARY=/path/to/runner-scaler VARIANTS=original,once,compiled scripts/measure-cold-once.sh
 #   FIXTURES=1 scripts/measure-cold-once.sh   # fixtures only, for strace/perf
 #
@@ -59,16 +55,18 @@
 #
 # Reading the system's CA store as Debian lays it out (the bundle, then
 # each certificate again through /etc/ssl/certs) cost about 2.9 ms of a
-# 7.5 ms cold `once` (perf stat, quiet), 2 ms of it the directory; the
-# scaler now reads the bundle alone (host/src/ca_certificates.rs). At
-# the change, quiet (load < 1), blocks unless said:
+# 7.5 ms cold `once` (perf stat, quiet), 2 ms of it the directory. The
+# scaler now reads the bundle alone (host/src/ca_certificates.rs): 8.4 ms
+# 1/38 -> 6.0 ms 1/51 (built-in), 9.6 ms 1/33 -> 7.7 ms 1/40 (precompiled),
+# RUNS=21, quiet. And it reads no certificate at all until a request is
+# https (host/src/aws.rs, ByScheme): these fixtures are plain http, as the
+# original's algorithm (botocore loads its CA bundle only for https) sees
+# them too. Quiet (load < 1), RUNS=31, blocks unless said:
 #
-#   RUNS=21             original 308.8   once 6.0 1/51   --precompiled 7.7 1/40
-#   RUNS=31             original 302.7   once 5.9 1/51   --precompiled 7.2 1/42
-#   RUNS=21, WHOLE_CA_STORE=1 (as before)
-#                       original 314.1   once 8.4 1/38   --precompiled 9.6 1/33
-#   RUNS=21, interleaved
-#                       original 294.1   once 8.2 1/36   --precompiled 8.8 1/34
+#   original 286.5   once 4.6 1/62   --precompiled 6.4 1/44
+#   original 293.5   once 5.4 1/54   --precompiled 7.0 1/42
+#   ORDER=interleaved, RUNS=21:
+#   original 299.5   once 6.7 1/44   --precompiled 7.7 1/39
 #
 # The targets hold for runs of one kind in a row (as hyperfine times them),
 # not for interleaved ones, which start on the caches the Python run left;
@@ -94,6 +92,5 @@ fi
 args=(--binary "$binary" --policy "$policies/$POLICY.wasm" --precompiled "$scratch/precompiled" --runs "$RUNS")
 [ -z "${VARIANTS:-}" ] || args+=(--variants "$VARIANTS")
 [ -z "${ORDER:-}" ] || args+=(--order "$ORDER")
-[ -z "${WHOLE_CA_STORE:-}" ] || args+=(--whole-ca-store)
 [ -z "${FIXTURES:-}" ] || args+=(--fixtures)
 python3 scripts/cold-once/measure.py "${args[@]}"

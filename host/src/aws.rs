@@ -16,8 +16,10 @@ use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
 };
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use std::error::Error;
 use std::sync::Arc;
@@ -122,7 +124,7 @@ impl AwsOptions {
     }
 }
 
-/// The HTTPS client of every AWS call: rustls on *ring*, the crypto provider
+/// The HTTP client of every AWS call: rustls on *ring*, the crypto provider
 /// reqwest uses for CircleCI, so the binary carries one TLS stack, not two
 /// (the SDK's default client brings aws-lc-rs), with the system's CA
 /// certificates as the SDK's own client has them.
@@ -133,20 +135,31 @@ impl AwsOptions {
 /// (`validate_base_client_config`, to load the certificates early), and
 /// each `aws_config::load` makes two clients (the credential chain's STS
 /// client and the service's): a cold `once` parsed the certificates into
-/// six root stores and used one. This wrapper skips that early build: the
+/// six root stores and used one. This wrapper skips that early build: a
 /// connector is built when a request first needs it, once per timeout
-/// setting for all the clients that share the wrapper. Verification is the
-/// SDK client's own, unchanged.
+/// setting for all the clients that share the wrapper, and the TLS one only
+/// for an `https://` request ([`ByScheme`]): a plain `http://` endpoint (a
+/// local one, such as moto or LocalStack) reads no certificate. Verification
+/// is the SDK client's own, unchanged.
 #[derive(Debug, Clone)]
-struct SharedConnectors(SharedHttpClient);
+struct SharedConnectors {
+    /// For `https://` requests: every AWS endpoint.
+    tls: SharedHttpClient,
+    /// For plain `http://` requests, which the TLS client would also make
+    /// without TLS, but only after loading the certificates.
+    plain: SharedHttpClient,
+}
 
 impl SharedConnectors {
     fn https() -> SharedHttpClient {
-        SharedHttpClient::new(SharedConnectors(
-            aws_smithy_http_client::Builder::new()
+        SharedHttpClient::new(SharedConnectors {
+            tls: aws_smithy_http_client::Builder::new()
                 .tls_provider(Provider::Rustls(CryptoMode::Ring))
                 .build_https(),
-        ))
+            // The SDK's own plain client (hidden from its docs, as test
+            // clients are): the same hyper client, settings and timeouts.
+            plain: aws_smithy_http_client::Builder::new().build_http(),
+        })
     }
 }
 
@@ -156,7 +169,11 @@ impl HttpClient for SharedConnectors {
         settings: &HttpConnectorSettings,
         components: &RuntimeComponents,
     ) -> SharedHttpConnector {
-        self.0.http_connector(settings, components)
+        SharedHttpConnector::new(ByScheme {
+            clients: self.clone(),
+            settings: settings.clone(),
+            components: components.clone(),
+        })
     }
 
     fn validate_final_config(
@@ -164,12 +181,40 @@ impl HttpClient for SharedConnectors {
         components: &RuntimeComponents,
         cfg: &ConfigBag,
     ) -> Result<(), BoxError> {
-        self.0.validate_final_config(components, cfg)
+        self.tls.validate_final_config(components, cfg)
     }
 
     fn connector_metadata(&self) -> Option<ConnectorMetadata> {
-        self.0.connector_metadata()
+        self.tls.connector_metadata()
     }
+}
+
+/// One request attempt's connector, chosen by the request's scheme when it
+/// is made: the plain client's for `http://`, else the TLS client's.
+#[derive(Debug)]
+struct ByScheme {
+    clients: SharedConnectors,
+    settings: HttpConnectorSettings,
+    components: RuntimeComponents,
+}
+
+impl HttpConnector for ByScheme {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let client = if is_plain_http(request.uri()) {
+            &self.clients.plain
+        } else {
+            &self.clients.tls
+        };
+        client
+            .http_connector(&self.settings, &self.components)
+            .call(request)
+    }
+}
+
+/// Whether `uri` is a plain `http://` one (the scheme in any case).
+fn is_plain_http(uri: &str) -> bool {
+    uri.get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
 }
 
 /// What to say of a failed call: when AWS refused it for want of
@@ -235,6 +280,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_http_skips_tls() {
+        assert!(is_plain_http("http://127.0.0.1:5000/"));
+        assert!(is_plain_http("HTTP://localhost:4566"));
+        assert!(!is_plain_http(
+            "https://autoscaling.eu-west-1.amazonaws.com/"
+        ));
+        assert!(!is_plain_http("http:/"));
+        assert!(!is_plain_http(""));
+    }
 
     #[test]
     fn an_untrusted_certificate_says_how_to_trust_it() {

@@ -184,10 +184,6 @@ def main():
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--fixtures", action="store_true")
     parser.add_argument("--order", choices=["blocks", "interleaved"], default="blocks")
-    parser.add_argument("--whole-ca-store", action="store_true",
-                        help="make runner-scaler read the system's CA bundle and its certificate "
-                        "directory (SSL_CERT_FILE and SSL_CERT_DIR), as it did before it read "
-                        "the bundle alone")
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--variants", default="original,once,precompiled,compiled",
                         help="which to run, by id: original, once, precompiled, compiled")
@@ -217,19 +213,12 @@ def main():
         spawn = os.path.join(scratch, "spawn")
         subprocess.run(["cc", "-O2", "-o", spawn, os.path.join(HERE, "spawn.c")], check=True)
         binary = os.path.abspath(args.binary)
-        # Where runner-scaler finds the CA certificates for AWS: by default
-        # the system's bundle alone (host/src/ca_certificates.rs); with
-        # --whole-ca-store, the bundle and every file of the certificate
-        # directory, as rustls-native-certs reads the store by itself.
-        ca = {}
-        if args.whole_ca_store:
-            bundle = next(p for p in ("/etc/ssl/certs/ca-certificates.crt",
-                                      "/etc/pki/tls/certs/ca-bundle.crt") if os.path.exists(p))
-            ca = dict(SSL_CERT_FILE=bundle, SSL_CERT_DIR=os.path.dirname(bundle))
-        wasm = dict(ca, RUNNER_SCALER_POLICY=os.path.abspath(args.policy))
+        # The fixtures are plain http: runner-scaler reads no CA certificate
+        # for them (host/src/aws.rs, ByScheme), nor does botocore.
+        wasm = dict(RUNNER_SCALER_POLICY=os.path.abspath(args.policy))
         variants = {
             "original": ("original", [args.python, os.path.join(HERE, "original_lambda.py")], {}),
-            "once": ("once", [binary, "once"], ca),
+            "once": ("once", [binary, "once"], {}),
             "precompiled": ("once --precompiled", [binary, "once", "--precompiled",
                                                    os.path.abspath(args.precompiled)], wasm),
             "compiled": ("once, WASM compiled", [binary, "once"], wasm),
@@ -265,7 +254,7 @@ def main():
             shutil.rmtree(cache)
         print(f"{args.runs} cold runs each, {args.order} (medians); "
               f"policy {os.path.basename(args.policy)}; CA certificates: "
-              f"{'bundle and directory' if args.whole_ca_store else 'the bundle alone'}")
+              "none (plain http fixtures)")
         print(f"{'variant':<22} {'CPU ms':>8} {'peak RSS MiB':>13} {'wall ms':>8}   CPU vs original")
         original_cpu = statistics.median(c for c, _, _ in figures["original"])
         for name, _, _ in variants:

@@ -1352,3 +1352,31 @@ async fn aws_tls_reads_the_ca_bundle_alone_unless_the_environment_names_a_store(
         assert!(!stderr.contains("CA bundle"), "{store:?}: {stderr}");
     }
 }
+
+/// A plain `http://` AWS endpoint (moto here, LocalStack elsewhere) needs no
+/// TLS: a tick against one opens no CA certificate file (`aws.rs`,
+/// `ByScheme`). The bundle named here is a FIFO that no one writes to, so a
+/// process that opened it would block.
+#[tokio::test]
+async fn a_plain_http_endpoint_reads_no_ca_certificates() {
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    moto.create_group(REGION, &TestGroup::new("ci-plain").desired(0).protected())
+        .await;
+    circleci.set_queue("acme/plain", 2, 0);
+    let file = config(&moto, &circleci, &pool("plain", "queue", ""));
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("bundle.crt");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let args = ["once", "--config", file.path().to_str().unwrap()];
+    let env = [("SSL_CERT_FILE", fifo.to_str().unwrap())];
+    let output = tokio::time::timeout(Duration::from_secs(30), runner_scaler(&args, &env))
+        .await
+        .expect("once blocked opening the CA bundle");
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(desired(&moto, "ci-plain").await, 2);
+}
