@@ -118,7 +118,7 @@ mod tests {
             action,
             policy_ms: Some(0.02),
             duration_ms: 12.5,
-            ..PoolReport::new("linux", "ci-linux", "eu-west-1", "acme/linux", 0, 10)
+            ..PoolReport::example("linux")
         }
     }
 

@@ -394,14 +394,7 @@ mod tests {
             held_because,
             policy_ms: decided.then_some(0.05),
             duration_ms: 10.0,
-            ..PoolReport::new(
-                pool,
-                &format!("ci-{pool}"),
-                "eu-west-1",
-                "acme/linux",
-                0,
-                10,
-            )
+            ..PoolReport::example(pool)
         }
     }
 

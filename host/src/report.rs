@@ -144,6 +144,21 @@ impl PoolReport {
         }
     }
 
+    /// A held record of the pool `name` as the unit tests use it (beside
+    /// `Pool::example`): group `ci-NAME` in eu-west-1, resource class
+    /// `acme/linux`, bounds 0..=10.
+    #[cfg(test)]
+    pub(crate) fn example(name: &str) -> PoolReport {
+        PoolReport::new(
+            name,
+            &format!("ci-{name}"),
+            "eu-west-1",
+            "acme/linux",
+            0,
+            10,
+        )
+    }
+
     /// Whether the pool got a decision whose outcome is known (the tick's
     /// exit code counts these).
     pub fn decided(&self) -> bool {

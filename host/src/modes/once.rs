@@ -76,14 +76,7 @@ mod tests {
         PoolReport {
             action,
             duration_ms: 1.0,
-            ..PoolReport::new(
-                pool,
-                &format!("ci-{pool}"),
-                "eu-west-1",
-                "acme/linux",
-                0,
-                10,
-            )
+            ..PoolReport::example(pool)
         }
     }
 
