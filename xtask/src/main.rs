@@ -6,7 +6,7 @@
 //!   linted by clippy as they build, every policy built, the whole test
 //!   suite, the Python and JavaScript examples' native tests, every example
 //!   policy's cases (`runner-scaler policy test`), the user-data
-//!   tests, cfn-lint on the CloudFormation template (installed from PyPI
+//!   tests, cfn-lint on the CloudFormation templates (installed from PyPI
 //!   when missing).
 //! - `policies`: only find the toolchains and build the policies into
 //!   `target/policies/` (what `cargo test` and `cargo bench` read).
@@ -116,7 +116,10 @@ fn test(root: &Path) -> Result<()> {
     ensure_cfn_lint()?;
     step(
         "cfn-lint",
-        Command::new("cfn-lint").arg("examples/cloudformation/runner-scaler.yaml"),
+        Command::new("cfn-lint").args([
+            "examples/cloudformation/runner-scaler.yaml",
+            "examples/cloudformation/runner-image.yaml",
+        ]),
     )?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
