@@ -1,8 +1,8 @@
 //! The CloudFormation templates (`examples/cloudformation/runner-scaler.yaml`,
-//! the runner image's `runner-image.yaml`) and the hand-set-up IAM policies
-//! (`examples/iam/`): least privilege as the issue defines it, the user data
-//! identical to `userdata/`, and the function wired as the Lambda mode
-//! expects. cfn-lint runs in the xtask.
+//! the runner image's `runner-image.yaml`), the Packer template and the
+//! hand-set-up IAM policies (`examples/iam/`): least privilege as the issue
+//! defines it, the user data identical to `userdata/`, and the function wired
+//! as the Lambda mode expects. cfn-lint and `packer validate` run in the xtask.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -561,4 +561,36 @@ fn the_image_reaches_the_main_stack_through_the_ssm_parameter_its_image_id_takes
     assert_eq!(pipeline["Schedule"]["Fn::If"][0], "HasSchedule");
     assert_eq!(pipeline["Schedule"]["Fn::If"][2]["Ref"], "AWS::NoValue");
     assert_eq!(template["Parameters"]["Schedule"]["Default"], "");
+}
+
+#[test]
+fn the_packer_template_runs_the_same_install_phase() {
+    let dir = repo().join("examples/packer");
+    let text = std::fs::read_to_string(dir.join("runner-image.pkr.hcl")).unwrap();
+    let path = text
+        .split("install_script = \"${path.root}/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("install_script in runner-image.pkr.hcl");
+    assert_eq!(
+        std::fs::canonicalize(dir.join(path)).unwrap(),
+        std::fs::canonicalize(repo().join("userdata/install-runner-ubuntu.sh")).unwrap()
+    );
+    // The shell provisioner that runs the script, its words as one line.
+    let provisioner = text
+        .split("provisioner \"shell\" {")
+        .skip(1)
+        .find(|block| block.contains("local.install_script"))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for needle in [
+        "script = local.install_script",
+        "environment_vars = [\"RUNNER_SCALER_PHASE=install\"]",
+        "execute_command = \"sudo env {{ .Vars }} bash '{{ .Path }}'\"",
+    ] {
+        assert!(provisioner.contains(needle), "{needle}: {provisioner}");
+    }
+    assert!(!text.contains("TOKEN"), "no token setting in the bake");
 }
