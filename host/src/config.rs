@@ -211,6 +211,7 @@ struct RawPool {
     time_zone: Option<String>,
     fallback: Option<String>,
     allow_unprotected_scale_in: Option<bool>,
+    warm_max: Option<u32>,
     shadow: Option<String>,
     shadow_sha256: Option<String>,
     shadow_params: Option<toml::Table>,
@@ -957,6 +958,7 @@ fn validate_pool(
             format!("{min} is above max {max}; set min ≤ max"),
         ));
     }
+    let warm_max = pool.warm_max.or(defaults.warm_max).unwrap_or(max);
     let zone_name = pool
         .time_zone
         .or_else(|| defaults.time_zone.clone())
@@ -1000,6 +1002,7 @@ fn validate_pool(
                 .allow_unprotected_scale_in
                 .or(defaults.allow_unprotected_scale_in)
                 .unwrap_or(false),
+            warm_max,
         },
         time_zone,
         fallback,

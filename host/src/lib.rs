@@ -31,4 +31,4 @@ pub mod text;
 pub mod tick;
 pub mod time_zone;
 
-pub use observation::{Capacity, Clock, Decision, Observation, Queue, Weekday};
+pub use observation::{Capacity, Clock, Decision, Observation, Queue, WarmPool, Weekday};

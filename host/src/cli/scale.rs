@@ -217,7 +217,12 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     for (pool, (policy, shadow)) in config.pools.iter().zip(&loaded) {
         let describe = |policy: &Policy| match policy {
             Policy::Builtin(rule) => format!("built-in {rule}"),
-            Policy::Wasm(wasm) => format!("{} (sha256 {})", wasm.path().display(), wasm.sha256()),
+            Policy::Wasm(wasm) => format!(
+                "{} (sha256 {}, {})",
+                wasm.path().display(),
+                wasm.sha256(),
+                wasm.contract()
+            ),
         };
         let mut policy = describe(policy);
         if let Some(shadow) = shadow {

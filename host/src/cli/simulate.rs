@@ -3,7 +3,7 @@
 
 use crate::config::parse_duration;
 use crate::policy::Policy;
-use crate::simulate::experiment::load_policies;
+use crate::simulate::experiment::{self, load_policies};
 use crate::simulate::{self, chart, report, Boot, Exit, Protection, Settings, Summary, Trace};
 use anyhow::{bail, ensure, Context};
 use clap::{Args, ValueEnum};
@@ -57,23 +57,33 @@ pub struct SimulateArgs {
     /// Seeds random boot times (`--boot LOW..HIGH`).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Time between ticks.
-    #[arg(long, default_value = "60s", value_parser = seconds)]
+    /// Time between ticks (production's default interval).
+    #[arg(long, default_value = "10s", value_parser = seconds)]
     tick: u64,
-    /// Boot time of an instance: fixed (`90s`), or uniform between two (`60s..150s`).
-    #[arg(long, default_value = "90s", value_parser = boot)]
-    boot: Boot,
+    /// The runner image, which sets --boot and --warm-start: `stock` (the
+    /// user data installs the runner at launch: 90 s, 25 s) or `baked` (the
+    /// runner baked into the AMI: 30 s, 25 s). The figures' sources:
+    /// examples/traces/README.md.
+    #[arg(long, value_enum, default_value = "stock")]
+    image: ImageArg,
+    /// Boot time of an instance: fixed (`90s`), or uniform between two
+    /// (`60s..150s`) [default: the image's].
+    #[arg(long, value_parser = boot)]
+    boot: Option<Boot>,
     /// Keep this many instances initialised and stopped in the group's warm
     /// pool: a launch takes one and it starts in --warm-start instead of
     /// --boot; the pool refills at once with instances that boot in full,
     /// then stop (the stack's WarmPoolSize). `auto`: sized by the
     /// documented rule, the 95th percentile over the trace's jobs of the
     /// jobs that arrived within one full boot and one tick up to each.
-    #[arg(long, default_value = "0", value_name = "N|auto", value_parser = warm_pool)]
+    /// `policy`: a warm pool the policy sizes (its decisions' `warm`),
+    /// empty at the start.
+    #[arg(long, default_value = "0", value_name = "N|auto|policy", value_parser = warm_pool)]
     warm_pool: WarmPoolArg,
-    /// Time from a warmed instance's start to its runner taking jobs.
-    #[arg(long, default_value = "25s", value_parser = seconds)]
-    warm_start: u64,
+    /// Time from a warmed instance's start to its runner taking jobs
+    /// [default: the image's].
+    #[arg(long, value_parser = seconds)]
+    warm_start: Option<u64>,
     /// What a stopped instance in the warm pool costs per hour (its EBS
     /// volume; the default is 30 GiB of gp3).
     #[arg(long, default_value_t = crate::simulate::experiment::STOPPED_PRICE_PER_HOUR)]
@@ -205,21 +215,28 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let params = parse_params(&args.params, &policies)?;
+    let image = match args.image {
+        ImageArg::Stock => experiment::STOCK,
+        ImageArg::Baked => experiment::BAKED,
+    };
+    let boot = args.boot.unwrap_or(Boot::Fixed(image.boot));
     let settings = Settings {
         tick: args.tick,
-        boot: args.boot,
+        boot,
         warm_pool: crate::simulate::world::WarmPool {
             size: match args.warm_pool {
                 WarmPoolArg::Size(size) => size,
+                WarmPoolArg::Policy => 0,
                 WarmPoolArg::Auto => {
-                    let full_boot = match args.boot {
+                    let full_boot = match boot {
                         Boot::Fixed(seconds) => seconds,
                         Boot::Uniform { high, .. } => high,
                     };
                     trace.warm_pool_for(full_boot + args.tick)
                 }
             },
-            start: args.warm_start,
+            start: args.warm_start.unwrap_or(image.warm_start),
+            sized_by_policy: args.warm_pool == WarmPoolArg::Policy,
         },
         idle_timeout: args.idle_timeout,
         min: args.min,
@@ -284,7 +301,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         trace.jobs.len(),
         args.price_per_hour
     );
-    if settings.warm_pool.size > 0 {
+    if settings.warm_pool.exists() {
         heading += &format!(
             ", ${:.4} per stopped instance-hour",
             args.stopped_price_per_hour
@@ -441,13 +458,24 @@ fn seconds(text: &str) -> Result<u64, String> {
 enum WarmPoolArg {
     Size(u32),
     Auto,
+    Policy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ImageArg {
+    Stock,
+    Baked,
 }
 
 fn warm_pool(text: &str) -> Result<WarmPoolArg, String> {
     match text.trim() {
         "auto" => Ok(WarmPoolArg::Auto),
+        "policy" => Ok(WarmPoolArg::Policy),
         n => n.parse().map(WarmPoolArg::Size).map_err(|_| {
-            format!("{text:?} is neither a number of instances nor `auto`; write e.g. 8 or auto")
+            format!(
+                "{} is neither a number of instances, `auto` nor `policy`; write e.g. 8, auto or policy",
+                crate::text::quoted(text)
+            )
         }),
     }
 }

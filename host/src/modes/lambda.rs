@@ -339,6 +339,7 @@ mod tests {
             crate::observation::Queue {
                 waiting: 2,
                 running: 0,
+                blocked: None,
             },
         );
         let groups = crate::groups::MemoryGroups::new();

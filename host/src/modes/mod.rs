@@ -303,6 +303,7 @@ mod tests {
             min: 0,
             max: 10,
             allow_unprotected_scale_in: false,
+            warm_max: 10,
         };
         let protected = GroupState {
             desired: 4,

@@ -108,6 +108,7 @@ mod tests {
         decided.queue = Some(Queue {
             waiting: 0,
             running: 0,
+            blocked: None,
         });
         decided.capacity = Some(Capacity::default());
         decided.desired = Some(0);

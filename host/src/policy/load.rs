@@ -2,7 +2,7 @@
 //! is read within its size limit, core modules are made into components, and
 //! the exports are checked before any decision is asked for.
 
-use super::bindings::DECIDER_EXPORT;
+use super::bindings::CONTRACTS;
 use super::limits::MAX_POLICY_FILE_BYTES;
 use super::PolicyError;
 use std::borrow::Cow;
@@ -29,7 +29,8 @@ pub fn to_component<'a>(path: &Path, bytes: &'a [u8]) -> Result<Cow<'a, [u8]>, P
         })
 }
 
-/// Fails unless `component` exports this host's `decider` interface.
+/// Fails unless `component` exports the `decider` interface of a contract
+/// version this host loads.
 pub fn check_contract(
     path: &Path,
     engine: &wasmtime::Engine,
@@ -40,12 +41,19 @@ pub fn check_contract(
         .exports(engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    if exports.iter().any(|name| name == DECIDER_EXPORT) {
+    if CONTRACTS
+        .iter()
+        .any(|(_, decider)| exports.iter().any(|name| name == decider))
+    {
         return Ok(());
     }
     Err(PolicyError::WrongContract {
         path: path.into(),
-        expected: DECIDER_EXPORT.to_string(),
+        expected: CONTRACTS
+            .iter()
+            .map(|(_, decider)| *decider)
+            .collect::<Vec<_>>()
+            .join(" or "),
         found: if exports.is_empty() {
             "nothing".to_string()
         } else {

@@ -16,7 +16,7 @@ mod output;
 mod reference;
 mod wasi;
 
-pub use bindings::{CONTRACT, DECIDER_EXPORT};
+pub use bindings::{CONTRACT, CONTRACTS, DECIDER_EXPORT};
 pub use builtin::BuiltinRule;
 pub use cache::CompileCache;
 pub use engine::{linux_target, sha256_hex, EngineOptions, PolicyEngine, WasmPolicy};

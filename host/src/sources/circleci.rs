@@ -402,7 +402,11 @@ impl QueueSource for CircleCi {
             self.count(Count::Unclaimed, resource_class),
             self.count(Count::Running, resource_class),
         )?;
-        Ok(Queue { waiting, running })
+        Ok(Queue {
+            waiting,
+            running,
+            blocked: None,
+        })
     }
 }
 

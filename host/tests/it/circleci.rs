@@ -55,7 +55,8 @@ async fn reads_both_counts_with_the_token_and_the_query() {
         queue,
         Queue {
             waiting: 7,
-            running: 3
+            running: 3,
+            blocked: None,
         }
     );
     assert_eq!(requests(&fake), (1, 1));
@@ -72,7 +73,8 @@ async fn a_resource_class_with_a_slash_is_encoded_as_a_query_value() {
         queue,
         Queue {
             waiting: 1,
-            running: 2
+            running: 2,
+            blocked: None,
         }
     );
     let queries = fake.queries();

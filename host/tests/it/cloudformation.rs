@@ -99,6 +99,7 @@ fn the_scaler_role_has_no_write_on_star_and_each_grant_is_scoped() {
         "autoscaling:UpdateAutoScalingGroup",
         "autoscaling:CreateOrUpdateTags",
         "autoscaling:DeleteTags",
+        "autoscaling:PutWarmPool",
     ] {
         assert_eq!(granted(write)["Fn::Sub"], GROUP_ARN, "{write}");
     }

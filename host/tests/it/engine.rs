@@ -27,7 +27,11 @@ fn observation(waiting: u32, running: u32, desired: u32, at: &str, tz: &str) -> 
     let tz = jiff::tz::TimeZone::get(tz).unwrap();
     Observation {
         pool: "linux-large".into(),
-        queue: Queue { waiting, running },
+        queue: Queue {
+            waiting,
+            running,
+            blocked: None,
+        },
         capacity: Capacity {
             desired,
             min: 0,
@@ -411,12 +415,13 @@ async fn a_policy_for_another_contract_version_is_refused_at_load() {
         "names the file: {message}"
     );
     assert!(
-        message.contains("runner-scaler:policy/decider@0.2.0"),
+        message.contains("runner-scaler:policy/decider@9.9.0"),
         "says what it exports: {message}"
     );
     assert!(
-        message.contains("runner-scaler:policy/decider@0.1.0"),
-        "says what is expected: {message}"
+        message
+            .contains("runner-scaler:policy/decider@0.2.0 or runner-scaler:policy/decider@0.1.0"),
+        "says what is expected, every version the host loads: {message}"
     );
 }
 

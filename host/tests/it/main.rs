@@ -11,6 +11,7 @@ mod bundle;
 mod circleci;
 mod claims;
 mod cloudformation;
+mod contract;
 mod control_loop;
 mod deploy;
 mod engine;

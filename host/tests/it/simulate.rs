@@ -499,6 +499,7 @@ fn random_settings(rng: &mut StdRng) -> WorldSettings {
         warm_pool: WarmPool {
             size: rng.random_range(0..3),
             start: rng.random_range(0..60),
+            sized_by_policy: rng.random_bool(0.3),
         },
         idle_timeout: rng.random_range(0..600),
         exit: if rng.random_bool(0.5) {
@@ -749,6 +750,7 @@ async fn ten_second_ticks_and_a_warm_pool_start_weekday_jobs_within_seconds() {
         warm_pool: WarmPool {
             size: trace.warm_pool_for(90 + 10),
             start: 25,
+            sized_by_policy: false,
         },
         ..Settings::default()
     };

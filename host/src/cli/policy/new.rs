@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn the_scaffold_depends_on_the_sdk_of_its_contract() {
-        assert_eq!(sdk_version(), "0.1.0");
+        assert_eq!(sdk_version(), "0.2.0");
         assert_eq!(sdk_dependency(None).as_str(), Some(sdk_version()));
         let windows = Path::new(r"C:\src\runner-scaler\sdk");
         let dependency = sdk_dependency(Some(windows));
@@ -345,7 +345,7 @@ mod tests {
         let err = sdk_dir(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_err();
         assert!(
             err.to_string()
-                .contains("is not runner-scaler-policy 0.1.0"),
+                .contains("is not runner-scaler-policy 0.2.0"),
             "{err}"
         );
         let err = sdk_dir(Path::new("/nonexistent")).unwrap_err();

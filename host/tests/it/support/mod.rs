@@ -101,6 +101,7 @@ pub fn pool(name: &str, policy: runner_scaler::policy::Policy) -> runner_scaler:
             min: 0,
             max: 10,
             allow_unprotected_scale_in: false,
+            warm_max: 10,
         },
         time_zone: jiff::tz::TimeZone::UTC,
         params: vec![],
