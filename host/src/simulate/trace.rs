@@ -1,4 +1,4 @@
-//! Job traces: the CSV format (`submit,duration[,resource_class]`, see
+//! Job traces: the CSV format (`submit,duration[,resource_class[,wait]]`, see
 //! `examples/traces/README.md`) and the traces embedded in the binary.
 
 use std::path::Path;
@@ -12,6 +12,9 @@ pub struct Job {
     pub duration: u64,
     /// Its resource class, when the trace says.
     pub resource_class: Option<String>,
+    /// How long it waited for a runner in reality, in seconds, when the
+    /// trace records it (an imported export): what calibration compares.
+    pub wait: Option<u64>,
     /// The line of the trace it came from (1-based), for messages.
     pub line: usize,
 }
@@ -83,7 +86,7 @@ pub enum TraceError {
         message: String,
     },
     #[error(
-        "{origin}: no jobs; a trace is CSV lines `submit,duration[,resource_class]` \
+        "{origin}: no jobs; a trace is CSV lines `submit,duration[,resource_class[,wait]]` \
          (see examples/traces/README.md)"
     )]
     Empty { origin: String },
@@ -121,6 +124,9 @@ fn embedded_names() -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// A line as parsed: submit, duration, resource class, recorded wait, line.
+type Row = (Submit, u64, Option<String>, Option<u64>, usize);
 
 /// A submit time as written: an offset or a moment.
 enum Submit {
@@ -165,7 +171,7 @@ impl Trace {
             line,
             message,
         };
-        let mut rows: Vec<(Submit, u64, Option<String>, usize)> = Vec::new();
+        let mut rows: Vec<Row> = Vec::new();
         let mut seen_data = false;
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
@@ -179,11 +185,11 @@ impl Trace {
                 continue; // The header.
             }
             seen_data = true;
-            if !(2..=3).contains(&fields.len()) {
+            if !(2..=4).contains(&fields.len()) {
                 return Err(at(
                     line,
                     format!(
-                        "{} fields; a line is `submit,duration[,resource_class]`, e.g. `3600,420,acme/linux`",
+                        "{} fields; a line is `submit,duration[,resource_class[,wait]]`, e.g. `3600,420,acme/linux`",
                         fields.len()
                     ),
                 ));
@@ -226,7 +232,16 @@ impl Trace {
                 .get(2)
                 .filter(|c| !c.is_empty())
                 .map(|c| c.to_string());
-            rows.push((submit, duration, class, line));
+            let wait = match fields.get(3).filter(|w| !w.is_empty()) {
+                None => None,
+                Some(w) => Some(w.parse::<u64>().map_err(|_| {
+                    at(
+                        line,
+                        format!("wait {w:?} is not a whole number of seconds, e.g. 41"),
+                    )
+                })?),
+            };
+            rows.push((submit, duration, class, wait, line));
         }
         if rows.is_empty() {
             return Err(TraceError::Empty {
@@ -251,7 +266,7 @@ impl Trace {
         };
         let mut jobs: Vec<Job> = rows
             .into_iter()
-            .map(|(submit, duration, resource_class, line)| Job {
+            .map(|(submit, duration, resource_class, wait, line)| Job {
                 submit: match submit {
                     Submit::Offset(seconds) => seconds,
                     // Not negative: start is at or before every moment.
@@ -259,6 +274,7 @@ impl Trace {
                 },
                 duration,
                 resource_class,
+                wait,
                 line,
             })
             .collect();
@@ -417,6 +433,20 @@ mod tests {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.starts_with(expected), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_fourth_column_records_the_wait() {
+        let t = parse("submit,duration,resource_class,wait\n0,60,a,41\n5,60,a,\n").unwrap();
+        let waits: Vec<Option<u64>> = t.jobs.iter().map(|j| j.wait).collect();
+        assert_eq!(waits, vec![Some(41), None]);
+        let err = parse("0,60,a,soon\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with("t.csv:1: wait \"soon\" is not a whole number"),
+            "{err}"
+        );
+        let err = parse("0,60,a,1,2\n").unwrap_err().to_string();
+        assert!(err.starts_with("t.csv:1: 5 fields"), "{err}");
     }
 
     #[test]

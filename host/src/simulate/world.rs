@@ -791,6 +791,7 @@ mod tests {
             submit,
             duration,
             resource_class: None,
+            wait: None,
             line: 0,
         }
     }

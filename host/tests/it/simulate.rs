@@ -32,6 +32,7 @@ fn trace(jobs: &[(u64, u64)]) -> Trace {
                 submit,
                 duration,
                 resource_class: None,
+                wait: None,
                 line: i + 1,
             })
             .collect(),
