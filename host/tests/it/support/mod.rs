@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 pub mod aws_proxy;
 pub mod fake_circleci;
 pub mod fake_lambda;
+pub mod fake_usage_api;
 pub mod moto;
 pub mod refusing_proxy;
 
