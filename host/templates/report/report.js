@@ -146,21 +146,30 @@
     svgEl("line", { "class": "axis", x1: M.left, x2: M.left, y1: M.top, y2: height - M.bottom }, svg);
   }
 
+  // Labels every hour, few hours, day, few days or week (Mondays), as
+  // many as fit; a faint line at every midnight between.
   function timeAxis(svg, x, height) {
     if (!marks.length) return;
     var pxPerHour = PLOT / ((data.end - data.from) / 3600);
-    var daily = marks.length > 1 && marks[1][0] - marks[0][0] >= 23 * 3600;
-    var choices = daily ? [24, 48, 168, 336, 720] : [1, 2, 3, 6, 12, 24, 48, 168];
-    var every = choices[choices.length - 1];
-    for (var i = 0; i < choices.length; i++) if (choices[i] * pxPerHour >= 64) { every = choices[i]; break; }
+    var choices = [1, 2, 3, 6, 12, 24, 48, 72, 168, 336];
+    var every = 720;
+    for (var i = 0; i < choices.length; i++) {
+      var room = choices[i] < 24 ? 48 : 96;
+      if (choices[i] * pxPerHour >= room) { every = choices[i]; break; }
+    }
     var midnights = 0;
     marks.forEach(function (m) {
       var hour = parseInt(m[1].slice(0, 2), 10);
       var keep;
-      if (m[3]) { keep = every <= 24 || midnights % (every / 24) === 0; midnights++; }
-      else keep = every < 24 && m[1].slice(3) === "00" && hour % every === 0;
-      if (!keep) return;
+      if (m[3]) {
+        keep = every <= 24 || (every >= 168 ? m[2].slice(0, 3) === "Mon" : midnights % (every / 24) === 0);
+        midnights++;
+      } else keep = every < 24 && m[1].slice(3) === "00" && hour % every === 0;
       var px = x(m[0]).toFixed(1);
+      if (!keep) {
+        if (m[3] && 24 * pxPerHour >= 6) svgEl("line", { "class": "grid", x1: px, x2: px, y1: M.top, y2: height - M.bottom }, svg);
+        return;
+      }
       svgEl("line", { "class": m[3] ? "axis" : "grid", x1: px, x2: px, y1: M.top, y2: height - M.bottom }, svg);
       svgEl("text", { x: px, y: height - M.bottom + 16, "text-anchor": "middle" }, svg, m[3] ? m[2] : m[1]);
     });
