@@ -20,6 +20,12 @@ Deterministic (fixed seed, only Random.random(), gzip without a timestamp):
 running it again writes the same bytes.
 
     python3 examples/usage-export/generate.py
+
+With `--big N FILE` it writes instead one export of N rows (every column,
+as part-1.csv; about 3,300 a day, so 100,000 are a month), to measure the
+import:
+
+    python3 examples/usage-export/generate.py --big 100000 /tmp/export.csv
 """
 
 import csv
@@ -29,6 +35,7 @@ import io
 import math
 import os
 import random
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DAY = datetime.datetime(2026, 11, 24, tzinfo=datetime.timezone.utc)
@@ -90,14 +97,15 @@ def lognormal(rng, median, sigma):
     return median * math.exp(sigma * z)
 
 
-def rows(rng):
-    """Job runs of pipelines arriving 07:00-19:00 UTC, in queued order."""
+def rows(rng, day=DAY, gap=540):
+    """Job runs of pipelines arriving 07:00-19:00 UTC, `gap` seconds apart
+    on average, in queued order."""
     out = []
-    at = DAY + datetime.timedelta(hours=7)
-    end = DAY + datetime.timedelta(hours=19)
+    at = day + datetime.timedelta(hours=7)
+    end = day + datetime.timedelta(hours=19)
     pipeline = 4100
     while True:
-        at += datetime.timedelta(seconds=-math.log(1.0 - rng.random()) * 540)
+        at += datetime.timedelta(seconds=-math.log(1.0 - rng.random()) * gap)
         if at >= end:
             return out
         pipeline += 1
@@ -221,7 +229,26 @@ def write(rows, columns, fmt, upper):
     return text.getvalue()
 
 
+def big(count, path):
+    """`count` rows of consecutive days, written as part-1.csv is."""
+    rng = random.Random(100000)
+    with open(path, "w") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([c.upper() for c in COLUMNS])
+        day, written = DAY, 0
+        while written < count:
+            # About 3,300 rows a day: 100,000 in a month, as one export.
+            for r in rows(rng, day, gap=33)[: count - written]:
+                full = record(r, fmt1)
+                writer.writerow([full[c] for c in COLUMNS])
+                written += 1
+            day += datetime.timedelta(days=1)
+    print(f"{path}: {count} rows")
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--big":
+        return big(int(sys.argv[2]), sys.argv[3])
     rng = random.Random(20261124)
     all_rows = rows(rng)
     special(all_rows, rng)

@@ -376,10 +376,14 @@ impl Columns {
         if !missing.is_empty() {
             let found: Vec<String> = names.iter().take(12).map(|n| cut(n, 40)).collect();
             let more = if names.len() > 12 { ", ..." } else { "" };
+            let found = match found.as_slice() {
+                [] | [_] if names.iter().all(|n| n.is_empty()) => "none: it is empty".to_string(),
+                _ => format!("{}{more}", found.join(", ")),
+            };
             return Err(ImportError::MissingColumns {
                 file: file.to_string(),
                 missing: missing.join(", "),
-                found: format!("{}{more}", found.join(", ")),
+                found,
             });
         }
         let at = |name| position(name).expect("checked above");
@@ -904,6 +908,8 @@ mod tests {
             Ok(_) => panic!("no columns"),
         };
         assert!(err.contains("e.csv: not a CircleCI usage export: it has no resource_class, job_run_queued_at, job_run_started_at, job_run_stopped_at column (its columns: a, b)"), "{err}");
+        let err = import("").unwrap_err().to_string();
+        assert!(err.contains("(its columns: none: it is empty)"), "{err}");
     }
 
     #[test]
