@@ -13,6 +13,7 @@ pub mod config;
 pub mod emf;
 pub mod groups;
 pub mod iam;
+pub mod input_file;
 pub mod metrics;
 pub mod modes;
 pub mod observation;

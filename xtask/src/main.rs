@@ -6,9 +6,11 @@
 //!   linted by clippy as they build, every policy built, the whole test
 //!   suite, the Python and JavaScript examples' native tests, every example
 //!   policy's cases (`runner-scaler policy test`), the user-data
-//!   tests, cfn-lint on the CloudFormation template (installed from PyPI
-//!   when missing). Chromium (Debian's package, installed with apt-get
-//!   when missing) draws the simulator's HTML report in the tests.
+//!   tests, cfn-lint on the CloudFormation templates (installed from PyPI
+//!   when missing), `packer validate` on the Packer template (Debian's
+//!   packer, installed with apt-get when missing). Chromium (Debian's
+//!   package, installed with apt-get when missing) draws the simulator's
+//!   HTML report in the tests.
 //! - `policies`: only find the toolchains and build the policies into
 //!   `target/policies/` (what `cargo test` and `cargo bench` read).
 //! - `bundle [--arch x86_64|arm64]`: only build the Lambda bundle, with
@@ -118,8 +120,12 @@ fn test(root: &Path) -> Result<()> {
     ensure_cfn_lint()?;
     step(
         "cfn-lint",
-        Command::new("cfn-lint").arg("examples/cloudformation/runner-scaler.yaml"),
+        Command::new("cfn-lint").args([
+            "examples/cloudformation/runner-scaler.yaml",
+            "examples/cloudformation/runner-image.yaml",
+        ]),
     )?;
+    validate_packer_template()?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }
@@ -246,6 +252,54 @@ fn build_lambda_bundle(root: &Path, arch: &str) -> Result<PathBuf> {
 /// schemas.
 fn ensure_cfn_lint() -> Result<()> {
     ensure_from_pypi("cfn-lint", Command::new("cfn-lint").arg("--version"))
+}
+
+/// The Packer template of the runner image (`examples/packer/`): `packer fmt
+/// -check` parses both files, and `packer validate` checks the template's
+/// build against the amazon-ebs builder (its settings, the install script's
+/// path). Debian's packer (1.6.6, installed with apt-get when missing: about
+/// 12 s with the download, and 2 s of `apt-get update`) has that builder built
+/// in, so nothing is downloaded from GitHub; a newer Packer needs `packer
+/// init` first, and cannot read plugins.pkr.hcl's `required_plugins` in 1.6.
+fn validate_packer_template() -> Result<()> {
+    let works = || {
+        Command::new("packer")
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if !works() {
+        step(
+            "apt-get update",
+            Command::new("apt-get").args(["update", "-qq"]),
+        )?;
+        step(
+            "install packer",
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "packer"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        if !works() {
+            bail!("Debian's packer is installed but `packer version` still fails");
+        }
+    }
+    step(
+        "packer fmt",
+        Command::new("packer").args(["fmt", "-check", "-diff", "examples/packer"]),
+    )?;
+    step(
+        "packer validate",
+        Command::new("packer")
+            .args(["validate", "-var", "region=us-east-1"])
+            .arg("examples/packer/runner-image.pkr.hcl")
+            .env("CHECKPOINT_DISABLE", "1"),
+    )
+    .context(
+        "Debian's packer (1.6) has the amazon builder built in; a newer Packer needs the \
+         amazon plugin (`packer init examples/packer`) before it can validate",
+    )
 }
 
 /// Install `package` from PyPI unless `works` already succeeds, then check

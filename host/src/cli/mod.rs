@@ -71,6 +71,11 @@ pub fn main() -> ExitCode {
         }
         Command::Policy(_) | Command::Simulate(_) | Command::Trace(_) => None,
     };
+    let runtime_api_guard = match cli.command {
+        // SAFETY: as above, no other thread exists yet.
+        Command::Lambda => unsafe { crate::modes::runtime_api_guard::bind() },
+        _ => None,
+    };
     let default_filter = match cli.command {
         Command::Simulate(_) => crate::simulate::LOG_FILTER,
         _ => "info",
@@ -106,7 +111,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => scale::run(args).await,
             Command::Check(args) => scale::check(args).await,
             Command::Policy(command) => command.run().await,
-            Command::Lambda => crate::modes::lambda::run().await,
+            Command::Lambda => crate::modes::lambda::run(runtime_api_guard).await,
             Command::Simulate(args) => simulate::simulate(*args).await,
             Command::Trace(command) => command.run().await,
         }

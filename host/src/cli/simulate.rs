@@ -465,6 +465,9 @@ fn progress_bar(trace: &Trace, runs: usize, tick: u64) -> indicatif::ProgressBar
 
 /// A duration as the configuration writes it ([`parse_duration`]), in whole
 /// seconds, at least 1.
+/// The longest of the simulator's time settings.
+const MAX_SETTING_SECONDS: u64 = 24 * 3600;
+
 fn seconds(text: &str) -> Result<u64, String> {
     let seconds = parse_duration(text)
         .ok_or_else(|| {
@@ -477,6 +480,12 @@ fn seconds(text: &str) -> Result<u64, String> {
         .as_secs();
     if seconds == 0 {
         return Err(format!("{text:?} is zero; use at least 1s"));
+    }
+    if seconds > MAX_SETTING_SECONDS {
+        return Err(format!(
+            "{text:?} is more than a day; these settings (tick, boot, idle timeout, warm start, \
+             slow wait) are seconds to minutes"
+        ));
     }
     Ok(seconds)
 }

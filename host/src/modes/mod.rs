@@ -8,11 +8,12 @@ pub mod lambda;
 pub mod once;
 pub mod probe;
 pub mod reload;
+pub mod runtime_api_guard;
 
 use crate::config::{Config, PoolConfig};
 use crate::groups::{GroupState, Groups};
 use crate::plan::{self, Bounds};
-use crate::policy::{CompileCache, EngineOptions, Limits, Policy, PolicyEngine, PolicyLoader};
+use crate::policy::{CompileCache, EngineOptions, Limits, Pin, Policy, PolicyEngine, PolicyLoader};
 use crate::sources::QueueSource;
 use crate::tick::{self, Cut, Pool, PoolReport, Shadow, TickOptions};
 use anyhow::Context;
@@ -82,16 +83,30 @@ pub fn load_pools(
     policies: &mut PolicyLoader<'_>,
     secret_resource_class: Option<&str>,
 ) -> anyhow::Result<Vec<Pool>> {
-    load_policies(config, policies)?
+    ready_pools(
+        config,
+        load_policies(config, policies)?,
+        secret_resource_class,
+    )
+}
+
+/// The pools of `config` with their `loaded` policies (in the pools'
+/// order).
+fn ready_pools(
+    config: &Config,
+    loaded: Vec<(Policy, Option<Shadow>)>,
+    secret_resource_class: Option<&str>,
+) -> anyhow::Result<Vec<Pool>> {
+    loaded
         .into_iter()
         .zip(&config.pools)
         .map(|((policy, shadow), pool)| ready(pool, policy, shadow, secret_resource_class))
         .collect()
 }
 
-/// Each pool's policy (its file checked against `policy_sha256`) and
-/// shadow, every file loaded through `policies` once however many pools
-/// share it.
+/// Each pool's policy and shadow (their files checked against
+/// `policy_sha256` and `shadow_sha256`), every file loaded through
+/// `policies` once however many pools share it.
 pub fn load_policies(
     config: &Config,
     policies: &mut PolicyLoader<'_>,
@@ -101,20 +116,27 @@ pub fn load_policies(
         .iter()
         .map(|pool| {
             let policy = policies
-                .load_pinned(&pool.policy, pool.policy_sha256.as_deref())
+                .load_pinned(&pool.policy, pin("policy_sha256", &pool.policy_sha256))
                 .with_context(|| format!("{}: pool {:?}: policy", config.origin, pool.name))?;
             let shadow = match &pool.shadow {
                 None => None,
                 Some(shadow) => Some(Shadow::new(
-                    policies.load(&shadow.policy).with_context(|| {
-                        format!("{}: pool {:?}: shadow", config.origin, pool.name)
-                    })?,
+                    policies
+                        .load_pinned(&shadow.policy, pin("shadow_sha256", &shadow.policy_sha256))
+                        .with_context(|| {
+                            format!("{}: pool {:?}: shadow", config.origin, pool.name)
+                        })?,
                     shadow.params.clone(),
                 )),
             };
             Ok((policy, shadow))
         })
         .collect()
+}
+
+/// A pool's pin, `field`, if it has one.
+fn pin<'a>(field: &'static str, sha256: &'a Option<String>) -> Option<Pin<'a>> {
+    sha256.as_deref().map(|sha256| Pin { field, sha256 })
 }
 
 fn ready(
@@ -155,9 +177,20 @@ pub async fn connect(
     config: &Config,
     policies: &mut PolicyLoader<'_>,
 ) -> anyhow::Result<Scaler<crate::sources::circleci::CircleCi, crate::groups::asg::AsgGroups>> {
+    let loaded = load_policies(config, policies)?;
+    connect_loaded(config, loaded).await
+}
+
+/// [`connect`], with the pools' policies already loaded
+/// ([`load_policies`]): what a reload does after loading them off the
+/// runtime's threads.
+pub async fn connect_loaded(
+    config: &Config,
+    policies: Vec<(Policy, Option<Shadow>)>,
+) -> anyhow::Result<Scaler<crate::sources::circleci::CircleCi, crate::groups::asg::AsgGroups>> {
     let aws = crate::aws::AwsOptions::new(config.aws_endpoint_url.clone());
     let (token, secret_resource_class) = circleci_token(config, &aws).await?;
-    let pools = load_pools(config, policies, secret_resource_class.as_deref())?;
+    let pools = ready_pools(config, policies, secret_resource_class.as_deref())?;
     let queues = crate::sources::circleci::CircleCi::new(
         &config.circleci.base_url,
         token,

@@ -12,6 +12,7 @@ use super::wasi::{ObservedClock, Seeds, VirtualClock, VirtualTime, VirtualTimeVi
 use super::{load, PolicyError};
 use crate::observation::{Decision, Observation};
 use crate::state::state_problem;
+use crate::text::cut;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -385,15 +386,6 @@ fn checked(policy: &str, mut decision: Decision) -> Result<Decision, PolicyError
     let first_line = decision.reason.lines().next().unwrap_or_default();
     decision.reason = output::truncate(first_line, MAX_REASON_BYTES).to_string();
     Ok(decision)
-}
-
-/// `text` within `max` bytes, saying how much was cut.
-fn cut(text: &str, max: usize) -> String {
-    let kept = output::truncate(text, max);
-    if kept.len() == text.len() {
-        return text.to_string();
-    }
-    format!("{kept}… [{} more bytes cut]", text.len() - kept.len())
 }
 
 /// Why a call into the policy failed, from the host's point of view.

@@ -6,7 +6,6 @@ use super::bindings::DECIDER_EXPORT;
 use super::limits::MAX_POLICY_FILE_BYTES;
 use super::PolicyError;
 use std::borrow::Cow;
-use std::io::Read;
 use std::path::Path;
 
 /// `bytes` as a component: returned as is when it already is one, encoded
@@ -55,23 +54,18 @@ pub fn check_contract(
     })
 }
 
-/// Reads the policy file at `path`, refusing one over
-/// [`MAX_POLICY_FILE_BYTES`] without reading more than that.
+/// Reads the policy file at `path` (a regular file, opened without
+/// blocking), refusing one over [`MAX_POLICY_FILE_BYTES`] without reading
+/// more than that.
 pub fn read_policy_file(path: &Path) -> Result<Vec<u8>, PolicyError> {
-    let read_error = |source| PolicyError::Read {
-        path: path.into(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_POLICY_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    if bytes.len() as u64 > MAX_POLICY_FILE_BYTES {
-        return Err(PolicyError::TooLarge {
+    crate::input_file::read(path, MAX_POLICY_FILE_BYTES).map_err(|error| match error {
+        crate::input_file::ReadError::TooLarge { limit, .. } => PolicyError::TooLarge {
             path: path.into(),
-            limit: MAX_POLICY_FILE_BYTES,
-        });
-    }
-    Ok(bytes)
+            limit,
+        },
+        error => PolicyError::Read {
+            path: path.into(),
+            error,
+        },
+    })
 }

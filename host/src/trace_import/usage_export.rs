@@ -41,7 +41,7 @@
 //! ([`MAX_FILE_BYTES`], after gunzip), line length ([`MAX_LINE_BYTES`]) and
 //! rows in all ([`MAX_ROWS`]).
 
-use super::{cut, open_input};
+use super::cut;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -419,9 +419,9 @@ impl Importer {
     /// Read the export file at `path`.
     pub fn read_file(&mut self, path: &Path) -> Result<(), ImportError> {
         let name = path.display().to_string();
-        let file = open_input(path).map_err(|error| ImportError::Read {
+        let file = crate::input_file::open_regular(path).map_err(|err| ImportError::Read {
             file: name.clone(),
-            error,
+            error: io::Error::other(err.reason()),
         })?;
         self.read(&name, file)
     }

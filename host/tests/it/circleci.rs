@@ -260,6 +260,24 @@ async fn negative_and_fractional_counts_are_not_counts() {
     }
 }
 
+/// Issue 24: an answer that names the count twice took the last value; it
+/// is malformed, so the queue is not read (the pool is held).
+#[tokio::test]
+async fn an_answer_that_names_a_field_twice_is_malformed() {
+    let fake = fake_with_queue().await;
+    fake.push_faults(
+        CLASS,
+        Endpoint::Unclaimed,
+        vec![Fault::Body(r#"{"unclaimed_task_count": 0, "unclaimed_task_count": 40}"#.into()); 4],
+    );
+    let err = source(&fake, TOKEN).queue(CLASS).await.unwrap_err();
+    assert!(
+        matches!(err, SourceError::Unavailable { attempts: 4, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("twice"), "{err}");
+}
+
 #[tokio::test]
 async fn a_refused_token_fails_at_once_without_retries() {
     let fake = fake_with_queue().await;

@@ -14,6 +14,7 @@ mod cloudformation;
 mod control_loop;
 mod deploy;
 mod engine;
+mod hardening;
 mod lambda;
 mod migration;
 mod package;

@@ -194,6 +194,22 @@ fn import_writes_the_trace_to_stdout_and_fails_only_when_nothing_is_usable() {
     );
 
     let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("export.csv");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let out = runner_scaler(&["trace", "import", fifo.to_str().unwrap()]);
+    assert!(
+        !out.status.success(),
+        "a FIFO with no writer must not block"
+    );
+    assert!(
+        text(&out.stderr).contains("it is a FIFO (named pipe), not a regular file"),
+        "{}",
+        text(&out.stderr)
+    );
     let other = dir.path().join("other.csv");
     std::fs::write(&other, "name,value\nx,1\n").unwrap();
     let out = runner_scaler(&["trace", "import", other.to_str().unwrap()]);

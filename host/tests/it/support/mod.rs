@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 pub mod aws_proxy;
+pub mod binary;
 pub mod fake_circleci;
 pub mod fake_lambda;
 pub mod fake_usage_api;
