@@ -96,8 +96,10 @@ impl ReadError {
     }
 }
 
-/// The bytes of the regular file at `path`, at most `limit` of them.
-pub fn read(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+/// The regular file at `path`, opened as [`read`] opens it, for a reader
+/// that streams it and bounds what it reads itself (`trace import`'s usage
+/// exports, hundreds of MiB).
+pub fn open_regular(path: &Path) -> Result<std::fs::File, ReadError> {
     let io = |error| ReadError::Io {
         path: path.into(),
         error,
@@ -110,6 +112,17 @@ pub fn read(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
             kind: kind(&metadata.file_type()),
         });
     }
+    Ok(file)
+}
+
+/// The bytes of the regular file at `path`, at most `limit` of them.
+pub fn read(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let io = |error| ReadError::Io {
+        path: path.into(),
+        error,
+    };
+    let file = open_regular(path)?;
+    let metadata = file.metadata().map_err(io)?;
     let too_large = || ReadError::TooLarge {
         path: path.into(),
         limit,

@@ -30,5 +30,6 @@ pub mod state;
 pub mod text;
 pub mod tick;
 pub mod time_zone;
+pub mod trace_import;
 
 pub use observation::{Capacity, Clock, Decision, Observation, Queue, WarmPool, Weekday};

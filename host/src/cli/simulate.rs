@@ -4,7 +4,8 @@
 use crate::config::parse_duration;
 use crate::policy::Policy;
 use crate::simulate::experiment::{self, load_policies};
-use crate::simulate::{self, chart, report, Boot, Exit, Protection, Settings, Summary, Trace};
+use crate::simulate::{self, chart, html, report, window, Boot, Exit, Protection, Settings};
+use crate::simulate::{Summary, Trace};
 use anyhow::{bail, ensure, Context};
 use clap::{Args, ValueEnum};
 use std::io::{IsTerminal, Write};
@@ -123,6 +124,17 @@ pub struct SimulateArgs {
     /// panel per run) to this SVG file.
     #[arg(long, value_name = "OUT.svg")]
     chart: Option<PathBuf>,
+    /// Write a report to this HTML file, to open in any browser (one file,
+    /// nothing fetched): per run the queue (waiting and running) and the
+    /// capacity over time, every run's waits and cost overlaid, the tables.
+    #[arg(long, value_name = "OUT.html")]
+    report: Option<PathBuf>,
+    /// Count only the jobs submitted from this moment (the table, the
+    /// chart, the report): an RFC 3339 time, or an offset from the trace's
+    /// start such as 21d. The simulation still starts at the trace's start,
+    /// so the policies' state and the fleet are warmed up.
+    #[arg(long, value_name = "TIME|OFFSET")]
+    report_from: Option<String>,
     /// A param for the policies (`minutes=5`), or for one policy by name
     /// (`cooldown:minutes=5`). Repeat for more.
     #[arg(long = "params", value_name = "[POLICY:]KEY=VALUE")]
@@ -183,6 +195,10 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let trace = Trace::find(&args.trace, args.start)?.for_class(args.resource_class.as_deref())?;
+    let from = match &args.report_from {
+        Some(text) => window::parse_from(text, &trace).map_err(anyhow::Error::msg)?,
+        None => 0,
+    };
 
     let default_run = args.policies.is_empty();
     let names = if default_run {
@@ -307,11 +323,15 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             args.stopped_price_per_hour
         );
     }
+    if from > 0 {
+        heading += &format!("; {}", window::describe(&trace, from, &time_zone));
+    }
     let summaries: Vec<Summary> = runs
         .iter()
         .map(|r| {
-            Summary::priced(
+            Summary::window(
                 r,
+                from,
                 args.price_per_hour,
                 args.stopped_price_per_hour,
                 args.slow_wait,
@@ -328,6 +348,15 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     } else {
         format!("{heading}\n\n{}", report::table(&summaries, args.slow_wait))
     };
+    let calibration = report::Calibration::of(&trace, &runs, from);
+    if let Some(calibration) = &calibration {
+        out += "\n";
+        out += &if args.markdown {
+            calibration.markdown()
+        } else {
+            calibration.text()
+        };
+    }
     for run in &runs {
         if let Some(err) = &run.first_policy_error {
             out += &format!(
@@ -348,10 +377,36 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(path) = &args.chart {
         let title = format!("{}, {described}", trace.origin);
-        let svg = chart::svg(&runs, &title, trace.start, &time_zone)?;
+        let svg = chart::svg_from(&runs, &title, trace.start, &time_zone, from)?;
         std::fs::write(path, svg)
             .with_context(|| format!("cannot write the chart to {}", path.display()))?;
         out += &format!("\nchart: {}\n", path.display());
+    }
+    if let Some(path) = &args.report {
+        let recorded: Vec<u64> = trace
+            .jobs
+            .iter()
+            .filter(|j| j.submit >= from)
+            .filter_map(|j| j.wait)
+            .collect();
+        let page = html::html(&html::ReportInput {
+            title: &trace.origin,
+            heading: &heading,
+            runs: &runs,
+            summaries: &summaries,
+            slow_wait: args.slow_wait,
+            tick: args.tick,
+            start: trace.start,
+            time_zone: &time_zone,
+            from,
+            recorded: (!recorded.is_empty()).then_some(recorded),
+            calibration,
+            price_per_hour: args.price_per_hour,
+            stopped_price_per_hour: args.stopped_price_per_hour,
+        });
+        std::fs::write(path, page)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        out += &format!("\nreport: {}\n", path.display());
     }
     match std::io::stdout().lock().write_all(out.as_bytes()) {
         Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {

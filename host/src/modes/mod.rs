@@ -188,28 +188,8 @@ pub async fn connect_loaded(
     config: &Config,
     policies: Vec<(Policy, Option<Shadow>)>,
 ) -> anyhow::Result<Scaler<crate::sources::circleci::CircleCi, crate::groups::asg::AsgGroups>> {
-    use crate::config::TokenSource;
-    use crate::secret::Secret;
     let aws = crate::aws::AwsOptions::new(config.aws_endpoint_url.clone());
-    let (token, secret_resource_class) = match &config.circleci.token {
-        TokenSource::Env(var) => {
-            let token = std::env::var(var).ok().filter(|t| !t.trim().is_empty()).with_context(|| {
-                format!(
-                    "{}: circleci.token_env: the variable {var} is not set; export a CircleCI personal API token in it",
-                    config.origin
-                )
-            })?;
-            (Secret::new(token), None)
-        }
-        TokenSource::Secret { name, region } => {
-            let secret = crate::runner_secret::read_runner_secret(name, region, &aws).await?;
-            (secret.token, secret.resource_class)
-        }
-        TokenSource::Parameter { name, region } => (
-            crate::runner_secret::read_token_parameter(name, region, &aws).await?,
-            None,
-        ),
-    };
+    let (token, secret_resource_class) = circleci_token(config, &aws).await?;
     let pools = ready_pools(config, policies, secret_resource_class.as_deref())?;
     let queues = crate::sources::circleci::CircleCi::new(
         &config.circleci.base_url,
@@ -222,6 +202,36 @@ pub async fn connect_loaded(
         groups: crate::groups::asg::AsgGroups::new(aws),
         tick_deadline: config.tick_deadline,
         interval: paced_interval(config),
+    })
+}
+
+/// The CircleCI token of `config` (from its variable, its Secrets Manager
+/// secret or its SSM parameter), and the resource class the original
+/// tool's secret names, if it does. `connect` and `trace fetch` read it so.
+pub async fn circleci_token(
+    config: &Config,
+    aws: &crate::aws::AwsOptions,
+) -> anyhow::Result<(crate::secret::Secret, Option<String>)> {
+    use crate::config::TokenSource;
+    use crate::secret::Secret;
+    Ok(match &config.circleci.token {
+        TokenSource::Env(var) => {
+            let token = std::env::var(var).ok().filter(|t| !t.trim().is_empty()).with_context(|| {
+                format!(
+                    "{}: circleci.token_env: the variable {var} is not set; export a CircleCI personal API token in it",
+                    config.origin
+                )
+            })?;
+            (Secret::new(token), None)
+        }
+        TokenSource::Secret { name, region } => {
+            let secret = crate::runner_secret::read_runner_secret(name, region, aws).await?;
+            (secret.token, secret.resource_class)
+        }
+        TokenSource::Parameter { name, region } => (
+            crate::runner_secret::read_token_parameter(name, region, aws).await?,
+            None,
+        ),
     })
 }
 

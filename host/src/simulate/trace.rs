@@ -1,4 +1,4 @@
-//! Job traces: the CSV format (`submit,duration[,resource_class]`, see
+//! Job traces: the CSV format (`submit,duration[,resource_class[,wait]]`, see
 //! `examples/traces/README.md`) and the traces embedded in the binary.
 
 use crate::text::quoted;
@@ -13,6 +13,9 @@ pub struct Job {
     pub duration: u64,
     /// Its resource class, when the trace says.
     pub resource_class: Option<String>,
+    /// How long it waited for a runner in reality, in seconds, when the
+    /// trace records it (an imported export): what calibration compares.
+    pub wait: Option<u64>,
     /// The line of the trace it came from (1-based), for messages.
     pub line: usize,
 }
@@ -87,7 +90,7 @@ pub enum TraceError {
         message: String,
     },
     #[error(
-        "{origin}: no jobs; a trace is CSV lines `submit,duration[,resource_class]` \
+        "{origin}: no jobs; a trace is CSV lines `submit,duration[,resource_class[,wait]]` \
          (see examples/traces/README.md)"
     )]
     Empty { origin: String },
@@ -125,6 +128,9 @@ fn embedded_names() -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// A line as parsed: submit, duration, resource class, recorded wait, line.
+type Row = (Submit, u64, Option<String>, Option<u64>, usize);
 
 /// A submit time as written: an offset or a moment.
 enum Submit {
@@ -169,7 +175,7 @@ impl Trace {
             line,
             message,
         };
-        let mut rows: Vec<(Submit, u64, Option<String>, usize)> = Vec::new();
+        let mut rows: Vec<Row> = Vec::new();
         let mut seen_data = false;
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
@@ -183,11 +189,11 @@ impl Trace {
                 continue; // The header.
             }
             seen_data = true;
-            if !(2..=3).contains(&fields.len()) {
+            if !(2..=4).contains(&fields.len()) {
                 return Err(at(
                     line,
                     format!(
-                        "{} fields; a line is `submit,duration[,resource_class]`, e.g. `3600,420,acme/linux`",
+                        "{} fields; a line is `submit,duration[,resource_class[,wait]]`, e.g. `3600,420,acme/linux`",
                         fields.len()
                     ),
                 ));
@@ -256,7 +262,25 @@ impl Trace {
                     ));
                 }
             }
-            rows.push((submit, duration, class, line));
+            let wait = match fields.get(3).filter(|w| !w.is_empty()) {
+                None => None,
+                Some(w) => Some(
+                    w.parse::<u64>()
+                        .ok()
+                        .filter(|w| *w <= MAX_SPAN_SECONDS)
+                        .ok_or_else(|| {
+                            at(
+                                line,
+                                format!(
+                                    "wait {} is not a whole number of seconds up to a year \
+                                     ({MAX_SPAN_SECONDS}), e.g. 41",
+                                    quoted(w)
+                                ),
+                            )
+                        })?,
+                ),
+            };
+            rows.push((submit, duration, class, wait, line));
         }
         if rows.is_empty() {
             return Err(TraceError::Empty {
@@ -281,10 +305,13 @@ impl Trace {
         };
         // RFC 3339 times: every one within a year of second 0.
         let span = jiff::SignedDuration::from_secs(MAX_SPAN_SECONDS as i64);
-        if let Some((_, line)) = rows.iter().find_map(|(submit, _, _, line)| match submit {
-            Submit::At(t) if t.duration_since(start) > span => Some((t, *line)),
-            _ => None,
-        }) {
+        if let Some((_, line)) = rows
+            .iter()
+            .find_map(|(submit, _, _, _, line)| match submit {
+                Submit::At(t) if t.duration_since(start) > span => Some((t, *line)),
+                _ => None,
+            })
+        {
             return Err(at(
                 line,
                 format!(
@@ -295,7 +322,7 @@ impl Trace {
         }
         let mut jobs: Vec<Job> = rows
             .into_iter()
-            .map(|(submit, duration, resource_class, line)| Job {
+            .map(|(submit, duration, resource_class, wait, line)| Job {
                 submit: match submit {
                     Submit::Offset(seconds) => seconds,
                     // Not negative: start is at or before every moment.
@@ -303,6 +330,7 @@ impl Trace {
                 },
                 duration,
                 resource_class,
+                wait,
                 line,
             })
             .collect();
@@ -461,6 +489,20 @@ mod tests {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.starts_with(expected), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_fourth_column_records_the_wait() {
+        let t = parse("submit,duration,resource_class,wait\n0,60,a,41\n5,60,a,\n").unwrap();
+        let waits: Vec<Option<u64>> = t.jobs.iter().map(|j| j.wait).collect();
+        assert_eq!(waits, vec![Some(41), None]);
+        let err = parse("0,60,a,soon\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with("t.csv:1: wait \"soon\" is not a whole number"),
+            "{err}"
+        );
+        let err = parse("0,60,a,1,2\n").unwrap_err().to_string();
+        assert!(err.starts_with("t.csv:1: 5 fields"), "{err}");
     }
 
     #[test]

@@ -852,6 +852,7 @@ mod tests {
             submit,
             duration,
             resource_class: None,
+            wait: None,
             line: 0,
         }
     }

@@ -21,6 +21,8 @@ mod migration;
 mod package;
 mod policy_cli;
 mod readme;
+mod report;
 mod sdk;
 mod simulate;
 mod tick;
+mod trace;

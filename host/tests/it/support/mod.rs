@@ -14,6 +14,7 @@ pub mod aws_proxy;
 pub mod binary;
 pub mod fake_circleci;
 pub mod fake_lambda;
+pub mod fake_usage_api;
 pub mod moto;
 pub mod refusing_proxy;
 
