@@ -4,14 +4,16 @@
 //! The policy remembers, for each of the week's 168 hours (in the pool's
 //! time zone), the usual peak of jobs *waiting* at once in that hour — the
 //! size of the hour's largest burst, which is what capacity kept ready must
-//! cover (jobs already running have their instances): each week's peak moves
-//! it halfway. From the hour now and the hour one `boot` plus a `buffer`
+//! cover (jobs already running have their instances): a higher peak is
+//! taken at once, a lower one moves it a quarter of the way, so one quiet
+//! week forgets little. From the hour now and the hour one `boot` plus a `buffer`
 //! ahead (AWS predictive scaling's default buffer is 5 minutes), it takes
 //! the larger as the *usual demand*, and
 //!
 //! - asks the group's warm pool to keep that many instances initialised
-//!   and stopped (cheap: a stopped instance bills only its volume), so a
-//!   burst of the usual size starts in seconds instead of a full boot;
+//!   and stopped, plus a `headroom` (cheap: a stopped instance bills only
+//!   its volume), so a burst of the usual size starts in seconds instead of
+//!   a full boot;
 //! - keeps up to `hot` of them booted and idle ahead of it (they bill as
 //!   running, and leave after the runner's idle timeout without a job, so
 //!   `hot` is for pools whose bursts cannot wait for a warm start);
@@ -46,6 +48,10 @@ pub struct Params {
     /// The most instances kept booted and idle ahead of the usual demand.
     #[param(default = "0", example = "2")]
     pub hot: u32,
+    /// Warm instances beyond the usual burst, in percent of it: bursts vary
+    /// from day to day, and a pool emptied by one refills only a boot later.
+    #[param(default = "25", example = "25")]
+    pub headroom: u32,
 }
 
 /// The highest peak one hour's entry can hold (one character of 64).
@@ -111,11 +117,12 @@ impl Memory {
             return;
         }
         let entry = &mut self.profile.0[usize::from(self.hour)];
-        let sum = u16::from(*entry) + u16::from(self.peak);
+        // Up at once to a higher peak; down a quarter of the way to a
+        // lower one (rounded up), so one quiet week forgets little.
         *entry = if self.peak >= *entry {
-            sum.div_ceil(2) as u8
+            self.peak
         } else {
-            (sum / 2) as u8
+            *entry - (*entry - self.peak).div_ceil(4)
         };
         (self.hour, self.peak) = (hour, waiting);
     }
@@ -143,7 +150,12 @@ pub fn hour_of_week(clock: &Clock, ahead: Duration) -> u8 {
 
 /// The rule.
 pub fn decide(observation: &Observation) -> Result<Decision, String> {
-    let Params { boot, buffer, hot } = observation.params()?;
+    let Params {
+        boot,
+        buffer,
+        hot,
+        headroom,
+    } = observation.params()?;
     let queue = &observation.queue;
     let jobs = queue.jobs();
     let now = hour_of_week(&observation.clock, Duration::ZERO);
@@ -160,14 +172,15 @@ pub fn decide(observation: &Observation) -> Result<Decision, String> {
     let ahead = hour_of_week(&observation.clock, boot + buffer);
     let usual = memory.usual(now).max(memory.usual(ahead));
     let ready = hot.min(usual);
-    reason += &format!("; usual demand {usual} by {}", at(ahead));
+    let warm = usual.saturating_add((usual.saturating_mul(headroom)).div_ceil(100));
+    reason += &format!("; usual burst {usual} by {}, {warm} warm", at(ahead));
     if ready > jobs {
         reason += &format!(", {ready} hot ahead of it");
     }
     // The forecast only adds: never below the queue.
     Ok(observation
         .decision(jobs.max(ready), reason)
-        .with_warm(usual)
+        .with_warm(warm)
         .keep(&memory))
 }
 
@@ -208,19 +221,19 @@ mod tests {
     }
 
     #[test]
-    fn an_hour_moves_its_entry_halfway_to_its_peak() {
+    fn a_higher_peak_is_taken_at_once_a_lower_one_a_quarter_of_the_way() {
         let mut memory = Memory::new(9);
         memory.observe(9, 4);
         memory.observe(9, 2);
         memory.observe(10, 1);
-        assert_eq!((memory.usual(9), memory.hour, memory.peak), (2, 10, 1));
-        // A week later, the same peak again: closer.
+        assert_eq!((memory.usual(9), memory.hour, memory.peak), (4, 10, 1));
+        // A week later, a quieter hour: down a quarter of the gap, rounded up.
         memory.hour = 9;
-        memory.peak = 4;
+        memory.peak = 0;
         memory.observe(10, 0);
         assert_eq!(memory.usual(9), 3);
-        // Quiet hours decay to nothing.
-        for _ in 0..4 {
+        // Quiet weeks decay it to nothing.
+        for _ in 0..3 {
             memory.hour = 9;
             memory.peak = 0;
             memory.observe(10, 0);
@@ -229,7 +242,7 @@ mod tests {
         // A flood is one character's worth.
         memory.observe(10, 1000);
         memory.observe(11, 0);
-        assert_eq!(memory.usual(10), MAX_LEVEL.div_ceil(2));
+        assert_eq!(memory.usual(10), MAX_LEVEL);
     }
 
     #[test]
@@ -274,10 +287,19 @@ mod tests {
                 warm: 0,
             },
             Case {
-                name: "6 usual at 10:00, 90 s + 5 min ahead",
+                name: "6 usual at 10:00, 90 s + 5 min ahead, and 25% more",
                 at: "2026-11-23T09:54:00",
                 waiting: 0,
                 params: &[],
+                knows: true,
+                desired: 0,
+                warm: 8,
+            },
+            Case {
+                name: "no headroom",
+                at: "2026-11-23T09:54:00",
+                waiting: 0,
+                params: &[("headroom", "0")],
                 knows: true,
                 desired: 0,
                 warm: 6,
@@ -298,7 +320,7 @@ mod tests {
                 params: &[("hot", "2")],
                 knows: true,
                 desired: 2,
-                warm: 6,
+                warm: 8,
             },
             Case {
                 name: "the queue above the forecast is served",
@@ -307,7 +329,7 @@ mod tests {
                 params: &[("hot", "2")],
                 knows: true,
                 desired: 9,
-                warm: 6,
+                warm: 8,
             },
             Case {
                 name: "a longer boot looks further",
@@ -316,7 +338,7 @@ mod tests {
                 params: &[("boot", "20m")],
                 knows: true,
                 desired: 0,
-                warm: 6,
+                warm: 8,
             },
         ];
         for case in cases {

@@ -73,6 +73,17 @@ pub fn unpack(zip: &std::path::Path) -> tempfile::TempDir {
     dir
 }
 
+/// The release build of the binary, as a user runs it: the `bootstrap` of
+/// the x86_64 Lambda bundle ([`bundle_zip`]), unpacked once per test run.
+/// For what a debug build runs too slowly (a simulated month of ticks).
+pub fn release_binary() -> PathBuf {
+    static UNPACKED: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    UNPACKED
+        .get_or_init(|| unpack(&bundle_zip()))
+        .path()
+        .join("bootstrap")
+}
+
 /// The compile cache the test run shares with `cargo xtask`'s `policy
 /// build` steps: `$RUNNER_SCALER_CACHE_DIR`, else the workspace's
 /// `target/policy-cache/`. A policy that carries an interpreter takes
