@@ -212,7 +212,7 @@ async fn a_day_renders_every_panel_with_no_console_message() {
     // The table the terminal prints is there, cell for cell.
     for cell in [
         "wait p50",
-        "1m53s",
+        "1m34s",
         "replacement launches",
         "queue (poweroff)",
     ] {

@@ -461,10 +461,16 @@ fn the_calibration_in_the_traces_readme_is_the_sample_exports() {
         .expect("the sample export's import line");
     assert!(documented(import, dir.path()).status.success());
     let out = documented(
-        "runner-scaler simulate --trace my-trace.csv --resource-class acme/linux --policy queue",
+        "runner-scaler simulate --trace my-trace.csv --resource-class acme/linux --policy queue --tick 60s",
         dir.path(),
     );
     let stdout = text(&out.stdout);
+    assert!(
+        guide.contains(
+            "runner-scaler simulate --trace my-trace.csv --resource-class acme/linux --policy queue --tick 60s"
+        ),
+        "the guide shows the command it prints"
+    );
     let printed: Vec<&str> = stdout
         .lines()
         .skip_while(|l| !l.starts_with("calibration:"))
