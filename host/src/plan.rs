@@ -2,20 +2,9 @@
 //! bounds, apply the safety rules, and write only what changed. Pure
 //! functions over plain structs, so every rule is a row in a table test.
 
+pub use crate::bounds::Bounds;
 use crate::groups::{GroupState, WarmPoolState, Write};
 use crate::observation::Decision;
-
-/// The pool's side of the rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bounds {
-    pub min: u32,
-    pub max: u32,
-    /// Lower desired capacity even when instances that are not protected
-    /// from scale-in could be terminated (one of them may run a job).
-    pub allow_unprotected_scale_in: bool,
-    /// The most instances the policy may keep in the group's warm pool.
-    pub warm_max: u32,
-}
 
 /// What to do with a group, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -264,7 +264,7 @@ async fn probe(config: &Config) -> Result<serde_json::Value, Diagnostic> {
 /// it describes.
 async fn setup() -> anyhow::Result<(
     Config,
-    Scaler<crate::sources::circleci::CircleCi, crate::groups::asg::AsgGroups>,
+    Scaler<crate::sources::Sources, crate::groups::asg::AsgGroups>,
 )> {
     let root = task_root();
     let config = load_config(&root, &|name| std::env::var(name).ok())?;

@@ -57,7 +57,7 @@
 use super::trace::Job;
 use crate::groups::{GroupError, GroupId, GroupState, Groups, Write};
 use crate::observation::Queue;
-use crate::sources::{QueueSource, SourceError};
+use crate::sources::{QueueId, QueueSource, SourceError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
@@ -765,11 +765,11 @@ impl State {
 }
 
 impl QueueSource for World {
-    async fn queue(&self, resource_class: &str) -> Result<Queue, SourceError> {
-        if resource_class != RESOURCE_CLASS {
+    async fn queue(&self, queue: &QueueId) -> Result<Queue, SourceError> {
+        if queue.name != RESOURCE_CLASS {
             return Err(SourceError::Refused {
                 source_name: "simulated queue",
-                message: format!("no resource class {resource_class:?}, only {RESOURCE_CLASS:?}"),
+                message: format!("no queue {queue}, only {RESOURCE_CLASS:?}"),
             });
         }
         let s = self.state();

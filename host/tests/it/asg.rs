@@ -11,8 +11,9 @@ use runner_scaler::aws::AwsOptions;
 use runner_scaler::groups::asg::{ApiCalls, AsgGroups};
 use runner_scaler::groups::{GroupId, GroupState, Groups, Write};
 use runner_scaler::plan::{plan, Bounds};
-use runner_scaler::runner_secret::{read_runner_secret, SecretError};
+use runner_scaler::sources::circleci;
 use runner_scaler::state::STATE_TAG;
+use runner_scaler::token_secret::{read_token_secret, SecretError};
 use runner_scaler::Decision;
 use std::time::{Duration, Instant};
 use support::aws_proxy::{Answer, AwsProxy};
@@ -477,11 +478,16 @@ async fn the_runner_secret_is_read() {
         &format!(r#"{{"circle_token": "{TOKEN}", "resource_class": "acme/linux-large"}}"#),
     )
     .await;
-    let secret = read_runner_secret("circleci/runner", "eu-west-1", &moto.options())
-        .await
-        .unwrap();
+    let secret = read_token_secret(
+        &circleci::SECRET,
+        "circleci/runner",
+        "eu-west-1",
+        &moto.options(),
+    )
+    .await
+    .unwrap();
     assert_eq!(secret.token.expose(), TOKEN);
-    assert_eq!(secret.resource_class.as_deref(), Some("acme/linux-large"));
+    assert_eq!(secret.queue.as_deref(), Some("acme/linux-large"));
     assert!(!format!("{secret:?}").contains(TOKEN));
 }
 
@@ -500,12 +506,12 @@ async fn a_secret_missing_a_field_names_the_field_not_the_token() {
 
     // A pool that names its resource class needs only the token: the
     // secret's own is optional (`modes::ready` refuses a pool with neither).
-    let secret = read_runner_secret("no-class", REGION, &moto.options())
+    let secret = read_token_secret(&circleci::SECRET, "no-class", REGION, &moto.options())
         .await
         .unwrap();
-    assert_eq!(secret.resource_class, None);
+    assert_eq!(secret.queue, None);
 
-    let err = read_runner_secret("no-token", REGION, &moto.options())
+    let err = read_token_secret(&circleci::SECRET, "no-token", REGION, &moto.options())
         .await
         .unwrap_err();
     let message = assert_no_token(&err);
@@ -514,7 +520,7 @@ async fn a_secret_missing_a_field_names_the_field_not_the_token() {
         "{message}"
     );
 
-    let err = read_runner_secret("not-json", REGION, &moto.options())
+    let err = read_token_secret(&circleci::SECRET, "not-json", REGION, &moto.options())
         .await
         .unwrap_err();
     let message = assert_no_token(&err);
@@ -527,9 +533,14 @@ async fn a_secret_missing_a_field_names_the_field_not_the_token() {
 #[tokio::test]
 async fn a_nonexistent_secret_is_named() {
     let moto = Moto::start();
-    let err = read_runner_secret("circleci/missing", REGION, &moto.options())
-        .await
-        .unwrap_err();
+    let err = read_token_secret(
+        &circleci::SECRET,
+        "circleci/missing",
+        REGION,
+        &moto.options(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, SecretError::NotFound { .. }), "{err:?}");
     let message = assert_no_token(&err);
     assert!(
