@@ -16,7 +16,7 @@ use support::fake_circleci::{Endpoint, FakeCircleCi, Fault};
 use support::moto::{Moto, TestGroup};
 
 const REGION: &str = "eu-west-1";
-const TOKEN: &str = "CCIPAT_redaction_canary_0123456789";
+pub(crate) const TOKEN: &str = "CCIPAT_redaction_canary_0123456789";
 
 /// Run the binary with `args`, the test token and moto's credentials.
 async fn runner_scaler(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -54,7 +54,7 @@ async fn state_tag(moto: &Moto, name: &str) -> Option<String> {
         .and_then(|t| t.value().map(String::from))
 }
 
-fn config(moto: &Moto, circleci: &FakeCircleCi, pools: &str) -> tempfile::NamedTempFile {
+pub(crate) fn config(moto: &Moto, circleci: &FakeCircleCi, pools: &str) -> tempfile::NamedTempFile {
     let text = format!(
         "[circleci]\nbase_url = \"{}\"\n[aws]\nendpoint_url = \"{}\"\n[defaults]\nregion = \"{REGION}\"\n{pools}",
         circleci.base_url(),
@@ -65,7 +65,7 @@ fn config(moto: &Moto, circleci: &FakeCircleCi, pools: &str) -> tempfile::NamedT
     file
 }
 
-fn pool(name: &str, policy: &str, params: &str) -> String {
+pub(crate) fn pool(name: &str, policy: &str, params: &str) -> String {
     let policy = match policy {
         "queue" | "hold" => policy.to_string(),
         file => support::policies_dir()
@@ -1028,13 +1028,17 @@ async fn run_serves_metrics_and_health() {
     child.kill().await.unwrap();
 }
 
-async fn http_get(listen: &str, path: &str) -> Option<(u16, String)> {
+pub(crate) async fn http_get(listen: &str, path: &str) -> Option<(u16, String)> {
     let answer = reqwest::get(format!("http://{listen}{path}")).await.ok()?;
     Some((answer.status().as_u16(), answer.text().await.ok()?))
 }
 
 /// The body of `path` once `check` accepts it (within 30 s).
-async fn wait_until(listen: &str, path: &str, check: impl Fn(u16, &str) -> bool) -> String {
+pub(crate) async fn wait_until(
+    listen: &str,
+    path: &str,
+    check: impl Fn(u16, &str) -> bool,
+) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Some((status, body)) = http_get(listen, path).await {
@@ -1051,7 +1055,7 @@ async fn wait_until(listen: &str, path: &str, check: impl Fn(u16, &str) -> bool)
 }
 
 /// A loopback address no one listens on, for the daemon's `/metrics`.
-fn free_listen() -> String {
+pub(crate) fn free_listen() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -1062,7 +1066,7 @@ fn free_listen() -> String {
 
 /// `runner-scaler run` on `config`, serving `/metrics` on `listen`, its log
 /// on a pipe (read it after it exits), killed when dropped.
-fn start_daemon(config: &std::path::Path, listen: &str) -> tokio::process::Child {
+pub(crate) fn start_daemon(config: &std::path::Path, listen: &str) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
         .args(["run", "--listen", listen, "--config"])
         .arg(config)

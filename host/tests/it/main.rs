@@ -16,6 +16,7 @@ mod deploy;
 mod engine;
 mod lambda;
 mod migration;
+mod ops;
 mod package;
 mod policy_cli;
 mod readme;
