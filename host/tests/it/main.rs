@@ -13,6 +13,7 @@ mod claims;
 mod cloudformation;
 mod control_loop;
 mod deploy;
+mod dist;
 mod engine;
 mod lambda;
 mod migration;
