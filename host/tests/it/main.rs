@@ -14,6 +14,7 @@ mod cloudformation;
 mod control_loop;
 mod deploy;
 mod dist;
+mod docs;
 mod engine;
 mod lambda;
 mod migration;
