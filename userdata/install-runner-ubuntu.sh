@@ -1,63 +1,36 @@
 #!/bin/bash
-# EC2 user data for runner-scaler: one CircleCI machine runner 3 per instance,
-# one job per instance. Ubuntu 22.04 / 24.04, amd64 or arm64, run as root by cloud-init.
-#
-# Boot -> fetch the runner token with the instance role -> run ONE job (or idle out)
-# -> the runner exits -> systemd runs runner-leave-group, which terminates this
-# instance AND lowers the group's desired capacity, so no replacement boots.
-# In a warm pool, the runner starts only once the instance enters service.
-# See userdata/README.md for the IAM the instance role needs.
-#
+# EC2 user data for runner-scaler: CircleCI machine runner 3, ONE job per instance,
+# then runner-leave-group terminates the instance AND lowers the group's desired
+# capacity. Ubuntu 22.04/24.04, amd64/arm64, run as root by cloud-init.
+# Install phase: packages, runner, our scripts (nothing secret or per instance;
+# what an image bakes). Boot phase: identity, token, runner config, start.
+# userdata/README.md says more, and what IAM the instance role needs.
 # Never add `set -x`: the runner token would be printed to the console log.
 set -euo pipefail
 
-# ---------------------------------------------------------------------------
-# Settings. Edit here, or export them before this script runs.
-# ---------------------------------------------------------------------------
-
-# Where the runner auth token comes from: ssm | secretsmanager | inline.
-RUNNER_TOKEN_SOURCE="${RUNNER_TOKEN_SOURCE:-ssm}"
-# SSM parameter name (a SecureString) or Secrets Manager secret id/ARN holding the token.
+# == Settings, each explained in userdata/README.md. Edit here, or export them first.
+# auto (boot only, on an image baked by this install phase) | install (bake one)
+PHASE="${RUNNER_SCALER_PHASE:-auto}"
+RUNNER_TOKEN_SOURCE="${RUNNER_TOKEN_SOURCE:-ssm}" # ssm | secretsmanager | inline
 RUNNER_TOKEN_NAME="${RUNNER_TOKEN_NAME:-/runner-scaler/runner-token}"
-# Region of that parameter/secret. Empty = this instance's region.
 RUNNER_TOKEN_REGION="${RUNNER_TOKEN_REGION:-}"
-# WARNING: only read when RUNNER_TOKEN_SOURCE=inline. A token here is stored in
-# plain text in the launch template and readable by anyone allowed to describe
-# it (and by any job, via the instance metadata service). Prefer ssm.
+# WARNING: readable by anyone who can describe the launch template, and by jobs.
 RUNNER_TOKEN_INLINE="${RUNNER_TOKEN_INLINE:-}"
-
-# runner.name = "<prefix>-<instance id>", unique per instance.
 RUNNER_NAME_PREFIX="${RUNNER_NAME_PREFIX:-runner-scaler}"
-# Exit if no job was claimed in this time; the instance then leaves its group.
 RUNNER_IDLE_TIMEOUT="${RUNNER_IDLE_TIMEOUT:-5m}"
-# Longest a single job may run (runner default is 5h).
 RUNNER_MAX_RUN_TIME="${RUNNER_MAX_RUN_TIME:-5h}"
-# Job working directory; emptied after the job (cleanup_working_directory).
 RUNNER_WORKING_DIR="${RUNNER_WORKING_DIR:-/var/lib/circleci-runner/workdir}"
-# Where the runner stores the task-agent; must be readable by RUNNER_USER.
 RUNNER_TASK_AGENT_DIR="${RUNNER_TASK_AGENT_DIR:-/var/lib/circleci-runner/task-agent}"
-# Unprivileged user that jobs run as (created if missing).
 RUNNER_USER="${RUNNER_USER:-circleci}"
-# CircleCI server only: your installation's URL. Empty = CircleCI cloud.
 RUNNER_API_URL="${RUNNER_API_URL:-}"
-# CircleCI's package repository setup script (documented install route).
 RUNNER_REPO_SCRIPT_URL="${RUNNER_REPO_SCRIPT_URL:-https://packagecloud.io/install/repositories/circleci/runner/script.deb.sh?any=true}"
-
-# Region for AWS calls. Empty = read from instance metadata (IMDSv2).
 AWS_REGION_OVERRIDE="${AWS_REGION_OVERRIDE:-}"
-# Leaving the group: attempts of TerminateInstanceInAutoScalingGroup before
-# falling back to a power-off, and the first retry delay in seconds (doubles).
 LEAVE_ATTEMPTS="${LEAVE_ATTEMPTS:-5}"
 LEAVE_RETRY_DELAY="${LEAVE_RETRY_DELAY:-5}"
-# If this script fails: leave = leave like a finished runner (a broken instance
-# would idle and count as capacity); stay = keep it up to log in and debug.
-ON_FAILURE="${ON_FAILURE:-leave}"
-# Warm pools: the group and its launch lifecycle hook (empty = no hook).
+ON_FAILURE="${ON_FAILURE:-leave}" # leave | stay
 AUTO_SCALING_GROUP_NAME="${AUTO_SCALING_GROUP_NAME:-}"
 LIFECYCLE_HOOK_NAME="${LIFECYCLE_HOOK_NAME:-}"
-
-# Test hook: prefix for every path written. Empty (the default) = the real root.
-ROOT="${RUNNER_SCALER_ROOT:-}"
+ROOT="${RUNNER_SCALER_ROOT:-}" # tests: prefix for every path written
 
 IMDS="http://169.254.169.254/latest"
 CONFIG_FILE="/etc/circleci-runner/circleci-runner-config.yaml"
@@ -66,20 +39,20 @@ LEAVE_SCRIPT="/usr/local/bin/runner-leave-group"
 LIFECYCLE_SCRIPT="/usr/local/bin/runner-lifecycle"
 START_UNIT="runner-scaler-start.service"
 MARKER="/var/lib/runner-scaler/runner-started" # the runner has started here
+ENV_FILE="/etc/runner-scaler/instance.env"     # this instance, written at boot
+IMAGE_FILE="/etc/runner-scaler/image"          # the install phase's last write when baking
 export DEBIAN_FRONTEND=noninteractive
 
-# ---------------------------------------------------------------------------
-# Helpers
-# ---------------------------------------------------------------------------
-
+# == Helpers
 STEP="start"
 step() { STEP="$1"; echo "==> [runner-scaler] $STEP"; }
-# On any failure, say which step broke (never the command line: it may hold the token).
+# On a failure, name the step (never the command line: it may hold the token).
 on_exit() {
   local rc=$?
   if [ "$rc" -eq 0 ]; then return; fi
   echo "[runner-scaler] FAILED during step: $STEP (exit $rc)" >&2
-  [ "$ON_FAILURE" = leave ] || return 0
+  # Leaving needs the identity, which baking never reads.
+  [ "$ON_FAILURE" = leave ] && [ -e "$ROOT$ENV_FILE" ] || return 0
   # With a hook the launch waits on it: ABANDON, and Auto Scaling terminates it.
   if [ -n "$LIFECYCLE_HOOK_NAME" ] && [ -x "$ROOT$LIFECYCLE_SCRIPT" ]; then
     echo "[runner-scaler] ON_FAILURE=leave: abandoning the launch" >&2
@@ -95,11 +68,6 @@ die() { echo "[runner-scaler] $*" >&2; exit 1; }
 # Wait for dpkg's lock: unattended-upgrades often holds it during first boot.
 apt_get() { apt-get -o DPkg::Lock::Timeout=600 -y -q "$@"; }
 
-imds_token=""
-imds() {
-  curl -fsS --retry 5 --retry-connrefused -H "X-aws-ec2-metadata-token: $imds_token" "$IMDS/meta-data/$1"
-}
-
 # AWS's official CLI v2 bundle: one route on 22.04, 24.04 and both architectures
 # (why not apt or snap: userdata/README.md).
 install_aws_cli() {
@@ -111,31 +79,18 @@ install_aws_cli() {
   rm -rf "$tmp"
 }
 
-# ---------------------------------------------------------------------------
-# Install
-# ---------------------------------------------------------------------------
-
+# == Install phase: the same on every instance, so an image can hold it.
+install_phase() {
 step "install prerequisites"
 apt_get update
 apt_get install curl ca-certificates unzip sudo
 
-step "read instance identity (IMDSv2)"
-imds_token="$(curl -fsS --retry 5 --retry-connrefused -X PUT \
-  -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$IMDS/api/token")"
-INSTANCE_ID="$(imds instance-id)"
-REGION="${AWS_REGION_OVERRIDE:-$(imds placement/region)}"
-[[ "$INSTANCE_ID" =~ ^i-[0-9a-f]+$ ]] || die "unexpected instance id from IMDS: $INSTANCE_ID"
-[ -n "$REGION" ] || die "could not determine the region"
-echo "instance $INSTANCE_ID in $REGION"
-
 step "install $LEAVE_SCRIPT"
-install -d -m 755 "$ROOT/usr/local/bin"
+install -d -m 755 "$ROOT/usr/local/bin" "$ROOT${MARKER%/*}" "$ROOT${ENV_FILE%/*}"
 {
   echo "#!/bin/bash"
   echo "# Written by runner-scaler user data: leave the Auto Scaling group once the runner exits."
-  printf 'INSTANCE_ID=%q\nREGION=%q\n' "$INSTANCE_ID" "$REGION"
-  # shellcheck disable=SC2016  # the ${...:-} defaults are meant for the generated script
-  printf 'ATTEMPTS="${LEAVE_ATTEMPTS:-%s}"\nDELAY="${LEAVE_RETRY_DELAY:-%s}"\n' "$LEAVE_ATTEMPTS" "$LEAVE_RETRY_DELAY"
+  printf '# shellcheck source=/dev/null\n. %q\n' "$ROOT$ENV_FILE"
   cat <<'EOF'
 set -uo pipefail
 log() { logger -t runner-leave-group -- "$*"; echo "$*" >&2; }
@@ -147,8 +102,7 @@ if [ "$(systemctl is-system-running 2>/dev/null)" = "stopping" ]; then
   exit 0
 fi
 
-# Decrementing the desired capacity is the point: without it the group would
-# launch a replacement for this instance.
+# The decrement is the point: without it the group launches a replacement.
 for attempt in $(seq 1 "$ATTEMPTS"); do
   if aws autoscaling terminate-instance-in-auto-scaling-group --region "$REGION" \
        --instance-id "$INSTANCE_ID" --should-decrement-desired-capacity >/dev/null; then
@@ -159,8 +113,7 @@ for attempt in $(seq 1 "$ATTEMPTS"); do
   if [ "$attempt" -lt "$ATTEMPTS" ]; then sleep "$DELAY"; DELAY=$((DELAY * 2)); fi
 done
 
-# The launch template terminates on shutdown; the group will replace us, but at
-# least this instance stops costing money.
+# The launch template terminates on shutdown: replaced, but no longer billed.
 log "giving up on Auto Scaling; powering off"
 systemctl poweroff
 EOF
@@ -171,8 +124,7 @@ step "install $LIFECYCLE_SCRIPT"
 {
   echo "#!/bin/bash"
   echo "# Written by runner-scaler user data. Usage: runner-lifecycle state | complete CONTINUE|ABANDON | start"
-  printf 'INSTANCE_ID=%q\nREGION=%q\nGROUP=%q\nHOOK=%q\nMARKER=%q\nLEAVE=%q\n' "$INSTANCE_ID" "$REGION" \
-    "$AUTO_SCALING_GROUP_NAME" "$LIFECYCLE_HOOK_NAME" "$ROOT$MARKER" "$ROOT$LEAVE_SCRIPT"
+  printf '# shellcheck source=/dev/null\n. %q\nMARKER=%q\nLEAVE=%q\n' "$ROOT$ENV_FILE" "$ROOT$MARKER" "$ROOT$LEAVE_SCRIPT"
   cat <<'EOF'
 set -uo pipefail
 I=http://169.254.169.254/latest
@@ -196,17 +148,17 @@ complete() {
 }
 start() {
   local state last=""
-  # One job per instance: if the runner started here before, leave (decrementing).
+  # One job per instance: the runner started here before, so leave.
   if [ -e "$MARKER" ]; then log "the runner already ran here; leaving"; exec "$LEAVE"; fi
-  # No state at all: no group lifecycle here (or a broken IMDS); start as before warm pools.
+  # No state at all: in no group's lifecycle (or IMDS is broken); start anyway.
   state="$(wait_state)" || { log "WARNING: no target lifecycle state; starting as in service"; state=InService; }
-  # Wait while Warmed:* (across a stop or hibernation), Standby...; a failed read keeps the last state.
+  # Wait while Warmed:* (across a stop or hibernation), Standby...; a failed read keeps the state.
   until [ "$state" = InService ]; do
     [ "$state" = "$last" ] || log "target lifecycle state $state: runner not started"
     last="$state"; sleep 5
     state="$(read_state)" || state="$last"
   done
-  # Until the hook completes, the instance is not in service and could not leave.
+  # Until the hook completes, the instance is not in service: it could not leave.
   if [ -n "$HOOK" ] && ! complete CONTINUE; then log "hook not completed; leaving"; exec "$LEAVE"; fi
   : > "$MARKER"
   log "in service: starting circleci-runner"
@@ -225,47 +177,108 @@ chmod 755 "$ROOT$LIFECYCLE_SCRIPT"
 step "install AWS CLI"
 command -v aws >/dev/null || install_aws_cli
 
-step "fetch runner auth token ($RUNNER_TOKEN_SOURCE)"
-token_region="${RUNNER_TOKEN_REGION:-$REGION}"
-case "$RUNNER_TOKEN_SOURCE" in
-  ssm)
-    RUNNER_TOKEN="$(aws ssm get-parameter --region "$token_region" --name "$RUNNER_TOKEN_NAME" \
-      --with-decryption --query Parameter.Value --output text)" ;;
-  secretsmanager)
-    RUNNER_TOKEN="$(aws secretsmanager get-secret-value --region "$token_region" \
-      --secret-id "$RUNNER_TOKEN_NAME" --query SecretString --output text)" ;;
-  inline)
-    echo "WARNING: using an inline runner token from the user data (see RUNNER_TOKEN_INLINE)" >&2
-    RUNNER_TOKEN="$RUNNER_TOKEN_INLINE" ;;
-  *) die "RUNNER_TOKEN_SOURCE must be ssm, secretsmanager or inline, not '$RUNNER_TOKEN_SOURCE'" ;;
-esac
-# Checked without printing it; also keeps it safe to put inside YAML quotes.
-[[ "$RUNNER_TOKEN" =~ ^[A-Za-z0-9._~+/=-]+$ ]] || die "runner token is empty or has unexpected characters"
-
 step "install CircleCI machine runner 3"
+local repo_script
 repo_script="$(mktemp)"
 curl -fsSL --retry 5 "$RUNNER_REPO_SCRIPT_URL" -o "$repo_script"
 bash "$repo_script"
 rm -f "$repo_script"
 apt_get install circleci-runner
-# The package may start the service with its placeholder config; keep it down until configured.
+# The package may start it with a placeholder config.
 systemctl stop circleci-runner.service 2>/dev/null || true
 
 step "create job user $RUNNER_USER"
 id -u "$RUNNER_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$RUNNER_USER"
-# `sudo -i` in command_prefix needs a login shell; package-made accounts may have nologin.
+# `sudo -i` (command_prefix) needs a login shell; the package's account may have nologin.
 usermod --shell /bin/bash "$RUNNER_USER"
 install -d -m 755 "$ROOT/var/lib/circleci-runner" "$ROOT$RUNNER_TASK_AGENT_DIR"
 install -d -m 750 "$ROOT$RUNNER_WORKING_DIR"
 chown "$RUNNER_USER:" "$ROOT$RUNNER_WORKING_DIR"
 
-# ---------------------------------------------------------------------------
-# BUILD ENVIRONMENT: add what your jobs need here (runs as root, before the
-# runner starts, so no job sees a half-built machine). Examples (Docker,
-# languages, sudo for jobs): userdata/README.md, "The build environment".
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------------------------
+# BUILD ENVIRONMENT: add what your jobs need here (as root, before the runner
+# ever starts). Examples: userdata/README.md, "The build environment".
+# ------------------------------------------------------------------------------
 step "build environment"
 # (nothing by default)
+
+step "install systemd units"
+install -d -m 755 "$(dirname "$ROOT$DROPIN_FILE")"
+cat > "$ROOT$DROPIN_FILE" <<EOF
+# Written by runner-scaler user data.
+[Service]
+# One job, then the instance goes away.
+Restart=no
+# As CircleCI documents for single-task; jobs run as $RUNNER_USER (command_prefix).
+User=root
+# After every exit (job done, idle timeout, crash): leave, lowering desired capacity.
+ExecStopPost=$LEAVE_SCRIPT
+EOF
+chmod 644 "$ROOT$DROPIN_FILE"
+# The one way the runner starts: once in service, at this boot or when a
+# warm-pool instance starts or resumes. The boot phase enables it.
+cat > "$ROOT/etc/systemd/system/$START_UNIT" <<EOF
+[Unit]
+Description=runner-scaler: start circleci-runner once in service
+Wants=network-online.target
+After=network-online.target
+[Service]
+ExecStart=$LIFECYCLE_SCRIPT start
+[Install]
+WantedBy=multi-user.target
+EOF
+systemctl daemon-reload
+# Never by itself at boot: a warm-pool instance must not take a job.
+systemctl disable circleci-runner.service
+}
+
+# The install phase's code and settings: an image serves only if baked with the same.
+install_key() {
+  { declare -f apt_get install_aws_cli install_phase
+    declare -p RUNNER_USER RUNNER_WORKING_DIR RUNNER_TASK_AGENT_DIR RUNNER_REPO_SCRIPT_URL ROOT \
+      LEAVE_SCRIPT LIFECYCLE_SCRIPT START_UNIT MARKER ENV_FILE DROPIN_FILE
+  } | sha256sum | cut -c1-64
+}
+
+# == Boot phase: this instance. Nothing it writes may end up in an image.
+boot_identity() {
+step "read instance identity (IMDSv2)"
+local t
+t="$(curl -fsS --retry 5 --retry-connrefused -X PUT \
+  -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$IMDS/api/token")"
+imds() { curl -fsS --retry 5 --retry-connrefused -H "X-aws-ec2-metadata-token: $t" "$IMDS/meta-data/$1"; }
+INSTANCE_ID="$(imds instance-id)"
+REGION="${AWS_REGION_OVERRIDE:-$(imds placement/region)}"
+[[ "$INSTANCE_ID" =~ ^i-[0-9a-f]+$ ]] || die "unexpected instance id from IMDS: $INSTANCE_ID"
+[ -n "$REGION" ] || die "could not determine the region"
+echo "instance $INSTANCE_ID in $REGION"
+install -d -m 755 "$ROOT${ENV_FILE%/*}"
+{
+  echo "# Written by runner-scaler user data at boot."
+  printf 'INSTANCE_ID=%q\nREGION=%q\nGROUP=%q\nHOOK=%q\n' "$INSTANCE_ID" "$REGION" \
+    "$AUTO_SCALING_GROUP_NAME" "$LIFECYCLE_HOOK_NAME"
+  # shellcheck disable=SC2016  # expanded when sourced
+  printf 'ATTEMPTS="${LEAVE_ATTEMPTS:-%s}"\nDELAY="${LEAVE_RETRY_DELAY:-%s}"\n' "$LEAVE_ATTEMPTS" "$LEAVE_RETRY_DELAY"
+} > "$ROOT$ENV_FILE"
+}
+
+boot_phase() {
+step "fetch runner auth token ($RUNNER_TOKEN_SOURCE)"
+local token region="${RUNNER_TOKEN_REGION:-$REGION}"
+case "$RUNNER_TOKEN_SOURCE" in
+  ssm)
+    token="$(aws ssm get-parameter --region "$region" --name "$RUNNER_TOKEN_NAME" \
+      --with-decryption --query Parameter.Value --output text)" ;;
+  secretsmanager)
+    token="$(aws secretsmanager get-secret-value --region "$region" \
+      --secret-id "$RUNNER_TOKEN_NAME" --query SecretString --output text)" ;;
+  inline)
+    echo "WARNING: using an inline runner token from the user data (see RUNNER_TOKEN_INLINE)" >&2
+    token="$RUNNER_TOKEN_INLINE" ;;
+  *) die "RUNNER_TOKEN_SOURCE must be ssm, secretsmanager or inline, not '$RUNNER_TOKEN_SOURCE'" ;;
+esac
+# Checked without printing it; also keeps it safe to put inside YAML quotes.
+[[ "$token" =~ ^[A-Za-z0-9._~+/=-]+$ ]] || die "runner token is empty or has unexpected characters"
 
 step "write runner config"
 install -d -m 755 "$ROOT/etc/circleci-runner"
@@ -275,7 +288,7 @@ install -d -m 755 "$ROOT/etc/circleci-runner"
   {
     echo "# Written by runner-scaler user data. Holds the runner token: keep mode 600."
     echo "api:"
-    printf '  auth_token: "%s"\n' "$RUNNER_TOKEN"
+    printf '  auth_token: "%s"\n' "$token"
     if [ -n "$RUNNER_API_URL" ]; then printf '  url: "%s"\n' "$RUNNER_API_URL"; fi
     echo "runner:"
     printf '  name: "%s"\n' "$RUNNER_NAME_PREFIX-$INSTANCE_ID"
@@ -291,42 +304,13 @@ install -d -m 755 "$ROOT/etc/circleci-runner"
   } > "$ROOT$CONFIG_FILE"
 )
 chmod 600 "$ROOT$CONFIG_FILE"
-# The service runs as root (see drop-in), so jobs, running as $RUNNER_USER, cannot read the token.
+# The service runs as root (drop-in): jobs, as $RUNNER_USER, cannot read the token.
 chown root:root "$ROOT$CONFIG_FILE"
-unset RUNNER_TOKEN RUNNER_TOKEN_INLINE
+unset token RUNNER_TOKEN_INLINE
 
-step "install systemd drop-in"
-install -d -m 755 "$(dirname "$ROOT$DROPIN_FILE")"
-cat > "$ROOT$DROPIN_FILE" <<EOF
-# Written by runner-scaler user data.
-[Service]
-# One job, then the instance goes away: never restart the runner.
-Restart=no
-# Root, as CircleCI documents for single-task; jobs step down to $RUNNER_USER via command_prefix.
-User=root
-# Runs after every exit (job done, idle timeout, crash): leave the group, lowering desired capacity.
-ExecStopPost=$LEAVE_SCRIPT
-EOF
-chmod 644 "$ROOT$DROPIN_FILE"
-
-step "install $START_UNIT"
-install -d -m 755 "$ROOT${MARKER%/*}"
-# The one way the runner starts: once in service, at this boot or when a
-# warm-pool instance is started or resumed.
-cat > "$ROOT/etc/systemd/system/$START_UNIT" <<EOF
-[Unit]
-Description=runner-scaler: start circleci-runner once in service
-Wants=network-online.target
-After=network-online.target
-[Service]
-ExecStart=$LIFECYCLE_SCRIPT start
-[Install]
-WantedBy=multi-user.target
-EOF
-systemctl daemon-reload
-# Never by itself at boot: a warm-pool instance must not take a job.
-systemctl disable circleci-runner.service
-systemctl enable "$START_UNIT"
+step "enable $START_UNIT"
+# For later boots (a warm-pool start); systemd has read the unit already.
+systemctl enable --no-reload "$START_UNIT"
 # No-block: in a warm pool, it waits for service.
 systemctl start --no-block "$START_UNIT"
 
@@ -337,5 +321,29 @@ if [[ "$STATE" == Warmed:* ]] && [ -n "$LIFECYCLE_HOOK_NAME" ]; then
   step "complete the warm-pool launch ($STATE)"
   "$ROOT$LIFECYCLE_SCRIPT" complete CONTINUE
 fi
+}
+
+# == Main
+KEY="$(install_key)"
+baked="$(sed -n 's/^key=//p' "$ROOT$IMAGE_FILE" 2>/dev/null || true)"
+case "$PHASE" in
+  install)
+    install_phase
+    step "mark the image baked"
+    printf '# Baked by runner-scaler user data (RUNNER_SCALER_PHASE=install).\nkey=%s\ncircleci_runner=%s\nbaked_at=%s\n' \
+      "$KEY" "$(dpkg-query -W -f '${Version}' circleci-runner)" "$(date -u +%FT%TZ)" > "$ROOT$IMAGE_FILE"
+    ;;
+  auto)
+    boot_identity
+    if [ "$baked" = "$KEY" ]; then
+      echo "baked image ($(grep -v '^[#k]' "$ROOT$IMAGE_FILE" | paste -sd ' ')): boot phase only"
+    else
+      [ -z "$baked" ] || echo "WARNING: image baked by another install phase (key $baked): installing; rebuild it" >&2
+      install_phase
+    fi
+    boot_phase
+    ;;
+  *) die "RUNNER_SCALER_PHASE must be auto or install, not '$PHASE'" ;;
+esac
 
 step "done"

@@ -46,6 +46,7 @@ fn main() {
         queue: Queue {
             waiting: 3,
             running: 2,
+            blocked: None,
         },
         capacity: Capacity {
             desired: 2,
@@ -104,6 +105,7 @@ fn main() {
             queue: Queue {
                 waiting: 0,
                 running: 2,
+                blocked: None,
             },
             capacity: Capacity {
                 desired: 4,

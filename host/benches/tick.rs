@@ -102,6 +102,7 @@ fn main() {
                         min: 0,
                         max: 100,
                         allow_unprotected_scale_in: false,
+                        warm_max: 100,
                     },
                     time_zone: jiff::tz::TimeZone::UTC,
                     params: vec![],
@@ -115,6 +116,7 @@ fn main() {
                     Queue {
                         waiting: jobs,
                         running: 0,
+                        blocked: None,
                     },
                 );
                 groups.0.insert(

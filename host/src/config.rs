@@ -9,7 +9,7 @@ use crate::groups::GroupId;
 use crate::plan::Bounds;
 use crate::policy::{BuiltinRule, Limits, PolicyRef, MAX_DEADLINE_MS, MAX_MEMORY_MIB};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// A validated configuration.
@@ -41,6 +41,9 @@ pub struct DaemonConfig {
     pub unhealthy_after: u32,
     /// How long the tick in flight may go on after SIGTERM before it is cut.
     pub stop_grace: Duration,
+    /// How long a reload may take to read the configuration and load (and
+    /// compile) its policies before it is abandoned.
+    pub reload_deadline: Duration,
 }
 
 impl Default for DaemonConfig {
@@ -49,6 +52,7 @@ impl Default for DaemonConfig {
             listen: ([127, 0, 0, 1], 9464).into(),
             unhealthy_after: 3,
             stop_grace: Duration::from_secs(10),
+            reload_deadline: Duration::from_secs(60),
         }
     }
 }
@@ -99,19 +103,16 @@ pub struct PoolConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShadowConfig {
     pub policy: PolicyRef,
+    /// The SHA-256 the shadow's file must have, if pinned (`shadow_sha256`).
+    pub policy_sha256: Option<String>,
     pub params: Vec<(String, String)>,
 }
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    // The I/O error is part of the message, and so not also its `source`:
-    // the error chain would print it twice.
-    #[error("cannot read the configuration {path}: {error}")]
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    #[error("cannot read the configuration {}: {}", .0.path().display(), .0.reason())]
+    Read(crate::input_file::ReadError),
     #[error("{origin}: {message}")]
     Parse { origin: String, message: String },
     #[error("{origin}: {field}: {message}")]
@@ -185,6 +186,7 @@ struct RawDaemon {
     listen: Option<String>,
     unhealthy_after: Option<u32>,
     stop_grace: Option<String>,
+    reload_deadline: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -209,7 +211,9 @@ struct RawPool {
     time_zone: Option<String>,
     fallback: Option<String>,
     allow_unprotected_scale_in: Option<bool>,
+    warm_max: Option<u32>,
     shadow: Option<String>,
+    shadow_sha256: Option<String>,
     shadow_params: Option<toml::Table>,
 }
 
@@ -250,10 +254,8 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.into(),
-            error,
-        })?;
+        let text = crate::input_file::read_text(path, crate::input_file::MAX_CONFIG_BYTES)
+            .map_err(ConfigError::Read)?;
         let base = path.parent().unwrap_or(Path::new("."));
         Config::from_toml(&text, &path.display().to_string(), base)
     }
@@ -263,7 +265,8 @@ impl Config {
     pub fn from_toml(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|err| ConfigError::Parse {
             origin: origin.into(),
-            message: err.to_string(),
+            // TOML's message quotes the offending line, which may be huge.
+            message: crate::text::cut_lines(&err.to_string(), 20),
         })?;
         raw.validate(origin, base)
     }
@@ -339,7 +342,10 @@ impl Config {
         let max: u32 = max.trim().parse().map_err(|_| {
             invalid(
                 "AUTO_SCALING_MAX",
-                format!("{max:?} is not a whole number of instances, e.g. 10"),
+                format!(
+                    "{} is not a whole number of instances, e.g. 10",
+                    crate::text::quoted(&max)
+                ),
             )
         })?;
         let group_region = get("AUTO_SCALING_GROUP_REGION")?;
@@ -395,6 +401,7 @@ impl Config {
                 params,
                 policy_sha256: set(env::POLICY_SHA256).map(|d| d.trim().into()),
                 shadow: set(env::SHADOW_POLICY).map(|p| p.trim().into()),
+                shadow_sha256: set(env::SHADOW_SHA256).map(|d| d.trim().into()),
                 shadow_params,
                 time_zone: set(env::TIME_ZONE).map(|zone| zone.trim().into()),
                 min: Some(0),
@@ -430,12 +437,14 @@ pub mod env {
     pub const TICK_INTERVAL: &str = "RUNNER_SCALER_TICK_INTERVAL";
     /// The SHA-256 the policy file must have (`policy_sha256`).
     pub const POLICY_SHA256: &str = "RUNNER_SCALER_POLICY_SHA256";
-    /// A shadow policy beside the pool's (`shadow`), and its params.
+    /// A shadow policy beside the pool's (`shadow`), its params, and the
+    /// SHA-256 its file must have (`shadow_sha256`).
     pub const SHADOW_POLICY: &str = "RUNNER_SCALER_SHADOW_POLICY";
     pub const SHADOW_PARAMS: &str = "RUNNER_SCALER_SHADOW_PARAMS";
+    pub const SHADOW_SHA256: &str = "RUNNER_SCALER_SHADOW_SHA256";
 
     /// The variables that set what a configuration file sets per pool.
-    pub const POOL_VARS: [&str; 8] = [
+    pub const POOL_VARS: [&str; 9] = [
         POLICY,
         POLICY_PARAMS,
         TIME_ZONE,
@@ -444,6 +453,7 @@ pub mod env {
         POLICY_SHA256,
         SHADOW_POLICY,
         SHADOW_PARAMS,
+        SHADOW_SHA256,
     ];
 
     /// `key=value,key=value` as a params table, in order.
@@ -460,9 +470,10 @@ pub mod env {
                 }
                 _ => {
                     return Err(format!(
-                    "{item:?} is not key=value; write the params as key=value pairs separated by \
-                         commas, e.g. warm=2,hours=08-18"
-                ))
+                        "{} is not key=value; write the params as key=value pairs separated by \
+                         commas, e.g. warm=2,hours=08-18",
+                        crate::text::quoted(item)
+                    ))
                 }
             }
         }
@@ -495,6 +506,7 @@ pub mod env {
             "policy_sha256" => POLICY_SHA256,
             "shadow" => SHADOW_POLICY,
             "shadow_params" => SHADOW_PARAMS,
+            "shadow_sha256" => SHADOW_SHA256,
             _ => {
                 return ConfigError::Invalid {
                     origin,
@@ -525,7 +537,10 @@ impl RawConfig {
                 .ok_or_else(|| {
                     invalid(
                         "interval",
-                        format!("{text:?} is not a duration of 1s or more, e.g. \"60s\" or \"2m\""),
+                        format!(
+                            "{} is not a duration of 1s or more, e.g. \"60s\" or \"2m\"",
+                            crate::text::quoted(text)
+                        ),
                     )
                 })?,
         };
@@ -601,7 +616,10 @@ impl RawConfig {
                 .ok_or_else(|| {
                     invalid(
                         "tick_deadline",
-                        format!("{text:?} is not a duration of 1s or more, e.g. \"60s\""),
+                        format!(
+                            "{} is not a duration of 1s or more, e.g. \"60s\"",
+                            crate::text::quoted(text)
+                        ),
                     )
                 })?,
         };
@@ -639,7 +657,7 @@ impl RawConfig {
                 };
                 return Err(invalid(
                     field,
-                    format!("{url:?} is not usable: {why}; give a URL such as \"http://127.0.0.1:5000\", or leave it out to call AWS itself"),
+                    format!("{} is not usable: {why}; give a URL such as \"http://127.0.0.1:5000\", or leave it out to call AWS itself", crate::text::quoted(url)),
                 ));
             }
         }
@@ -650,7 +668,10 @@ impl RawConfig {
                 .ok_or_else(|| {
                     invalid(
                         "circleci.timeout",
-                        format!("{text:?} is not a duration above 0, e.g. \"5s\""),
+                        format!(
+                            "{} is not a duration above 0, e.g. \"5s\"",
+                            crate::text::quoted(text)
+                        ),
                     )
                 })?;
         }
@@ -692,7 +713,10 @@ impl RawConfig {
             daemon.listen = listen.parse().map_err(|_| {
                 invalid(
                     "daemon.listen",
-                    format!("{listen:?} is not an address and port, e.g. \"127.0.0.1:9464\""),
+                    format!(
+                        "{} is not an address and port, e.g. \"127.0.0.1:9464\"",
+                        crate::text::quoted(listen)
+                    ),
                 )
             })?;
         }
@@ -705,11 +729,25 @@ impl RawConfig {
             }
             daemon.unhealthy_after = n;
         }
+        if let Some(text) = &self.daemon.reload_deadline {
+            daemon.reload_deadline = parse_duration(text)
+                .filter(|d| *d >= Duration::from_secs(1))
+                .ok_or_else(|| {
+                    invalid(
+                        "daemon.reload_deadline",
+                        format!(
+                            "{} is not a duration of 1s or more, e.g. \"60s\" (compiling a \
+                             Python or JavaScript policy takes seconds)",
+                            crate::text::quoted(text)
+                        ),
+                    )
+                })?;
+        }
         if let Some(text) = &self.daemon.stop_grace {
             daemon.stop_grace = parse_duration(text).ok_or_else(|| {
                 invalid(
                     "daemon.stop_grace",
-                    format!("{text:?} is not a duration, e.g. \"10s\" (\"0s\" cuts the tick in flight at once)"),
+                    format!("{} is not a duration, e.g. \"10s\" (\"0s\" cuts the tick in flight at once)", crate::text::quoted(text)),
                 )
             })?;
         }
@@ -733,16 +771,20 @@ impl RawConfig {
             if pools.iter().any(|p: &PoolConfig| p.name == pool.name) {
                 return Err(invalid(
                     &format!("pool[{index}].name"),
-                    format!("{:?} names two pools; names must be unique", pool.name),
+                    format!(
+                        "{} names two pools; names must be unique",
+                        crate::text::quoted(&pool.name)
+                    ),
                 ));
             }
             if let Some(other) = pools.iter().find(|p: &&PoolConfig| p.group == pool.group) {
                 return Err(invalid(
-                    &format!("pool {:?}: group", pool.name),
+                    &format!("pool {}: group", crate::text::quoted(&pool.name)),
                     format!(
-                        "{} is also the group of pool {:?}: two pools would fight over its desired \
+                        "{} is also the group of pool {}: two pools would fight over its desired \
                          capacity; give each pool a group of its own (or merge the two pools)",
-                        pool.group, other.name
+                        pool.group,
+                        crate::text::quoted(&other.name)
                     ),
                 ));
             }
@@ -778,10 +820,10 @@ fn validate_pool(
     base: &Path,
     secret_has_resource_class: bool,
 ) -> Result<PoolConfig, ConfigError> {
-    let label = pool
-        .name
-        .clone()
-        .map_or_else(|| format!("pool[{index}]"), |n| format!("pool {n:?}"));
+    let label = pool.name.clone().map_or_else(
+        || format!("pool[{index}]"),
+        |n| format!("pool {}", crate::text::quoted(&n)),
+    );
     let invalid = |field: &str, message: String| ConfigError::Invalid {
         origin: origin.into(),
         field: format!("{label}: {field}"),
@@ -793,9 +835,22 @@ fn validate_pool(
             .ok_or_else(|| invalid(field, format!("is missing; e.g. {field} = {example}")))
     };
     let name = required(pool.name.clone(), &None, "name", "\"linux-large\"")?;
+    check_text(&name, "name", MAX_NAME_CHARS, &invalid)?;
     let resource_class = pool
         .resource_class
         .or_else(|| defaults.resource_class.clone());
+    if let Some(class) = &resource_class {
+        check_text(class, "resource_class", MAX_RESOURCE_CLASS_CHARS, &invalid)?;
+        if class.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                "resource_class",
+                format!(
+                    "{} has spaces; a resource class is namespace/name, e.g. \"acme/linux-large\"",
+                    crate::text::quoted(class)
+                ),
+            ));
+        }
+    }
     if resource_class.is_none() && !secret_has_resource_class {
         return Err(invalid(
             "resource_class",
@@ -804,6 +859,21 @@ fn validate_pool(
     }
     let group = required(pool.group, &defaults.group, "group", "\"ci-runners-large\"")?;
     let region = required(pool.region, &defaults.region, "region", "\"eu-west-1\"")?;
+    check_text(&group, "group", MAX_GROUP_CHARS, &invalid)?;
+    if region.is_empty()
+        || region.len() > MAX_REGION_CHARS
+        || !region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(invalid(
+            "region",
+            format!(
+                "{} is not an AWS region name, e.g. \"eu-west-1\"",
+                crate::text::quoted(&region)
+            ),
+        ));
+    }
     let policy_text = required(
         pool.policy,
         &defaults.policy,
@@ -814,44 +884,33 @@ fn validate_pool(
     if matches!(&policy, PolicyRef::File(_)) && !policy_text.ends_with(".wasm") {
         return Err(invalid(
             "policy",
-            format!("{policy_text:?} is neither a built-in rule (queue, hold) nor a .wasm file"),
+            format!(
+                "{} is neither a built-in rule (queue, hold) nor a .wasm file",
+                crate::text::quoted(&policy_text)
+            ),
         ));
     }
     let params = merged_params(&defaults.params, &pool.params, "params", &invalid)?;
-    let policy_sha256 = match pool
-        .policy_sha256
-        .or_else(|| defaults.policy_sha256.clone())
-    {
-        None => None,
-        Some(_) if !matches!(policy, PolicyRef::File(_)) => {
-            return Err(invalid(
-                "policy_sha256",
-                format!(
-                "pins a policy file, but {policy_text:?} is a built-in rule; remove policy_sha256"
-            ),
-            ))
-        }
-        Some(text) => {
-            let digest = text.trim().to_ascii_lowercase();
-            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(invalid(
-                    "policy_sha256",
-                    format!(
-                        "{text:?} is not a SHA-256 (64 hex digits); `runner-scaler policy build` and \
-                         `sha256sum FILE` print it"
-                    ),
-                ));
-            }
-            Some(digest)
-        }
-    };
+    let policy_sha256 = pin(
+        pool.policy_sha256
+            .or_else(|| defaults.policy_sha256.clone()),
+        &policy,
+        &policy_text,
+        "policy_sha256",
+        &invalid,
+    )?;
     let shadow = match pool.shadow.or_else(|| defaults.shadow.clone()) {
         None => {
-            if pool.shadow_params.is_some() {
-                return Err(invalid(
-                    "shadow_params",
-                    "is set, but there is no shadow policy; add shadow = \"candidate.wasm\" or remove shadow_params".into(),
-                ));
+            for (field, set) in [
+                ("shadow_params", pool.shadow_params.is_some()),
+                ("shadow_sha256", pool.shadow_sha256.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(
+                        field,
+                        format!("is set, but there is no shadow policy; add shadow = \"candidate.wasm\" or remove {field}"),
+                    ));
+                }
             }
             None
         }
@@ -860,10 +919,22 @@ fn validate_pool(
             if matches!(&shadow, PolicyRef::File(_)) && !text.ends_with(".wasm") {
                 return Err(invalid(
                     "shadow",
-                    format!("{text:?} is neither a built-in rule (queue, hold) nor a .wasm file"),
+                    format!(
+                        "{} is neither a built-in rule (queue, hold) nor a .wasm file",
+                        crate::text::quoted(&text)
+                    ),
                 ));
             }
             Some(ShadowConfig {
+                policy_sha256: pin(
+                    pool.shadow_sha256
+                        .clone()
+                        .or_else(|| defaults.shadow_sha256.clone()),
+                    &shadow,
+                    &text,
+                    "shadow_sha256",
+                    &invalid,
+                )?,
                 policy: shadow,
                 params: merged_params(
                     &defaults.shadow_params,
@@ -887,6 +958,7 @@ fn validate_pool(
             format!("{min} is above max {max}; set min ≤ max"),
         ));
     }
+    let warm_max = pool.warm_max.or(defaults.warm_max).unwrap_or(max);
     let zone_name = pool
         .time_zone
         .or_else(|| defaults.time_zone.clone())
@@ -894,7 +966,10 @@ fn validate_pool(
     let time_zone = crate::time_zone::named(&zone_name).map_err(|_| {
         invalid(
             "time_zone",
-            format!("{zone_name:?} is not an IANA time zone, e.g. \"Europe/Berlin\" or \"America/New_York\""),
+            format!(
+                "{} is not an IANA time zone, e.g. \"Europe/Berlin\" or \"America/New_York\"",
+                crate::text::quoted(&zone_name)
+            ),
         )
     })?;
     let fallback_name = pool
@@ -904,7 +979,10 @@ fn validate_pool(
     let fallback = BuiltinRule::from_name(&fallback_name).ok_or_else(|| {
         invalid(
             "fallback",
-            format!("{fallback_name:?} is not a built-in rule; use \"hold\" or \"queue\""),
+            format!(
+                "{} is not a built-in rule; use \"hold\" or \"queue\"",
+                crate::text::quoted(&fallback_name)
+            ),
         )
     })?;
     Ok(PoolConfig {
@@ -924,11 +1002,94 @@ fn validate_pool(
                 .allow_unprotected_scale_in
                 .or(defaults.allow_unprotected_scale_in)
                 .unwrap_or(false),
+            warm_max,
         },
         time_zone,
         fallback,
         shadow,
     })
+}
+
+/// The longest pool name: it labels every metric and log line.
+pub const MAX_NAME_CHARS: usize = 128;
+/// The longest Auto Scaling group name AWS accepts.
+pub const MAX_GROUP_CHARS: usize = 255;
+/// The longest resource class (CircleCI's are `namespace/name`, each far
+/// shorter).
+pub const MAX_RESOURCE_CLASS_CHARS: usize = 255;
+/// The longest region name (AWS's are ~15 characters).
+pub const MAX_REGION_CHARS: usize = 32;
+/// Params a pool may give its policy, the longest name and value.
+pub const MAX_PARAMS: usize = 64;
+pub const MAX_PARAM_NAME_CHARS: usize = 64;
+pub const MAX_PARAM_VALUE_BYTES: usize = 1024;
+
+/// Refuses `value` (the `field`) when it is empty, longer than `max`
+/// characters, or holds a control character.
+fn check_text(
+    value: &str,
+    field: &str,
+    max: usize,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        return Err(invalid(field, "is empty; give it a value".into()));
+    }
+    let chars = value.chars().count();
+    if chars > max {
+        return Err(invalid(
+            field,
+            format!(
+                "{} is {chars} characters long, more than the {max} it may have",
+                crate::text::quoted(value)
+            ),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(
+            field,
+            format!(
+                "{} holds a control character (a line break, a tab...); remove it",
+                crate::text::quoted(value)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A pin (`policy_sha256`, `shadow_sha256`: `field`) of the policy
+/// `policy`, written `text`: 64 hex digits, lowercased, and only for a file.
+fn pin(
+    digest: Option<String>,
+    policy: &PolicyRef,
+    text: &str,
+    field: &str,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Option<String>, ConfigError> {
+    let Some(digest) = digest else {
+        return Ok(None);
+    };
+    if !matches!(policy, PolicyRef::File(_)) {
+        return Err(invalid(
+            field,
+            format!(
+                "pins a policy file, but {} is a built-in rule; remove {field}",
+                crate::text::quoted(text)
+            ),
+        ));
+    }
+    let lower = digest.trim().to_ascii_lowercase();
+    if lower.len() != 64 || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid(
+            field,
+            format!(
+                "{} is not a SHA-256 (64 hex digits); `runner-scaler policy build` and \
+                 `sha256sum FILE` print it",
+                crate::text::quoted(&digest)
+            ),
+        ));
+    }
+    Ok(Some(lower))
 }
 
 /// `interval`, or longer when the runner API requests of a tick over
@@ -954,14 +1115,52 @@ fn merged_params(
 ) -> Result<Vec<(String, String)>, ConfigError> {
     let mut params = Vec::new();
     for (key, value) in defaults.iter().flatten().chain(pool.iter().flatten()) {
+        if key.is_empty()
+            || key.chars().count() > MAX_PARAM_NAME_CHARS
+            || key.chars().any(char::is_control)
+        {
+            return Err(invalid(
+                field,
+                format!(
+                    "the param name {} is empty, longer than {MAX_PARAM_NAME_CHARS} characters or \
+                     holds a control character",
+                    crate::text::quoted(key)
+                ),
+            ));
+        }
+        let field = format!(
+            "{field}.{}",
+            crate::text::escape(crate::text::truncate(key, 64))
+        );
         let value = crate::params::text(value).ok_or_else(|| {
             invalid(
-                &format!("{field}.{key}"),
-                format!("{value} is not a string, number or boolean"),
+                &field,
+                format!(
+                    "{} is not a string, number or boolean",
+                    crate::text::quoted(&value.to_string())
+                ),
             )
         })?;
+        if value.len() > MAX_PARAM_VALUE_BYTES {
+            return Err(invalid(
+                &field,
+                format!(
+                    "{} is longer than {MAX_PARAM_VALUE_BYTES} bytes: a param is a setting, not data",
+                    crate::text::quoted(&value)
+                ),
+            ));
+        }
         params.retain(|(k, _): &(String, String)| k != key);
         params.push((key.clone(), value));
+    }
+    if params.len() > MAX_PARAMS {
+        return Err(invalid(
+            field,
+            format!(
+                "has {} params, more than the {MAX_PARAMS} a pool may give its policy",
+                params.len()
+            ),
+        ));
     }
     Ok(params)
 }
@@ -1240,6 +1439,110 @@ max = 4
     }
 
     #[test]
+    fn names_groups_and_params_are_bounded_and_echoed_cut() {
+        let huge = "g".repeat(10 * 1024 * 1024);
+        let with = |from: &str, to: &str| POOL.replace(from, to);
+        // (name, the file, the field the message names, words it must hold)
+        let cases = [
+            (
+                "an empty group",
+                with("\"ci-linux\"", "\"\""),
+                "pool \"linux\": group",
+                "is empty",
+            ),
+            (
+                "a group of blanks",
+                with("\"ci-linux\"", "\"  \""),
+                "pool \"linux\": group",
+                "is empty",
+            ),
+            (
+                "a 10 MB group",
+                with("\"ci-linux\"", &format!("\"{huge}\"")),
+                "pool \"linux\": group",
+                "more than the 255 it may have",
+            ),
+            (
+                "a group with a line break",
+                with("\"ci-linux\"", "\"ci\\nlinux\""),
+                "pool \"linux\": group",
+                "control character",
+            ),
+            (
+                "an empty resource class",
+                with("\"acme/linux\"", "\"\""),
+                "pool \"linux\": resource_class",
+                "is empty",
+            ),
+            (
+                "a resource class with a space",
+                with("\"acme/linux\"", "\"acme/ linux\""),
+                "pool \"linux\": resource_class",
+                "has spaces",
+            ),
+            (
+                "a region that is not one",
+                with("\"eu-west-1\"", "\"Europe West\""),
+                "pool \"linux\": region",
+                "not an AWS region name",
+            ),
+            (
+                "a long param value",
+                format!("{POOL}params = {{ warm = \"{}\" }}\n", "9".repeat(2000)),
+                "pool \"linux\": params.warm",
+                "longer than 1024 bytes",
+            ),
+            (
+                "a daemon reload deadline under a second",
+                format!("[daemon]\nreload_deadline = \"0s\"\n{POOL}"),
+                "daemon.reload_deadline",
+                "1s or more",
+            ),
+        ];
+        for (name, text, field, words) in cases {
+            let message = parse(&text)
+                .err()
+                .unwrap_or_else(|| panic!("{name}: accepted"))
+                .to_string();
+            assert!(
+                message.starts_with(&format!("test.toml: {field}: ")),
+                "{name}: {}",
+                crate::text::quoted(&message)
+            );
+            assert!(
+                message.contains(words),
+                "{name}: {}",
+                crate::text::quoted(&message)
+            );
+            assert!(message.len() < 1000, "{name}: {} bytes", message.len());
+        }
+        // A 10 MB pool name: refused, and the pool's label in the message is
+        // cut too.
+        let message = parse(&with("\"linux\"", &format!("\"{huge}\"")))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("more than the 128 it may have") && message.len() < 1000);
+        // An unknown key with a 5 MB value: TOML's message quotes the line,
+        // cut.
+        let message = parse(&format!("{POOL}colour = \"{}\"\n", "x".repeat(5 << 20)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("unknown field `colour`"),
+            "{}",
+            crate::text::quoted(&message)
+        );
+        assert!(message.len() < 5000, "{} bytes", message.len());
+        assert_eq!(
+            parse(&format!("[daemon]\nreload_deadline = \"2m\"\n{POOL}"))
+                .unwrap()
+                .daemon
+                .reload_deadline,
+            Duration::from_secs(120)
+        );
+    }
+
+    #[test]
     fn the_tick_deadline_defaults_to_the_interval_and_at_least_ten_seconds() {
         let deadline = |interval: &str| {
             parse(&format!("interval = \"{interval}\"\n{POOL}"))
@@ -1316,7 +1619,8 @@ max = 4
         let digest = "AB".repeat(32);
         let config = parse(&pool(&format!(
             "policy = \"p.wasm\"\npolicy_sha256 = \"{digest}\"\nshadow = \"c.wasm\"\n\
-             shadow_params = {{ warm = 2 }}"
+             shadow_params = {{ warm = 2 }}\nshadow_sha256 = \"{}\"",
+            "CD".repeat(32)
         )))
         .unwrap();
         let p = &config.pools[0];
@@ -1325,6 +1629,7 @@ max = 4
             p.shadow,
             Some(ShadowConfig {
                 policy: PolicyRef::File("/etc/runner-scaler/c.wasm".into()),
+                policy_sha256: Some("cd".repeat(32)),
                 params: vec![("warm".into(), "2".into())],
             })
         );
@@ -1342,6 +1647,18 @@ max = 4
                 "shadow_params",
             ),
             ("policy = \"queue\"\nshadow = \"c.py\"", "shadow"),
+            (
+                "policy = \"queue\"\nshadow_sha256 = \"00\"",
+                "shadow_sha256",
+            ),
+            (
+                "policy = \"queue\"\nshadow = \"hold\"\nshadow_sha256 = \"00\"",
+                "shadow_sha256",
+            ),
+            (
+                "policy = \"queue\"\nshadow = \"c.wasm\"\nshadow_sha256 = \"xyz\"",
+                "shadow_sha256",
+            ),
         ] {
             let err = parse(&pool(extra)).unwrap_err().to_string();
             assert!(err.contains(&format!(": {field}:")), "{extra}: {err}");
@@ -1351,10 +1668,20 @@ max = 4
     #[test]
     fn an_unreadable_file_says_its_os_error_once() {
         let dir = tempfile::tempdir().unwrap();
-        let err = anyhow::Error::new(Config::from_file(dir.path()).unwrap_err());
+        let missing = dir.path().join("missing.toml");
+        let err = anyhow::Error::new(Config::from_file(&missing).unwrap_err());
         let chain = format!("{err:#}");
         assert!(chain.contains("cannot read the configuration"), "{chain}");
         assert_eq!(chain.matches("(os error").count(), 1, "{chain}");
+        // A directory, a device or a FIFO is refused without reading it.
+        for path in [dir.path(), Path::new("/dev/zero")] {
+            let err = Config::from_file(path).unwrap_err().to_string();
+            assert!(
+                err.starts_with("cannot read the configuration")
+                    && err.contains("not a regular file"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -40,6 +40,16 @@ fn figures(r: &PoolReport) -> Vec<(&'static str, &'static str, f64)> {
     if let Some(desired) = r.desired {
         figures.push(("DesiredDecided", "Count", desired.into()));
     }
+    if let Some(pool) = r.capacity.and_then(|c| c.warm_pool) {
+        // What the pool keeps now: the policy's size once written (or
+        // found so), else the size the group had.
+        let written = matches!(r.action, Action::Applied | Action::Unchanged);
+        let size = r.warm.filter(|_| written).unwrap_or(pool.size);
+        figures.push(("WarmPoolSize", "Count", size.into()));
+        if let Some(instances) = pool.instances {
+            figures.push(("WarmPoolInstances", "Count", instances.into()));
+        }
+    }
     if let Some(ms) = r.policy_ms {
         figures.push(("PolicyEvaluationTime", "Milliseconds", ms));
     }
@@ -105,6 +115,7 @@ mod tests {
             queue: Some(Queue {
                 waiting: 3,
                 running: 1,
+                blocked: None,
             }),
             capacity: Some(Capacity {
                 desired: 2,

@@ -21,6 +21,8 @@ pub enum Action {
     CreateOrUpdateTags,
     /// Remove that tag when the policy drops its state.
     DeleteTags,
+    /// Size a group's warm pool, when its policy asks.
+    PutWarmPool,
     /// Read the token's secret.
     GetSecretValue,
     /// Read the token's SSM parameter.
@@ -36,6 +38,7 @@ impl Action {
             Action::UpdateGroup => "autoscaling:UpdateAutoScalingGroup",
             Action::CreateOrUpdateTags => "autoscaling:CreateOrUpdateTags",
             Action::DeleteTags => "autoscaling:DeleteTags",
+            Action::PutWarmPool => "autoscaling:PutWarmPool",
             Action::GetSecretValue => "secretsmanager:GetSecretValue",
             Action::GetParameter => "ssm:GetParameter",
         }
@@ -234,7 +237,8 @@ pub fn resource_arn(call: &Call, principal: Option<&str>) -> String {
         Action::SetDesiredCapacity
         | Action::UpdateGroup
         | Action::CreateOrUpdateTags
-        | Action::DeleteTags => format!(
+        | Action::DeleteTags
+        | Action::PutWarmPool => format!(
             "arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/{target}"
         ),
         // Secrets Manager appends six random characters to a secret's ARN.

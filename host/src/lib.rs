@@ -13,6 +13,7 @@ pub mod config;
 pub mod emf;
 pub mod groups;
 pub mod iam;
+pub mod input_file;
 pub mod metrics;
 pub mod modes;
 pub mod observation;
@@ -29,5 +30,6 @@ pub mod state;
 pub mod text;
 pub mod tick;
 pub mod time_zone;
+pub mod trace_import;
 
-pub use observation::{Capacity, Clock, Decision, Observation, Queue, Weekday};
+pub use observation::{Capacity, Clock, Decision, Observation, Queue, WarmPool, Weekday};

@@ -38,6 +38,8 @@ pub struct Metrics {
     pending: Family<PoolLabel, Gauge>,
     decided_desired: Family<PoolLabel, Gauge>,
     applied_desired: Family<PoolLabel, Gauge>,
+    warm_pool_size: Family<PoolLabel, Gauge>,
+    warm_pool_instances: Family<PoolLabel, Gauge>,
     last_decision: Family<PoolLabel, Gauge<f64, AtomicU64>>,
     decisions: Family<PoolLabel, Counter>,
     holds: Family<PoolLabel, Counter>,
@@ -77,6 +79,8 @@ impl Metrics {
             pending: Family::default(),
             decided_desired: Family::default(),
             applied_desired: Family::default(),
+            warm_pool_size: Family::default(),
+            warm_pool_instances: Family::default(),
             last_decision: Family::default(),
             decisions: Family::default(),
             holds: Family::default(),
@@ -135,6 +139,16 @@ impl Metrics {
             "desired_applied",
             "Desired capacity last written to the group",
             m.applied_desired.clone(),
+        );
+        r.register(
+            "warm_pool_size",
+            "Instances the group's warm pool keeps, after the policy's decision",
+            m.warm_pool_size.clone(),
+        );
+        r.register(
+            "warm_pool_instances",
+            "Instances in the group's warm pool, as the last tick read them",
+            m.warm_pool_instances.clone(),
         );
         r.register(
             "last_decision_timestamp_seconds",
@@ -264,6 +278,15 @@ impl Metrics {
             show(&self.decided_desired, r.desired);
             let applied = matches!(r.action, Action::Applied | Action::Unchanged);
             show(&self.applied_desired, r.desired.filter(|_| applied));
+            let pool_now = r.capacity.and_then(|c| c.warm_pool);
+            show(
+                &self.warm_pool_size,
+                r.warm.filter(|_| applied).or(pool_now.map(|w| w.size)),
+            );
+            show(
+                &self.warm_pool_instances,
+                pool_now.and_then(|w| w.instances),
+            );
             if let Some(ms) = r.policy_ms {
                 self.policy_seconds
                     .get_or_create(&pool)
@@ -380,6 +403,7 @@ mod tests {
             queue: (held_because != Some(HeldBecause::Queue)).then_some(Queue {
                 waiting: 3,
                 running: 1,
+                blocked: None,
             }),
             capacity: decided.then_some(Capacity {
                 desired: 2,

@@ -30,6 +30,9 @@ pub struct Queue {
     pub waiting: u32,
     /// Tasks a runner is running.
     pub running: u32,
+    /// Jobs held back by what they depend on, when the source can tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<u32>,
 }
 
 /// The Auto Scaling group's capacity and its instances by state.
@@ -50,6 +53,22 @@ pub struct Capacity {
     /// Instances protected from scale-in.
     #[serde(default)]
     pub protected: u32,
+    /// The group's warm pool, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_pool: Option<WarmPool>,
+}
+
+/// The group's warm pool, as a policy sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmPool {
+    /// Instances in the pool now (ready or being initialised), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+    /// How many instances the pool keeps (its `MinSize`).
+    pub size: u32,
+    /// The most the host will set it to (the pool's `warm_max`).
+    pub max: u32,
 }
 
 /// A day of the week.
@@ -89,6 +108,9 @@ pub struct Decision {
     pub reason: String,
     /// What to remember until the next tick.
     pub state: Option<String>,
+    /// How many instances the warm pool should keep, if the policy says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<u32>,
 }
 
 impl Queue {

@@ -2,7 +2,7 @@
 //! bounds, apply the safety rules, and write only what changed. Pure
 //! functions over plain structs, so every rule is a row in a table test.
 
-use crate::groups::{GroupState, Write};
+use crate::groups::{GroupState, WarmPoolState, Write};
 use crate::observation::Decision;
 
 /// The pool's side of the rules.
@@ -13,6 +13,8 @@ pub struct Bounds {
     /// Lower desired capacity even when instances that are not protected
     /// from scale-in could be terminated (one of them may run a job).
     pub allow_unprotected_scale_in: bool,
+    /// The most instances the policy may keep in the group's warm pool.
+    pub warm_max: u32,
 }
 
 /// What to do with a group, and why.
@@ -27,16 +29,24 @@ pub struct Plan {
     /// How the group's own bounds are widened to hold `desired`, if they
     /// are (`MinSize`/`MaxSize` before → after).
     pub widened: Option<String>,
+    /// The size the group's warm pool keeps after the writes, when the
+    /// policy asked for one and the group has a warm pool.
+    pub warm: Option<u32>,
+    /// Why the warm pool is not what the policy asked, if it is not
+    /// (clamped, or there is no pool to size).
+    pub warm_adjusted: Option<String>,
 }
 
 impl Plan {
     /// Everything the decision record's `why` says about this plan: the
-    /// adjustment, then the widening.
+    /// adjustment, the widening, then the warm pool's adjustment.
     pub fn why(&self) -> Option<String> {
-        match (&self.adjusted, &self.widened) {
-            (Some(adjusted), Some(widened)) => Some(format!("{adjusted}; {widened}")),
-            (adjusted, widened) => adjusted.clone().or_else(|| widened.clone()),
-        }
+        let parts: Vec<&str> = [&self.adjusted, &self.widened, &self.warm_adjusted]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
     }
 }
 
@@ -73,6 +83,20 @@ pub fn plan(decision: &Decision, group: &GroupState, bounds: Bounds) -> Plan {
             writes.push(Write::Desired(desired));
         }
     }
+    let (warm, warm_adjusted) = match decision.warm {
+        None => (None, None),
+        Some(wanted) => plan_warm(wanted, group.warm_pool.as_ref(), bounds.warm_max),
+    };
+    if let (Some(size), Some(pool)) = (warm, &group.warm_pool) {
+        // The pool holds exactly `size` only when both settings say so.
+        if pool.min_size != size || pool.max_prepared != Some(size) {
+            writes.push(Write::WarmPool {
+                size,
+                pool_state: pool.pool_state.clone(),
+                reuse_on_scale_in: pool.reuse_on_scale_in,
+            });
+        }
+    }
     if decision.state != group.policy_state {
         writes.push(Write::State(decision.state.clone()));
     }
@@ -81,6 +105,41 @@ pub fn plan(decision: &Decision, group: &GroupState, bounds: Bounds) -> Plan {
         writes,
         adjusted,
         widened,
+        warm,
+        warm_adjusted,
+    }
+}
+
+/// The warm pool size for a policy that wants `wanted`: within
+/// `[0, warm_max]`, and only for a group with a warm pool that is not being
+/// deleted. A warm pool holds no job (its instances start their runner only
+/// once in service), so sizing it, up or down, risks none.
+fn plan_warm(
+    wanted: u32,
+    pool: Option<&WarmPoolState>,
+    warm_max: u32,
+) -> (Option<u32>, Option<String>) {
+    match pool {
+        None => (
+            None,
+            Some(format!(
+                "the policy asked for a warm pool of {wanted}, but the group has none; add one \
+                 (the stack's WarmPoolSize) to let the policy size it"
+            )),
+        ),
+        Some(pool) if pool.deleting => (
+            None,
+            Some(format!(
+                "the policy asked for a warm pool of {wanted}, but the group's is being deleted"
+            )),
+        ),
+        Some(_) if wanted > warm_max => (
+            Some(warm_max),
+            Some(format!(
+                "warm pool clamped {wanted} to the pool's warm_max {warm_max}"
+            )),
+        ),
+        Some(_) => (Some(wanted), None),
     }
 }
 
@@ -222,6 +281,7 @@ mod tests {
             desired,
             reason: String::new(),
             state: None,
+            warm: None,
         }
     }
 
@@ -229,6 +289,7 @@ mod tests {
         min: 0,
         max: 10,
         allow_unprotected_scale_in: false,
+        warm_max: 6,
     };
     const ALLOWED: Bounds = Bounds {
         allow_unprotected_scale_in: true,
@@ -457,6 +518,122 @@ mod tests {
         }
     }
 
+    /// A warm pool that keeps `size` (its `MinSize` and
+    /// `MaxGroupPreparedCapacity` equal), stopped.
+    fn warm(size: u32) -> WarmPoolState {
+        WarmPoolState {
+            instances: Some(size),
+            min_size: size,
+            max_prepared: Some(size),
+            pool_state: Some("Hibernated".into()),
+            reuse_on_scale_in: Some(false),
+            deleting: false,
+        }
+    }
+
+    #[test]
+    fn the_warm_pool_is_sized_within_warm_max_only_when_it_differs() {
+        let with_pool = |pool: Option<WarmPoolState>| GroupState {
+            warm_pool: pool,
+            ..group(3, 0, 10)
+        };
+        let put = |size: u32| Write::WarmPool {
+            size,
+            // Kept as the group has them: a PutWarmPool without them would
+            // reset a hibernated pool to stopped.
+            pool_state: Some("Hibernated".into()),
+            reuse_on_scale_in: Some(false),
+        };
+        // (name, the policy's warm, the group's pool, writes, plan's warm, says why)
+        let cases = [
+            (
+                "not asked: nothing",
+                None,
+                Some(warm(2)),
+                vec![],
+                None,
+                false,
+            ),
+            (
+                "asked, the same: nothing",
+                Some(2),
+                Some(warm(2)),
+                vec![],
+                Some(2),
+                false,
+            ),
+            (
+                "asked more",
+                Some(4),
+                Some(warm(2)),
+                vec![put(4)],
+                Some(4),
+                false,
+            ),
+            (
+                "asked none",
+                Some(0),
+                Some(warm(2)),
+                vec![put(0)],
+                Some(0),
+                false,
+            ),
+            (
+                "clamped to warm_max",
+                Some(50),
+                Some(warm(2)),
+                vec![put(6)],
+                Some(6),
+                true,
+            ),
+            ("no pool: ignored, said", Some(3), None, vec![], None, true),
+            (
+                "a pool being deleted: ignored, said",
+                Some(3),
+                Some(WarmPoolState {
+                    deleting: true,
+                    ..warm(2)
+                }),
+                vec![],
+                None,
+                true,
+            ),
+            (
+                "the same MinSize but a dynamic size: made fixed",
+                Some(2),
+                Some(WarmPoolState {
+                    max_prepared: None,
+                    ..warm(2)
+                }),
+                vec![put(2)],
+                Some(2),
+                false,
+            ),
+        ];
+        for (name, wanted, pool, writes, size, says) in cases {
+            let mut d = decision(3);
+            d.warm = wanted;
+            let p = plan(&d, &with_pool(pool), POOL);
+            assert_eq!(p.writes, writes, "{name}");
+            assert_eq!(p.warm, size, "{name}");
+            assert_eq!(
+                p.warm_adjusted.is_some(),
+                says,
+                "{name}: {:?}",
+                p.warm_adjusted
+            );
+            assert_eq!(p.desired, 3, "{name}: the warm pool never moves desired");
+        }
+        // The warm write comes after the desired capacity's, before the state's.
+        let mut d = decision(5);
+        d.warm = Some(1);
+        d.state = Some("s".into());
+        assert_eq!(
+            plan(&d, &with_pool(Some(warm(2))), POOL).writes,
+            vec![Write::Desired(5), put(1), Write::State(Some("s".into()))]
+        );
+    }
+
     #[test]
     fn state_is_written_only_when_it_changes() {
         let mut g = group(3, 0, 10);
@@ -563,9 +740,16 @@ mod tests {
                 min: pool_min,
                 max: rng.random_range(pool_min.max(1)..15),
                 allow_unprotected_scale_in: rng.random_bool(0.2),
+                warm_max: rng.random_range(0..10),
+            };
+            let g = GroupState {
+                warm_pool: rng.random_bool(0.5).then(|| warm(rng.random_range(0..8))),
+                ..g
             };
             let wanted = rng.random_range(0..20);
-            let p = plan(&decision(wanted), &g, bounds);
+            let mut d = decision(wanted);
+            d.warm = rng.random_bool(0.5).then(|| rng.random_range(0..20));
+            let p = plan(&d, &g, bounds);
             let context = format!("case {case}: {g:?} {bounds:?} wanted {wanted}: {p:?}");
             for write in &p.writes {
                 match *write {
@@ -574,6 +758,11 @@ mod tests {
                         assert!(min <= desired && desired <= max, "{context}")
                     }
                     Write::State(_) => {}
+                    // Only a group with a pool gets one, within warm_max.
+                    Write::WarmPool { size, .. } => assert!(
+                        g.warm_pool.is_some() && size <= bounds.warm_max,
+                        "{context}"
+                    ),
                 }
             }
             let terminated = (g.pending + g.in_service).saturating_sub(p.desired);

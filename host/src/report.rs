@@ -38,6 +38,14 @@ pub struct PoolReport {
     /// The desired capacity after clamping and the safety rules.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub desired: Option<u32>,
+    /// The warm pool size the policy asked for, if it asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_warm: Option<u32>,
+    /// The warm pool size after the pool's `warm_max` (what is written, or
+    /// was already so); absent when the policy did not ask or the group has
+    /// no warm pool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm: Option<u32>,
     pub action: Action,
     /// What kept the pool from being decided, when it was held.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,6 +138,8 @@ impl PoolReport {
             policy_error: None,
             policy_error_kind: None,
             desired: None,
+            policy_warm: None,
+            warm: None,
             action: Action::Held,
             held_because: None,
             why: None,
@@ -189,6 +199,8 @@ pub(crate) fn log(r: &PoolReport) {
                 decided_by = r.decided_by.as_deref(),
                 policy_desired = r.policy_desired,
                 desired = r.desired,
+                policy_warm = r.policy_warm,
+                warm = r.warm,
                 action = ?r.action,
                 policy_error = r.policy_error.as_deref(),
                 why = r.why.as_deref(),

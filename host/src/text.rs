@@ -61,6 +61,68 @@ pub fn escape_json(json: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The most characters of a value read from input (a file, a variable, an
+/// upstream's answer) that a message quotes; the rest is counted, not shown,
+/// so a huge value cannot make a huge error.
+pub const ECHO_CHARS: usize = 200;
+
+/// `value` as Rust's `{:?}` quotes it (escapes included), cut to
+/// [`ECHO_CHARS`] characters with the number cut said.
+pub fn quoted(value: &str) -> String {
+    match value.char_indices().nth(ECHO_CHARS) {
+        None => format!("{value:?}"),
+        Some((end, _)) => format!(
+            "{:?}… ({} more characters)",
+            &value[..end],
+            value[end..].chars().count()
+        ),
+    }
+}
+
+/// Each line of `message` cut to [`ECHO_CHARS`] characters, and at most
+/// `max_lines` lines: for a parser's message that quotes its input (TOML's
+/// shows the offending line).
+pub fn cut_lines(message: &str, max_lines: usize) -> String {
+    let mut lines: Vec<String> = message
+        .lines()
+        .take(max_lines)
+        .map(|line| match line.char_indices().nth(ECHO_CHARS) {
+            None => line.to_string(),
+            Some((end, _)) => format!(
+                "{}… ({} more characters)",
+                &line[..end],
+                line[end..].chars().count()
+            ),
+        })
+        .collect();
+    let total = message.lines().count();
+    if total > max_lines {
+        lines.push(format!("… ({} more lines)", total - max_lines));
+    }
+    lines.join("\n")
+}
+
+/// The longest prefix of `s` within `max` bytes that ends on a char boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// `text` within `max` bytes, saying how much was cut.
+pub fn cut(text: &str, max: usize) -> String {
+    let kept = truncate(text, max);
+    if kept.len() == text.len() {
+        return text.to_string();
+    }
+    format!("{kept}… [{} more bytes cut]", text.len() - kept.len())
+}
+
 /// Whether `c` must not reach a terminal or a log file raw: the control
 /// characters (C0, DEL, C1) and the invisible formatting characters that
 /// reorder or hide text (bidirectional embeddings, overrides and isolates,
@@ -192,6 +254,24 @@ mod tests {
             assert_eq!(escape(input), expected, "{name}");
         }
         assert!(matches!(escape("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn echoed_values_are_cut_and_say_how_much() {
+        assert_eq!(quoted("ci-linux"), "\"ci-linux\"");
+        let huge = "x".repeat(10_000);
+        let echo = quoted(&huge);
+        assert!(echo.len() < 300, "{echo}");
+        assert!(echo.ends_with("\"… (9800 more characters)"), "{echo}");
+        // Characters, not bytes: a cut never splits one.
+        assert!(quoted(&"é".repeat(300)).ends_with("(100 more characters)"));
+        let message = format!("line 1\n{huge}\n3\n4");
+        let cut = cut_lines(&message, 3);
+        assert_eq!(cut.lines().count(), 4, "{cut}");
+        assert!(
+            cut.len() < 400 && cut.ends_with("… (1 more lines)"),
+            "{cut}"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! and so is a write whose answer was lost. Reports say only what is known.
 
 use crate::groups::{GroupError, GroupId, GroupState, Groups};
-use crate::observation::{Capacity, Clock, Observation, Queue};
+use crate::observation::{Capacity, Clock, Observation, Queue, WarmPool};
 use crate::plan::{self, Bounds};
 use crate::policy::{BuiltinRule, Policy};
 use crate::report;
@@ -84,6 +84,7 @@ impl Pool {
                 min: 0,
                 max: 10,
                 allow_unprotected_scale_in: false,
+                warm_max: 10,
             },
             time_zone: jiff::tz::TimeZone::UTC,
             params: vec![],
@@ -442,6 +443,15 @@ fn capacity(pool: &Pool, group: &GroupState) -> Capacity {
         in_service: group.in_service,
         terminating: group.terminating,
         protected: group.protected,
+        warm_pool: group
+            .warm_pool
+            .as_ref()
+            .filter(|warm| !warm.deleting)
+            .map(|warm| WarmPool {
+                instances: warm.instances,
+                size: warm.size(),
+                max: pool.bounds.warm_max,
+            }),
     }
 }
 
@@ -495,6 +505,7 @@ async fn decide_and_apply<G: Groups>(
     report.policy_ms = Some(outcome.elapsed.as_secs_f64() * 1000.0);
     report.decided_by = Some(outcome.decided_by);
     report.policy_desired = Some(outcome.decision.desired);
+    report.policy_warm = outcome.decision.warm;
     report.reason = Some(outcome.decision.reason.clone());
     if let Some(err) = &outcome.error {
         report.policy_error = Some(err.to_string());
@@ -503,6 +514,7 @@ async fn decide_and_apply<G: Groups>(
 
     let plan = plan::plan(&outcome.decision, group, pool.bounds);
     report.desired = Some(plan.desired);
+    report.warm = plan.warm;
     report.why = plan.why();
     report.action = if plan.writes.is_empty() {
         Action::Unchanged

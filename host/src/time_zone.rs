@@ -44,7 +44,8 @@ fn zoneinfo_dir() -> Option<PathBuf> {
 /// The zone `name` from its file in `dir`, if the name is a zone's path
 /// there and the file is a zone (TZif).
 fn from_dir(dir: &Path, name: &str) -> Option<TimeZone> {
-    let data = std::fs::read(dir.join(zone_path(name)?)).ok()?;
+    let file = dir.join(zone_path(name)?);
+    let data = crate::input_file::read(&file, crate::input_file::MAX_TIME_ZONE_BYTES).ok()?;
     TimeZone::tzif(name, &data).ok()
 }
 

@@ -81,7 +81,7 @@ def decide(observation: Observation) -> Decision:
     )
     if desired != wanted:
         reason += f"; {wanted} clamped to [{capacity.min}, {capacity.max}]"
-    return Decision(desired=desired, reason=reason, state=None)
+    return Decision(desired=desired, reason=reason, state=None, warm=None)
 
 
 def parse_params(params: List[Tuple[str, str]]) -> Params:

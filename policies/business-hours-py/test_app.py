@@ -19,9 +19,10 @@ def observation(weekday, hour, minute=0, waiting=0, running=0, params=()):
     """An observation in Europe/Berlin, a group of [0, 10] that runs 1."""
     return Observation(
         pool="linux-large",
-        queue=Queue(waiting=waiting, running=running),
+        queue=Queue(waiting=waiting, running=running, blocked=None),
         capacity=Capacity(
-            desired=1, min=0, max=10, pending=0, in_service=1, terminating=0, protected=0
+            desired=1, min=0, max=10, pending=0, in_service=1, terminating=0, protected=0,
+            warm_pool=None,
         ),
         clock=Clock(
             unix_seconds=1_772_437_800,

@@ -87,7 +87,7 @@ pub mod bindings {
 }
 
 pub use bindings::runner_scaler::policy::types::{
-    Capacity, Clock, Decision, Level, Observation, Queue, Weekday,
+    Capacity, Clock, Decision, Level, Observation, Queue, WarmPool, Weekday,
 };
 pub use clock::{Days, Hours};
 pub use params::FromParams;

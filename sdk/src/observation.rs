@@ -61,6 +61,7 @@ impl Observation {
             desired,
             reason,
             state: None,
+            warm: None,
         }
     }
 }
@@ -69,6 +70,14 @@ impl Decision {
     /// The decision, keeping `state` for the next tick.
     pub fn keep<S: CompactState>(mut self, state: &S) -> Decision {
         self.state = Some(state.encode());
+        self
+    }
+
+    /// The decision, asking the group's warm pool to keep `warm` instances
+    /// ready (the host clamps it to the pool's `warm_max`, and ignores it
+    /// for a group without a warm pool).
+    pub fn with_warm(mut self, warm: u32) -> Decision {
+        self.warm = Some(warm);
         self
     }
 }
@@ -92,6 +101,8 @@ mod tests {
         let o = Observation::sample().with_capacity(1, 2, 10);
         let d = o.decision(5, "five".into());
         assert_eq!((d.desired, d.reason.as_str(), d.state), (5, "five", None));
+        assert_eq!(d.warm, None);
+        assert_eq!(o.decision(1, "r".into()).with_warm(3).warm, Some(3));
         assert_eq!(
             o.decision(20, "r".into()).reason,
             "r; 20 clamped to [2, 10]"

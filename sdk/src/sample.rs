@@ -2,7 +2,7 @@
 //! sample files (`policy test` case files and `policy eval` observations), so
 //! a unit test and a case say the same with the same fields.
 
-use crate::{Capacity, Clock, Observation, Queue, Weekday};
+use crate::{Capacity, Clock, Observation, Queue, WarmPool, Weekday};
 
 /// `2026-11-23T09:00:00Z`, a Monday: the sample files' default time.
 const DEFAULT_UNIX_SECONDS: i64 = 1_795_424_400;
@@ -18,6 +18,7 @@ impl Observation {
             queue: Queue {
                 waiting: 0,
                 running: 0,
+                blocked: None,
             },
             capacity: Capacity {
                 desired: 0,
@@ -27,6 +28,7 @@ impl Observation {
                 in_service: 0,
                 terminating: 0,
                 protected: 0,
+                warm_pool: None,
             },
             clock: clock(DEFAULT_UNIX_SECONDS, 0, "UTC".to_string()),
             params: Vec::new(),
@@ -42,7 +44,23 @@ impl Observation {
 
     /// With `waiting` and `running` jobs.
     pub fn with_queue(mut self, waiting: u32, running: u32) -> Observation {
-        self.queue = Queue { waiting, running };
+        self.queue = Queue {
+            waiting,
+            running,
+            ..self.queue
+        };
+        self
+    }
+
+    /// With a warm pool that keeps `size` instances (all of them in it now),
+    /// of at most the capacity's `max`, as a sample file's `warm_pool = {
+    /// size = N }`.
+    pub fn with_warm_pool(mut self, size: u32) -> Observation {
+        self.capacity.warm_pool = Some(WarmPool {
+            instances: Some(size),
+            size,
+            max: self.capacity.max,
+        });
         self
     }
 

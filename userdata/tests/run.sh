@@ -1,6 +1,8 @@
 #!/bin/bash
 # Tests for the EC2 user data: shellcheck, then the install script and the
-# leave-group hook run in a temporary root with stub commands (tests/stub.sh).
+# leave-group hook run in a temporary root with stub commands (tests/stub.sh):
+# on a stock image (install and boot phases), baking an image (install phase),
+# and on a baked image (boot phase, also timed: BOOT_RUNS runs, the median).
 # Usage: bash userdata/tests/run.sh   (last line: "N passed, M failed")
 set -uo pipefail
 
@@ -16,6 +18,8 @@ LEAVE=usr/local/bin/runner-leave-group
 LIFECYCLE=usr/local/bin/runner-lifecycle
 UNIT=etc/systemd/system/runner-scaler-start.service
 MARKER=var/lib/runner-scaler/runner-started
+ENVFILE=etc/runner-scaler/instance.env
+IMAGE=etc/runner-scaler/image
 HOOK_VARS=(AUTO_SCALING_GROUP_NAME=ci-runners LIFECYCLE_HOOK_NAME=runner-ready)
 COMPLETE="aws autoscaling complete-lifecycle-action --region eu-west-1 --auto-scaling-group-name ci-runners --lifecycle-hook-name runner-ready --instance-id $ID --lifecycle-action-result"
 TERMINATE="aws autoscaling terminate-instance-in-auto-scaling-group --region eu-west-1 --instance-id $ID --should-decrement-desired-capacity"
@@ -24,7 +28,7 @@ TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 BIN="$TMP/bin"
 mkdir -p "$BIN"
-for cmd in apt-get curl aws systemctl id useradd usermod chown logger sleep unzip snap; do
+for cmd in apt-get curl aws systemctl id useradd usermod chown logger sleep unzip snap dpkg-query; do
   ln -s "$HERE/stub.sh" "$BIN/$cmd"
 done
 
@@ -51,12 +55,12 @@ yaml_get() {
   ' "$1"
 }
 
-# run_install CASE [VAR=value...]: run the script in $TMP/CASE/root with the stubs;
-# leaves out, err, rc and stub.log in $TMP/CASE.
+# run_install CASE [VAR=value...]: run the script in $TMP/CASE/root (or in
+# $IN_ROOT) with the stubs; leaves out, err, rc and stub.log in $TMP/CASE.
 run_install() {
-  local dir="$TMP/$1"; shift
-  mkdir -p "$dir/root"
-  env PATH="$BIN:$PATH" RUNNER_SCALER_ROOT="$dir/root" STUB_LOG="$dir/stub.log" "$@" \
+  local dir="$TMP/$1" root="${IN_ROOT:-$TMP/$1/root}"; shift
+  mkdir -p "$dir" "$root"
+  env PATH="$BIN:$PATH" RUNNER_SCALER_ROOT="$root" STUB_LOG="$dir/stub.log" "$@" \
     bash "$INSTALL" >"$dir/out" 2>"$dir/err"
   echo $? >"$dir/rc"
   touch "$dir/stub.log"
@@ -130,13 +134,16 @@ check "drop-in Restart=no" has_re "$r/$DROPIN" '^Restart=no$'
 check "drop-in ExecStopPost runs the leave hook" has_re "$r/$DROPIN" '^ExecStopPost=/usr/local/bin/runner-leave-group$'
 check "drop-in User=root" has_re "$r/$DROPIN" '^User=root$'
 check "leave hook executable" test -x "$r/$LEAVE"
-check "leave hook knows the instance id" has_re "$r/$LEAVE" "^INSTANCE_ID=$ID$"
-check "leave hook knows the region" has_re "$r/$LEAVE" '^REGION=eu-west-1$'
+check "instance file holds the instance id" has_re "$r/$ENVFILE" "^INSTANCE_ID=$ID$"
+check "instance file holds the region" has_re "$r/$ENVFILE" '^REGION=eu-west-1$'
+check "leave hook reads the instance file" has_re "$r/$LEAVE" "^\. $r/$ENVFILE$"
+check "lifecycle script reads the instance file" has_re "$r/$LIFECYCLE" "^\. $r/$ENVFILE$"
+check "not marked as a baked image" test ! -e "$r/$IMAGE"
 check "shellcheck generated leave hook" shellcheck "$r/$LEAVE"
 check "systemd reloaded" has "$d/stub.log" "systemctl daemon-reload"
 check "circleci-runner disabled: it never starts by itself at boot" has "$d/stub.log" "systemctl disable circleci-runner.service"
 check "circleci-runner not started by the install itself" runner_not_started "$d/stub.log"
-check "runner-scaler-start enabled" has "$d/stub.log" "systemctl enable runner-scaler-start.service"
+check "runner-scaler-start enabled" has "$d/stub.log" "systemctl enable --no-reload runner-scaler-start.service"
 eq "runner-scaler-start started without blocking" "$(grep '^systemctl' "$d/stub.log" | tail -n1)" \
   "systemctl start --no-block runner-scaler-start.service"
 check "start unit runs runner-lifecycle start" has_re "$r/$UNIT" '^ExecStart=/usr/local/bin/runner-lifecycle start$'
@@ -186,7 +193,8 @@ d="$TMP/ssmfail" r="$TMP/ssmfail/root"
 check "exits non-zero" test "$(cat "$d/rc")" -ne 0
 check "message names the failed step" has "$d/err" "FAILED during step: fetch runner auth token (ssm)"
 check "no config written" test ! -e "$r/$CONFIG"
-check "runner not started" lacks "$d/stub.log" "circleci-runner.service"
+check "runner not started" runner_not_started "$d/stub.log"
+check "runner-scaler-start not enabled" lacks "$d/stub.log" "systemctl enable"
 check "ON_FAILURE=leave leaves the group" has_re "$d/stub.log" \
   "^aws autoscaling terminate-instance-in-auto-scaling-group .*--instance-id $ID --should-decrement-desired-capacity"
 run_install stay STUB_AWS_FAIL=ssm ON_FAILURE=stay
@@ -205,7 +213,7 @@ d="$TMP/warm" r="$TMP/warm/root"
 eq "exits 0" "$(cat "$d/rc")" 0
 eq "configured: api.auth_token is the SSM value" "$(yaml_get "$r/$CONFIG" api auth_token)" "$SSM_TOKEN"
 check "configured: drop-in with the leave hook" has_re "$r/$DROPIN" '^ExecStopPost=/usr/local/bin/runner-leave-group$'
-check "lifecycle script knows the group and the hook" has_re "$r/$LIFECYCLE" '^GROUP=ci-runners$'
+check "instance file names the group and the hook" has_re "$r/$ENVFILE" '^GROUP=ci-runners$'
 check "circleci-runner disabled" has "$d/stub.log" "systemctl disable circleci-runner.service"
 check "circleci-runner not started" runner_not_started "$d/stub.log"
 check "runner-scaler-start enabled and started (it waits)" has "$d/stub.log" "systemctl start --no-block runner-scaler-start.service"
@@ -280,7 +288,7 @@ d="$TMP/warmfail"
 check "exits non-zero" test "$(cat "$d/rc")" -ne 0
 check "abandons the launch" has "$d/stub.log" "$COMPLETE ABANDON"
 check "no terminate (with a hook, ABANDON terminates it)" lacks "$d/stub.log" "terminate-instance"
-check "runner-scaler-start not installed" test ! -e "$d/root/$UNIT"
+check "runner-scaler-start not enabled" lacks "$d/stub.log" "systemctl enable"
 
 echo "== no target lifecycle state in instance metadata"
 # Every Auto Scaling instance has the item from launch on (AWS, since March
@@ -322,6 +330,130 @@ run_leave leavestop ssm STUB_SYSTEM_STATE=stopping
 d="$TMP/leavestop"
 check "no Auto Scaling call" lacks "$d/stub.log" "aws "
 check "no power-off" lacks "$d/stub.log" "poweroff"
+
+# A token the bake could see, were it to look: it must end up nowhere.
+BAKE_TOKEN="token-in-the-bake-environment"
+echo "== bake an image: RUNNER_SCALER_PHASE=install (what Image Builder and Packer run)"
+run_install bake RUNNER_SCALER_PHASE=install RUNNER_TOKEN_SOURCE=inline RUNNER_TOKEN_INLINE="$BAKE_TOKEN"
+d="$TMP/bake" r="$TMP/bake/root"
+eq "exits 0" "$(cat "$d/rc")" 0
+check "runner package installed" has_re "$d/stub.log" '^apt-get .* install circleci-runner$'
+check "job user created" has_re "$d/stub.log" '^useradd .*circleci$'
+check "leave hook and lifecycle script installed" test -x "$r/$LEAVE" -a -x "$r/$LIFECYCLE"
+check "drop-in and start unit installed" test -f "$r/$DROPIN" -a -f "$r/$UNIT"
+check "circleci-runner disabled" has "$d/stub.log" "systemctl disable circleci-runner.service"
+check "runner-scaler-start not enabled (the boot phase enables it)" lacks "$d/stub.log" "systemctl enable"
+check "nothing started" lacks "$d/stub.log" "systemctl start"
+check "no instance metadata read" lacks "$d/stub.log" "169.254.169.254"
+check "no AWS call" lacks "$d/stub.log" "aws "
+check "no runner config" test ! -e "$r/$CONFIG"
+check "no instance file" test ! -e "$r/$ENVFILE"
+eq "no file holds a token" "$(grep -rlF -e "$BAKE_TOKEN" -e "$SSM_TOKEN" -e "$SM_TOKEN" "$r")" ""
+eq "no file names an instance" "$(grep -rlF -e "$ID" -e eu-west-1 "$r")" ""
+check "marked baked, last" test "$(grep '^==>' "$d/out" | tail -n2 | head -n1)" = "==> [runner-scaler] mark the image baked"
+check "image file has the install key" has_re "$r/$IMAGE" '^key=[0-9a-f]{64}$'
+check "image file has the runner version" has_re "$r/$IMAGE" '^circleci_runner=3\.1\.0-stub$'
+check "image file has the bake time" has_re "$r/$IMAGE" '^baked_at=20[0-9]{2}-[0-9]{2}-[0-9]{2}T'
+
+echo "== bake fails"
+run_install bakefail RUNNER_SCALER_PHASE=install STUB_FAIL=apt-get
+d="$TMP/bakefail"
+check "exits non-zero" test "$(cat "$d/rc")" -ne 0
+check "message names the failed step" has "$d/err" "FAILED during step: install prerequisites"
+check "no image file" test ! -e "$d/root/$IMAGE"
+check "no attempt to leave a group (none to leave)" lacks "$d/stub.log" "aws "
+
+# boot_baked CASE [VAR=value...]: bake an image into $TMP/CASE/root (logs in
+# $TMP/CASE-bake), then run the user data there, as the stack does, with VARs.
+boot_baked() {
+  local c="$1"; shift
+  IN_ROOT="$TMP/$c/root" run_install "$c-bake" RUNNER_SCALER_PHASE=install
+  [ "$(cat "$TMP/$c-bake/rc")" = 0 ] || fail "$c: the bake exits 0"
+  run_install "$c" "$@"
+}
+# tree_of ROOT: every file under ROOT (but the image file and the runner-started
+# marker) with its mode and its content, ROOT's own path replaced by "ROOT".
+tree_of() {
+  (cd "$1" && find . -type f ! -name image ! -name runner-started | sort | while read -r f; do
+    echo "== $f $(stat -c %a "$f")"; sed "s|$1|ROOT|g" "$f"
+  done)
+}
+
+echo "== the stack's user data on the baked image: boot phase only"
+boot_baked boot
+d="$TMP/boot" r="$TMP/boot/root"
+eq "exits 0" "$(cat "$d/rc")" 0
+check "says it boots a baked image, with the runner version" has "$d/out" "baked image (circleci_runner=3.1.0-stub"
+check "no package installed" lacks "$d/stub.log" "apt-get"
+check "no download" lacks "$d/stub.log" "packagecloud"
+check "no user created or changed" lacks_re "$d/stub.log" '^(useradd|usermod) '
+eq "api.auth_token is the SSM value" "$(yaml_get "$r/$CONFIG" api auth_token)" "$SSM_TOKEN"
+eq "runner.name from the instance id" "$(yaml_get "$r/$CONFIG" runner name)" "runner-scaler-$ID"
+eq "config mode 600" "$(stat -c %a "$r/$CONFIG" 2>/dev/null)" 600
+check "config chowned root:root" has "$d/stub.log" "chown root:root $r/$CONFIG"
+check "token absent from stdout/stderr" lacks_any "$SSM_TOKEN" "$d/out" "$d/err"
+check "instance file written" has_re "$r/$ENVFILE" "^INSTANCE_ID=$ID$"
+check "runner-scaler-start enabled" has "$d/stub.log" "systemctl enable --no-reload runner-scaler-start.service"
+eq "runner-scaler-start started without blocking, last" "$(grep '^systemctl' "$d/stub.log" | tail -n1)" \
+  "systemctl start --no-block runner-scaler-start.service"
+check "circleci-runner not started by the boot itself" runner_not_started "$d/stub.log"
+# Same settings, same machine: only the image file tells them apart.
+check "the same files as the stock install, with the same modes" diff <(tree_of "$TMP/ssm/root") <(tree_of "$r")
+run_start bootstart boot
+check "runner-scaler-start starts circleci-runner" runner_started "$TMP/bootstart/stub.log"
+run_leave bootleave boot
+eq "the job done, it leaves with decrement" "$(grep '^aws ' "$TMP/bootleave/stub.log")" "$TERMINATE"
+
+echo "== the baked image in a warm pool (Warmed:Stopped)"
+boot_baked bootwarm STUB_LIFECYCLE=Warmed:Stopped "${HOOK_VARS[@]}"
+d="$TMP/bootwarm"
+eq "exits 0" "$(cat "$d/rc")" 0
+check "boot phase only" lacks "$d/stub.log" "apt-get"
+eq "launch hook completed with CONTINUE, the last AWS call" "$(grep '^aws ' "$d/stub.log" | tail -n1)" "$COMPLETE CONTINUE"
+check "circleci-runner not started" runner_not_started "$d/stub.log"
+
+echo "== the baked image, token fetch fails"
+boot_baked bootfail STUB_AWS_FAIL=ssm
+d="$TMP/bootfail"
+check "exits non-zero" test "$(cat "$d/rc")" -ne 0
+check "message names the failed step" has "$d/err" "FAILED during step: fetch runner auth token (ssm)"
+check "leaves with decrement" has "$d/stub.log" "$TERMINATE"
+
+echo "== an image baked by another install phase (here: another RUNNER_USER)"
+boot_baked stale RUNNER_USER=builder
+d="$TMP/stale" r="$TMP/stale/root"
+eq "exits 0" "$(cat "$d/rc")" 0
+check "warns that the image does not match" has "$d/err" "WARNING: image baked by another install phase"
+check "installs as on a stock image" has_re "$d/stub.log" '^apt-get .* install circleci-runner$'
+check "creates the user it needs" has_re "$d/stub.log" '^useradd .*builder$'
+eq "command_prefix uses that user" "$(yaml_get "$r/$CONFIG" runner command_prefix)" '["sudo", "-niHu", "builder", "--"]'
+
+echo "== RUNNER_SCALER_PHASE unknown"
+run_install badphase RUNNER_SCALER_PHASE=bake
+d="$TMP/badphase"
+check "exits non-zero" test "$(cat "$d/rc")" -ne 0
+check "names the setting and the values" has "$d/err" "RUNNER_SCALER_PHASE must be auto or install, not 'bake'"
+check "did nothing" test ! -s "$d/stub.log"
+
+echo "== the boot phase's own time, on the baked image (stub commands, so no AWS or IMDS latency)"
+# One bake; before each run, the boot phase's two files are removed, which
+# gives back the baked tree (checked on the first run).
+runs="${BOOT_RUNS:-21}" times=() timed="$TMP/timed/root"
+IN_ROOT="$timed" run_install timed-bake RUNNER_SCALER_PHASE=install
+baked_tree="$(tree_of "$timed")"
+for i in $(seq "$runs"); do
+  rm -f "$timed/$CONFIG" "$timed/$ENVFILE"
+  [ "$i" != 1 ] || eq "the baked tree, before each timed run" "$(tree_of "$timed")" "$baked_tree"
+  t0="$EPOCHREALTIME"
+  IN_ROOT="$timed" run_install "timed$i"
+  t1="$EPOCHREALTIME"
+  has "$TMP/timed$i/out" "boot phase only" || fail "timed run $i: boot phase only"
+  [ "$(cat "$TMP/timed$i/rc")" = 0 ] || fail "timed run $i exits 0"
+  times+=("$(( (${t1/./} - ${t0/./}) / 1000 ))")
+done
+median="$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")"
+echo "boot phase: median ${median} ms over $runs runs (min $(printf '%s\n' "${times[@]}" | sort -n | head -n1) ms, max $(printf '%s\n' "${times[@]}" | sort -n | tail -n1) ms)"
+check "median well under the 2 s the issue allows" test "$median" -lt 2000
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -5,11 +5,13 @@
 # e.g. "autoscaling complete-lifecycle-action"), STUB_SSM_VALUE,
 # STUB_ID_RC (exit code of `id`, 1 = user missing), STUB_SYSTEM_STATE,
 # STUB_LIFECYCLE (the target lifecycle states that successive reads answer,
-# comma-separated, the last one repeating; "none" = HTTP 404; default InService).
+# comma-separated, the last one repeating; "none" = HTTP 404; default InService),
+# STUB_FAIL (a command that fails, e.g. apt-get).
 set -uo pipefail
 name="$(basename "$0")"
 { printf '%s' "$name"; printf ' %s' "$@"; echo; } >> "${STUB_LOG:?STUB_LOG must be set}"
 args=" $* "
+if [ "$name" = "${STUB_FAIL:-}" ]; then echo "$name stub: failing as told (STUB_FAIL)" >&2; exit 100; fi
 
 case "$name" in
   curl)
@@ -46,6 +48,7 @@ case "$name" in
   systemctl)
     if [ "${1:-}" = "is-system-running" ]; then echo "${STUB_SYSTEM_STATE:-running}"; fi ;;
   id) exit "${STUB_ID_RC:-1}" ;;
+  dpkg-query) echo "3.1.0-stub" ;; # the installed circleci-runner's version
   *) ;; # apt-get, useradd, usermod, chown, logger, sleep, unzip, snap: log only
 esac
 exit 0

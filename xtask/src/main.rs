@@ -6,10 +6,13 @@
 //!   linted by clippy as they build, every policy built, the whole test
 //!   suite, the Python and JavaScript examples' native tests, every example
 //!   policy's cases (`runner-scaler policy test`), the user-data
-//!   tests, cfn-lint on the CloudFormation template (installed from PyPI
-//!   when missing), the release files with their checksums, Prometheus
-//!   (Debian's, for the rules' and the alerts' tests), the systemd unit
-//!   (`systemd-analyze`) and the container image (podman).
+//!   tests, cfn-lint on the CloudFormation templates (installed from PyPI
+//!   when missing), `packer validate` on the Packer template (Debian's
+//!   packer, installed with apt-get when missing), the release files with
+//!   their checksums, Prometheus (Debian's, for the rules' and the alerts'
+//!   tests), the systemd unit (`systemd-analyze`) and the container image
+//!   (podman). Chromium (Debian's package, installed with apt-get when
+//!   missing) draws the simulator's HTML report in the tests.
 //! - `policies`: only find the toolchains and build the policies into
 //!   `target/policies/` (what `cargo test` and `cargo bench` read).
 //! - `bundle [--arch x86_64|arm64]`: only build the Lambda bundle, with
@@ -138,6 +141,7 @@ fn test(root: &Path) -> Result<()> {
         .collect();
     ensure_moto()?;
     ensure_aws_cli()?;
+    ensure_chromium()?;
     let bundle = build_lambda_bundle(root, "x86_64")?;
     let dist = dist(root, &[("x86_64".into(), bundle.clone())], &policies)?;
     let prometheus = ensure_prometheus()?;
@@ -160,8 +164,12 @@ fn test(root: &Path) -> Result<()> {
     ensure_cfn_lint()?;
     step(
         "cfn-lint",
-        Command::new("cfn-lint").arg("examples/cloudformation/runner-scaler.yaml"),
+        Command::new("cfn-lint").args([
+            "examples/cloudformation/runner-scaler.yaml",
+            "examples/cloudformation/runner-image.yaml",
+        ]),
     )?;
+    validate_packer_template()?;
     check_systemd_unit(root)?;
     check_container(root, &dist)?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
@@ -229,6 +237,45 @@ fn ensure_moto() -> Result<()> {
 /// runs against moto. Pinned to the version deploy.sh installs.
 fn ensure_aws_cli() -> Result<()> {
     ensure_from_pypi("awscli==1.45.11", Command::new("aws").arg("--version"))
+}
+
+/// Chromium, which draws `simulate --report`'s HTML in
+/// `host/tests/it/report.rs` (under CI=true that test fails without it):
+/// Debian's package with apt-get, without its recommends (desktop
+/// services a headless browser does not use). Measured with them on
+/// Debian 12 and 2 cores: 49 s and 130 packages; without, about 40.
+fn ensure_chromium() -> Result<()> {
+    let works = || {
+        Command::new("chromium")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if works() {
+        return Ok(());
+    }
+    step(
+        "apt-get update",
+        Command::new("apt-get").args(["update", "-qq"]),
+    )?;
+    step(
+        "install chromium",
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "chromium",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    if !works() {
+        bail!("chromium is installed but `chromium --version` fails");
+    }
+    Ok(())
 }
 
 /// The Lambda bundle for `arch`, built as users build it
@@ -555,6 +602,54 @@ fn check_container(root: &Path, dist: &Path) -> Result<()> {
 /// schemas.
 fn ensure_cfn_lint() -> Result<()> {
     ensure_from_pypi("cfn-lint", Command::new("cfn-lint").arg("--version"))
+}
+
+/// The Packer template of the runner image (`examples/packer/`): `packer fmt
+/// -check` parses both files, and `packer validate` checks the template's
+/// build against the amazon-ebs builder (its settings, the install script's
+/// path). Debian's packer (1.6.6, installed with apt-get when missing: about
+/// 12 s with the download, and 2 s of `apt-get update`) has that builder built
+/// in, so nothing is downloaded from GitHub; a newer Packer needs `packer
+/// init` first, and cannot read plugins.pkr.hcl's `required_plugins` in 1.6.
+fn validate_packer_template() -> Result<()> {
+    let works = || {
+        Command::new("packer")
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if !works() {
+        step(
+            "apt-get update",
+            Command::new("apt-get").args(["update", "-qq"]),
+        )?;
+        step(
+            "install packer",
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "packer"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        if !works() {
+            bail!("Debian's packer is installed but `packer version` still fails");
+        }
+    }
+    step(
+        "packer fmt",
+        Command::new("packer").args(["fmt", "-check", "-diff", "examples/packer"]),
+    )?;
+    step(
+        "packer validate",
+        Command::new("packer")
+            .args(["validate", "-var", "region=us-east-1"])
+            .arg("examples/packer/runner-image.pkr.hcl")
+            .env("CHECKPOINT_DISABLE", "1"),
+    )
+    .context(
+        "Debian's packer (1.6) has the amazon builder built in; a newer Packer needs the \
+         amazon plugin (`packer init examples/packer`) before it can validate",
+    )
 }
 
 /// Install `package` from PyPI unless `works` already succeeds, then check

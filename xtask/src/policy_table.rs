@@ -13,6 +13,7 @@ const POLICIES: &[(&str, &[ParamInfo])] = &[
     ("business-hours", business_hours::Params::PARAMS),
     ("cooldown", cooldown::Params::PARAMS),
     ("buffered", buffered::Params::PARAMS),
+    ("forecast", forecast::Params::PARAMS),
 ];
 
 /// Where the table sits in README.md: between these two lines.

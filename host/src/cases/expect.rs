@@ -12,6 +12,7 @@ pub const EXPECT_FIELDS: &[&str] = &[
     "error",
     "reason_contains",
     "kept_state",
+    "warm",
 ];
 
 /// What a case expects. Every given part must hold.
@@ -27,6 +28,9 @@ pub struct Expectation {
     pub reason_contains: Option<String>,
     /// The state the policy keeps.
     pub kept_state: Option<KeptState>,
+    /// The warm pool size the policy asks for: a number, or `false` for
+    /// none (the pool left as it is).
+    pub warm: Option<Option<u32>>,
 }
 
 /// An expectation of the kept state.
@@ -77,6 +81,12 @@ impl Expectation {
                     _ => return Err("expected the state as a string, `true` (some state) or `false` (no state)".into()),
                 });
             }
+            "warm" => {
+                self.warm = Some(match value {
+                    toml::Value::Boolean(false) => None,
+                    other => Some(count(other).ok_or("expected a whole number 0 or more (the warm pool size asked for), or `false` (none asked), e.g. warm = 2")?),
+                });
+            }
             _ => return Err(format!("not an expectation; a case expects {}", list(EXPECT_FIELDS))),
         }
         Ok(())
@@ -90,6 +100,7 @@ impl Expectation {
             self.desired_between.is_some(),
             self.reason_contains.is_some(),
             self.kept_state.is_some(),
+            self.warm.is_some(),
         ];
         let expects_decision = decision_parts.iter().any(|&given| given);
         if self.error.is_some() && expects_decision {
@@ -159,6 +170,12 @@ impl Expectation {
                 );
             }
         }
+        if let Some(wanted) = self.warm {
+            if decision.warm != wanted {
+                let say = |warm: Option<u32>| warm.map_or("none".to_string(), |n| n.to_string());
+                miss("warm", say(wanted), say(decision.warm));
+            }
+        }
         if let Some(wanted) = &self.reason_contains {
             if !decision.reason.contains(wanted.as_str()) {
                 miss(
@@ -217,6 +234,7 @@ mod tests {
                 desired,
                 reason: reason.into(),
                 state: state.map(str::to_string),
+                warm: None,
             }),
             log: PolicyLog::default(),
             elapsed: Duration::ZERO,

@@ -105,14 +105,13 @@ pub fn build(language: Language, dir: &Path, wit: &Path) -> anyhow::Result<Vec<u
             dir.display()
         );
     }
-    std::fs::read(&out).with_context(|| format!("cannot read {}", out.display()))
+    Ok(crate::policy::read_policy_file(&out)?)
 }
 
 /// The JavaScript module to build: `main` in package.json, else `app.js`.
 fn js_entry(dir: &Path) -> anyhow::Result<PathBuf> {
     let manifest = dir.join("package.json");
-    let text = std::fs::read_to_string(&manifest)
-        .with_context(|| format!("cannot read {}", manifest.display()))?;
+    let text = crate::input_file::read_text(&manifest, crate::input_file::MAX_MANIFEST_BYTES)?;
     let package: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not JSON", manifest.display()))?;
     let entry = match &package["main"] {

@@ -6,6 +6,7 @@ mod language;
 mod policy;
 mod scale;
 mod simulate;
+mod trace;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -49,18 +50,31 @@ enum Command {
     /// Replay a day of CI jobs through scaling policies against a simulated
     /// group: job waits and instance cost, side by side, and a chart.
     Simulate(Box<simulate::SimulateArgs>),
+    /// Make traces for `simulate` from CircleCI's job history: import its
+    /// usage export, or fetch one from the Usage API.
+    #[command(subcommand)]
+    Trace(trace::TraceCommand),
 }
 
 /// Run the command line; the binary's `main`.
 pub fn main() -> ExitCode {
     let cli = parse();
     let ca_bundle = match cli.command {
-        Command::Once(_) | Command::Run(_) | Command::Check(_) | Command::Lambda => {
+        Command::Once(_)
+        | Command::Run(_)
+        | Command::Check(_)
+        | Command::Lambda
+        | Command::Trace(trace::TraceCommand::Fetch(_)) => {
             // SAFETY: no thread but this one exists yet: the runtime is
             // made below, and neither parsing nor logging starts one.
             unsafe { crate::ca_certificates::read_the_bundle_alone() }
         }
-        Command::Policy(_) | Command::Simulate(_) => None,
+        Command::Policy(_) | Command::Simulate(_) | Command::Trace(_) => None,
+    };
+    let runtime_api_guard = match cli.command {
+        // SAFETY: as above, no other thread exists yet.
+        Command::Lambda => unsafe { crate::modes::runtime_api_guard::bind() },
+        _ => None,
     };
     let default_filter = match cli.command {
         Command::Simulate(_) => crate::simulate::LOG_FILTER,
@@ -97,8 +111,9 @@ pub fn main() -> ExitCode {
             Command::Run(args) => scale::run(args).await,
             Command::Check(args) => scale::check(args).await,
             Command::Policy(command) => command.run().await,
-            Command::Lambda => crate::modes::lambda::run().await,
+            Command::Lambda => crate::modes::lambda::run(runtime_api_guard).await,
             Command::Simulate(args) => simulate::simulate(*args).await,
+            Command::Trace(command) => command.run().await,
         }
     });
     match result {

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Where the configuration is, and the policies' compiled code.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ConfigArgs {
     /// The configuration file. Without one, the original tool's environment
     /// variables (SECRET_NAME, AUTO_SCALING_GROUP_NAME, ...) define one pool.
@@ -100,6 +100,7 @@ pub async fn once(args: ScaleArgs) -> anyhow::Result<ExitCode> {
 /// Tick every interval until SIGTERM or SIGINT; reload on SIGHUP or when a
 /// file the configuration depends on changes.
 pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
+    let descriptors = daemon::raise_descriptor_limit();
     let (config, mut policies) = args.config.load()?;
     let scaler = modes::connect(&config, &mut policies).await?;
     let config_file = args.config.config.clone();
@@ -109,6 +110,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
         pools = scaler.pools.len(),
         interval_s = scaler.interval.as_secs_f64(),
         dry_run = args.dry_run,
+        open_files_limit = descriptors,
         "runner-scaler running"
     );
     modes::warn_unprotected(&scaler).await;
@@ -163,8 +165,17 @@ async fn reload_on_triggers(
     while let Some(trigger) = triggers.next().await {
         tracing::info!(%trigger, "reloading the configuration and its policies");
         let rebuilt = async {
-            let (config, mut policies) = args.load()?;
-            let scaler = modes::connect(&config, &mut policies).await?;
+            // Files are read and policies compiled on a thread of their
+            // own, within the deadline; then the clients are made here.
+            let load = args.clone();
+            let (config, loaded) =
+                reload::off_the_runtime(config.daemon.reload_deadline, move || {
+                    let (config, mut policies) = load.load()?;
+                    let loaded = modes::load_policies(&config, &mut policies)?;
+                    Ok((config, loaded))
+                })
+                .await?;
+            let scaler = modes::connect_loaded(&config, loaded).await?;
             anyhow::Ok((config, scaler))
         }
         .await;
@@ -206,7 +217,12 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     for (pool, (policy, shadow)) in config.pools.iter().zip(&loaded) {
         let describe = |policy: &Policy| match policy {
             Policy::Builtin(rule) => format!("built-in {rule}"),
-            Policy::Wasm(wasm) => format!("{} (sha256 {})", wasm.path().display(), wasm.sha256()),
+            Policy::Wasm(wasm) => format!(
+                "{} (sha256 {}, {})",
+                wasm.path().display(),
+                wasm.sha256(),
+                wasm.contract()
+            ),
         };
         let mut policy = describe(policy);
         if let Some(shadow) = shadow {

@@ -3,8 +3,9 @@
 
 use crate::config::parse_duration;
 use crate::policy::Policy;
-use crate::simulate::experiment::load_policies;
-use crate::simulate::{self, chart, report, Boot, Exit, Protection, Settings, Summary, Trace};
+use crate::simulate::experiment::{self, load_policies};
+use crate::simulate::{self, chart, html, report, window, Boot, Exit, Protection, Settings};
+use crate::simulate::{Summary, Trace};
 use anyhow::{bail, ensure, Context};
 use clap::{Args, ValueEnum};
 use std::io::{IsTerminal, Write};
@@ -57,23 +58,33 @@ pub struct SimulateArgs {
     /// Seeds random boot times (`--boot LOW..HIGH`).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Time between ticks.
-    #[arg(long, default_value = "60s", value_parser = seconds)]
+    /// Time between ticks (production's default interval).
+    #[arg(long, default_value = "10s", value_parser = seconds)]
     tick: u64,
-    /// Boot time of an instance: fixed (`90s`), or uniform between two (`60s..150s`).
-    #[arg(long, default_value = "90s", value_parser = boot)]
-    boot: Boot,
+    /// The runner image, which sets --boot and --warm-start: `stock` (the
+    /// user data installs the runner at launch: 90 s, 25 s) or `baked` (the
+    /// runner baked into the AMI: 30 s, 25 s). The figures' sources:
+    /// examples/traces/README.md.
+    #[arg(long, value_enum, default_value = "stock")]
+    image: ImageArg,
+    /// Boot time of an instance: fixed (`90s`), or uniform between two
+    /// (`60s..150s`) [default: the image's].
+    #[arg(long, value_parser = boot)]
+    boot: Option<Boot>,
     /// Keep this many instances initialised and stopped in the group's warm
     /// pool: a launch takes one and it starts in --warm-start instead of
     /// --boot; the pool refills at once with instances that boot in full,
     /// then stop (the stack's WarmPoolSize). `auto`: sized by the
     /// documented rule, the 95th percentile over the trace's jobs of the
     /// jobs that arrived within one full boot and one tick up to each.
-    #[arg(long, default_value = "0", value_name = "N|auto", value_parser = warm_pool)]
+    /// `policy`: a warm pool the policy sizes (its decisions' `warm`),
+    /// empty at the start.
+    #[arg(long, default_value = "0", value_name = "N|auto|policy", value_parser = warm_pool)]
     warm_pool: WarmPoolArg,
-    /// Time from a warmed instance's start to its runner taking jobs.
-    #[arg(long, default_value = "25s", value_parser = seconds)]
-    warm_start: u64,
+    /// Time from a warmed instance's start to its runner taking jobs
+    /// [default: the image's].
+    #[arg(long, value_parser = seconds)]
+    warm_start: Option<u64>,
     /// What a stopped instance in the warm pool costs per hour (its EBS
     /// volume; the default is 30 GiB of gp3).
     #[arg(long, default_value_t = crate::simulate::experiment::STOPPED_PRICE_PER_HOUR)]
@@ -113,6 +124,17 @@ pub struct SimulateArgs {
     /// panel per run) to this SVG file.
     #[arg(long, value_name = "OUT.svg")]
     chart: Option<PathBuf>,
+    /// Write a report to this HTML file, to open in any browser (one file,
+    /// nothing fetched): per run the queue (waiting and running) and the
+    /// capacity over time, every run's waits and cost overlaid, the tables.
+    #[arg(long, value_name = "OUT.html")]
+    report: Option<PathBuf>,
+    /// Count only the jobs submitted from this moment (the table, the
+    /// chart, the report): an RFC 3339 time, or an offset from the trace's
+    /// start such as 21d. The simulation still starts at the trace's start,
+    /// so the policies' state and the fleet are warmed up.
+    #[arg(long, value_name = "TIME|OFFSET")]
+    report_from: Option<String>,
     /// A param for the policies (`minutes=5`), or for one policy by name
     /// (`cooldown:minutes=5`). Repeat for more.
     #[arg(long = "params", value_name = "[POLICY:]KEY=VALUE")]
@@ -173,6 +195,10 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let trace = Trace::find(&args.trace, args.start)?.for_class(args.resource_class.as_deref())?;
+    let from = match &args.report_from {
+        Some(text) => window::parse_from(text, &trace).map_err(anyhow::Error::msg)?,
+        None => 0,
+    };
 
     let default_run = args.policies.is_empty();
     let names = if default_run {
@@ -205,21 +231,28 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let params = parse_params(&args.params, &policies)?;
+    let image = match args.image {
+        ImageArg::Stock => experiment::STOCK,
+        ImageArg::Baked => experiment::BAKED,
+    };
+    let boot = args.boot.unwrap_or(Boot::Fixed(image.boot));
     let settings = Settings {
         tick: args.tick,
-        boot: args.boot,
+        boot,
         warm_pool: crate::simulate::world::WarmPool {
             size: match args.warm_pool {
                 WarmPoolArg::Size(size) => size,
+                WarmPoolArg::Policy => 0,
                 WarmPoolArg::Auto => {
-                    let full_boot = match args.boot {
+                    let full_boot = match boot {
                         Boot::Fixed(seconds) => seconds,
                         Boot::Uniform { high, .. } => high,
                     };
                     trace.warm_pool_for(full_boot + args.tick)
                 }
             },
-            start: args.warm_start,
+            start: args.warm_start.unwrap_or(image.warm_start),
+            sized_by_policy: args.warm_pool == WarmPoolArg::Policy,
         },
         idle_timeout: args.idle_timeout,
         min: args.min,
@@ -284,17 +317,21 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         trace.jobs.len(),
         args.price_per_hour
     );
-    if settings.warm_pool.size > 0 {
+    if settings.warm_pool.exists() {
         heading += &format!(
             ", ${:.4} per stopped instance-hour",
             args.stopped_price_per_hour
         );
     }
+    if from > 0 {
+        heading += &format!("; {}", window::describe(&trace, from, &time_zone));
+    }
     let summaries: Vec<Summary> = runs
         .iter()
         .map(|r| {
-            Summary::priced(
+            Summary::window(
                 r,
+                from,
                 args.price_per_hour,
                 args.stopped_price_per_hour,
                 args.slow_wait,
@@ -311,6 +348,15 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     } else {
         format!("{heading}\n\n{}", report::table(&summaries, args.slow_wait))
     };
+    let calibration = report::Calibration::of(&trace, &runs, from);
+    if let Some(calibration) = &calibration {
+        out += "\n";
+        out += &if args.markdown {
+            calibration.markdown()
+        } else {
+            calibration.text()
+        };
+    }
     for run in &runs {
         if let Some(err) = &run.first_policy_error {
             out += &format!(
@@ -331,10 +377,36 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(path) = &args.chart {
         let title = format!("{}, {described}", trace.origin);
-        let svg = chart::svg(&runs, &title, trace.start, &time_zone)?;
+        let svg = chart::svg_from(&runs, &title, trace.start, &time_zone, from)?;
         std::fs::write(path, svg)
             .with_context(|| format!("cannot write the chart to {}", path.display()))?;
         out += &format!("\nchart: {}\n", path.display());
+    }
+    if let Some(path) = &args.report {
+        let recorded: Vec<u64> = trace
+            .jobs
+            .iter()
+            .filter(|j| j.submit >= from)
+            .filter_map(|j| j.wait)
+            .collect();
+        let page = html::html(&html::ReportInput {
+            title: &trace.origin,
+            heading: &heading,
+            runs: &runs,
+            summaries: &summaries,
+            slow_wait: args.slow_wait,
+            tick: args.tick,
+            start: trace.start,
+            time_zone: &time_zone,
+            from,
+            recorded: (!recorded.is_empty()).then_some(recorded),
+            calibration,
+            price_per_hour: args.price_per_hour,
+            stopped_price_per_hour: args.stopped_price_per_hour,
+        });
+        std::fs::write(path, page)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        out += &format!("\nreport: {}\n", path.display());
     }
     match std::io::stdout().lock().write_all(out.as_bytes()) {
         Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
@@ -410,6 +482,9 @@ fn progress_bar(trace: &Trace, runs: usize, tick: u64) -> indicatif::ProgressBar
 
 /// A duration as the configuration writes it ([`parse_duration`]), in whole
 /// seconds, at least 1.
+/// The longest of the simulator's time settings.
+const MAX_SETTING_SECONDS: u64 = 24 * 3600;
+
 fn seconds(text: &str) -> Result<u64, String> {
     let seconds = parse_duration(text)
         .ok_or_else(|| {
@@ -423,6 +498,12 @@ fn seconds(text: &str) -> Result<u64, String> {
     if seconds == 0 {
         return Err(format!("{text:?} is zero; use at least 1s"));
     }
+    if seconds > MAX_SETTING_SECONDS {
+        return Err(format!(
+            "{text:?} is more than a day; these settings (tick, boot, idle timeout, warm start, \
+             slow wait) are seconds to minutes"
+        ));
+    }
     Ok(seconds)
 }
 
@@ -432,13 +513,24 @@ fn seconds(text: &str) -> Result<u64, String> {
 enum WarmPoolArg {
     Size(u32),
     Auto,
+    Policy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ImageArg {
+    Stock,
+    Baked,
 }
 
 fn warm_pool(text: &str) -> Result<WarmPoolArg, String> {
     match text.trim() {
         "auto" => Ok(WarmPoolArg::Auto),
+        "policy" => Ok(WarmPoolArg::Policy),
         n => n.parse().map(WarmPoolArg::Size).map_err(|_| {
-            format!("{text:?} is neither a number of instances nor `auto`; write e.g. 8 or auto")
+            format!(
+                "{} is neither a number of instances, `auto` nor `policy`; write e.g. 8, auto or policy",
+                crate::text::quoted(text)
+            )
         }),
     }
 }

@@ -7,7 +7,9 @@ use super::{GroupError, GroupId, GroupState, Groups, Write, DESCRIBE_BATCH};
 use crate::aws::{call_error, AwsOptions};
 use crate::iam::{Action, Call};
 use crate::state::STATE_TAG;
-use aws_sdk_autoscaling::types::{AutoScalingGroup, LifecycleState, Tag};
+use aws_sdk_autoscaling::types::{
+    AutoScalingGroup, InstanceReusePolicy, LifecycleState, Tag, WarmPoolState, WarmPoolStatus,
+};
 use aws_sdk_autoscaling::Client;
 use futures::stream::{self, StreamExt};
 use std::collections::{HashMap, HashSet};
@@ -204,6 +206,27 @@ impl Groups for AsgGroups {
                 .await
                 .map(|_| ())
                 .map_err(|err| call_error(&err, &call(Action::CreateOrUpdateTags))),
+            Write::WarmPool {
+                size,
+                pool_state,
+                reuse_on_scale_in,
+            } => client
+                .put_warm_pool()
+                .auto_scaling_group_name(name)
+                .min_size(count(*size, "warm pool size")?)
+                .max_group_prepared_capacity(count(*size, "warm pool size")?)
+                .set_pool_state(pool_state.as_deref().map(WarmPoolState::from))
+                .set_instance_reuse_policy(reuse_on_scale_in.map(|reuse| {
+                    InstanceReusePolicy::builder()
+                        .reuse_on_scale_in(reuse)
+                        .build()
+                }))
+                .customize()
+                .interceptor(outcome.clone())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|err| call_error(&err, &call(Action::PutWarmPool))),
             Write::State(None) => client
                 .delete_tags()
                 .tags(state_tag(name).build())
@@ -249,6 +272,20 @@ fn group_state(group: &AutoScalingGroup) -> GroupState {
             .find(|tag| tag.key() == Some(STATE_TAG))
             .and_then(|tag| tag.value())
             .map(str::to_owned),
+        warm_pool: group.warm_pool_configuration().map(|pool| {
+            let count = |value: Option<i32>| value.and_then(|v| u32::try_from(v).ok());
+            super::WarmPoolState {
+                instances: count(group.warm_pool_size()),
+                min_size: count(pool.min_size()).unwrap_or(0),
+                // AWS answers -1 (or nothing) for "not set".
+                max_prepared: count(pool.max_group_prepared_capacity()),
+                pool_state: pool.pool_state().map(|s| s.as_str().to_owned()),
+                reuse_on_scale_in: pool
+                    .instance_reuse_policy()
+                    .and_then(|policy| policy.reuse_on_scale_in()),
+                deleting: pool.status() == Some(&WarmPoolStatus::PendingDelete),
+            }
+        }),
         ..GroupState::default()
     };
     for instance in group.instances() {
@@ -342,6 +379,7 @@ mod tests {
                 unprotected: 2,
                 new_instances_protected: true,
                 policy_state: Some("{\"n\":1}".into()),
+                warm_pool: None,
             }
         );
     }

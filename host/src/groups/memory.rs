@@ -176,6 +176,20 @@ impl Groups for MemoryGroups {
                     state.policy_state = kept.clone();
                     None
                 }
+                Write::WarmPool {
+                    size,
+                    ref pool_state,
+                    reuse_on_scale_in,
+                } => {
+                    // PutWarmPool creates the pool when there is none.
+                    let pool = state.warm_pool.get_or_insert_with(Default::default);
+                    pool.min_size = size;
+                    pool.max_prepared = Some(size);
+                    pool.pool_state = pool_state.clone();
+                    pool.reuse_on_scale_in = reuse_on_scale_in;
+                    pool.instances = Some(size);
+                    None
+                }
             };
             if let Some((desired, min, max)) = bounded {
                 if desired < min || desired > max {

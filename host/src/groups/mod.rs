@@ -54,6 +54,35 @@ pub struct GroupState {
     pub new_instances_protected: bool,
     /// The policy's state from the [`STATE_TAG`](crate::state::STATE_TAG) tag.
     pub policy_state: Option<String>,
+    /// The group's warm pool, when it has one.
+    pub warm_pool: Option<WarmPoolState>,
+}
+
+/// A group's warm pool as `DescribeAutoScalingGroups` tells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WarmPoolState {
+    /// Instances in the pool (`WarmPoolSize`), when the answer says.
+    pub instances: Option<u32>,
+    /// Its `MinSize` (0 when unset).
+    pub min_size: u32,
+    /// Its `MaxGroupPreparedCapacity`, when set: with `MinSize` equal to
+    /// it, the pool holds that many whatever the desired capacity.
+    pub max_prepared: Option<u32>,
+    /// Its `PoolState` (`Stopped`, `Hibernated`, `Running`), which a write
+    /// keeps as it is.
+    pub pool_state: Option<String>,
+    /// Its `InstanceReusePolicy`'s `ReuseOnScaleIn`, kept as it is too.
+    pub reuse_on_scale_in: Option<bool>,
+    /// The pool is being deleted (`Status` `PendingDelete`): it is not
+    /// sized.
+    pub deleting: bool,
+}
+
+impl WarmPoolState {
+    /// How many instances the pool keeps, when that is a fixed number.
+    pub fn size(&self) -> u32 {
+        self.min_size
+    }
 }
 
 /// One write to a group.
@@ -66,6 +95,14 @@ pub enum Write {
     DesiredAndBounds { desired: u32, min: u32, max: u32 },
     /// Keep the policy's state in the group's tag, or remove the tag.
     State(Option<String>),
+    /// Make the group's warm pool keep `size` instances (`PutWarmPool` with
+    /// `MinSize` and `MaxGroupPreparedCapacity` both `size`), its pool state
+    /// and reuse policy as they were.
+    WarmPool {
+        size: u32,
+        pool_state: Option<String>,
+        reuse_on_scale_in: Option<bool>,
+    },
 }
 
 /// Reads and writes groups.

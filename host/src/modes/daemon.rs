@@ -88,6 +88,39 @@ pub fn stop_on_signals(grace: Duration) -> std::io::Result<watch::Receiver<bool>
     Ok(rx)
 }
 
+/// Raise this process's soft limit of open descriptors to its hard limit,
+/// as Go programs do at start: the soft limit (1,024 on most systems) is a
+/// default for programs that call `select`, which this one does not. The
+/// listener holds at most [`super::http::MAX_CONNECTIONS`] of them whatever
+/// the limit; this leaves the rest to the ticks' connections. Returns the
+/// limit now in force, when it can be read.
+pub fn raise_descriptor_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `limit` is a valid rlimit for getrlimit to fill in.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: a valid rlimit, no higher than the hard limit.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                limit = raised;
+            }
+        }
+        Some(limit.rlim_cur)
+    }
+    #[cfg(not(unix))]
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

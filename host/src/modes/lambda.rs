@@ -85,8 +85,12 @@ pub fn detected() -> bool {
     std::env::var_os(RUNTIME_API_VAR).is_some_and(|v| !v.is_empty())
 }
 
-/// Run as the function's runtime until Lambda stops the process.
-pub async fn run() -> anyhow::Result<ExitCode> {
+/// Run as the function's runtime until Lambda stops the process, through
+/// `guard` ([`super::runtime_api_guard`]) when it could be bound.
+pub async fn run(guard: Option<super::runtime_api_guard::Guard>) -> anyhow::Result<ExitCode> {
+    if let Some(guard) = guard {
+        tokio::spawn(super::runtime_api_guard::serve(guard));
+    }
     let api = std::env::var(RUNTIME_API_VAR)
         .ok()
         .filter(|v| !v.is_empty())
@@ -335,6 +339,7 @@ mod tests {
             crate::observation::Queue {
                 waiting: 2,
                 running: 0,
+                blocked: None,
             },
         );
         let groups = crate::groups::MemoryGroups::new();

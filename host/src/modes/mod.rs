@@ -8,11 +8,12 @@ pub mod lambda;
 pub mod once;
 pub mod probe;
 pub mod reload;
+pub mod runtime_api_guard;
 
 use crate::config::{Config, PoolConfig};
 use crate::groups::{GroupState, Groups};
 use crate::plan::{self, Bounds};
-use crate::policy::{CompileCache, EngineOptions, Limits, Policy, PolicyEngine, PolicyLoader};
+use crate::policy::{CompileCache, EngineOptions, Limits, Pin, Policy, PolicyEngine, PolicyLoader};
 use crate::sources::QueueSource;
 use crate::tick::{self, Cut, Pool, PoolReport, Shadow, TickOptions};
 use anyhow::Context;
@@ -82,16 +83,30 @@ pub fn load_pools(
     policies: &mut PolicyLoader<'_>,
     secret_resource_class: Option<&str>,
 ) -> anyhow::Result<Vec<Pool>> {
-    load_policies(config, policies)?
+    ready_pools(
+        config,
+        load_policies(config, policies)?,
+        secret_resource_class,
+    )
+}
+
+/// The pools of `config` with their `loaded` policies (in the pools'
+/// order).
+fn ready_pools(
+    config: &Config,
+    loaded: Vec<(Policy, Option<Shadow>)>,
+    secret_resource_class: Option<&str>,
+) -> anyhow::Result<Vec<Pool>> {
+    loaded
         .into_iter()
         .zip(&config.pools)
         .map(|((policy, shadow), pool)| ready(pool, policy, shadow, secret_resource_class))
         .collect()
 }
 
-/// Each pool's policy (its file checked against `policy_sha256`) and
-/// shadow, every file loaded through `policies` once however many pools
-/// share it.
+/// Each pool's policy and shadow (their files checked against
+/// `policy_sha256` and `shadow_sha256`), every file loaded through
+/// `policies` once however many pools share it.
 pub fn load_policies(
     config: &Config,
     policies: &mut PolicyLoader<'_>,
@@ -101,20 +116,27 @@ pub fn load_policies(
         .iter()
         .map(|pool| {
             let policy = policies
-                .load_pinned(&pool.policy, pool.policy_sha256.as_deref())
+                .load_pinned(&pool.policy, pin("policy_sha256", &pool.policy_sha256))
                 .with_context(|| format!("{}: pool {:?}: policy", config.origin, pool.name))?;
             let shadow = match &pool.shadow {
                 None => None,
                 Some(shadow) => Some(Shadow::new(
-                    policies.load(&shadow.policy).with_context(|| {
-                        format!("{}: pool {:?}: shadow", config.origin, pool.name)
-                    })?,
+                    policies
+                        .load_pinned(&shadow.policy, pin("shadow_sha256", &shadow.policy_sha256))
+                        .with_context(|| {
+                            format!("{}: pool {:?}: shadow", config.origin, pool.name)
+                        })?,
                     shadow.params.clone(),
                 )),
             };
             Ok((policy, shadow))
         })
         .collect()
+}
+
+/// A pool's pin, `field`, if it has one.
+fn pin<'a>(field: &'static str, sha256: &'a Option<String>) -> Option<Pin<'a>> {
+    sha256.as_deref().map(|sha256| Pin { field, sha256 })
 }
 
 fn ready(
@@ -155,29 +177,20 @@ pub async fn connect(
     config: &Config,
     policies: &mut PolicyLoader<'_>,
 ) -> anyhow::Result<Scaler<crate::sources::circleci::CircleCi, crate::groups::asg::AsgGroups>> {
-    use crate::config::TokenSource;
-    use crate::secret::Secret;
+    let loaded = load_policies(config, policies)?;
+    connect_loaded(config, loaded).await
+}
+
+/// [`connect`], with the pools' policies already loaded
+/// ([`load_policies`]): what a reload does after loading them off the
+/// runtime's threads.
+pub async fn connect_loaded(
+    config: &Config,
+    policies: Vec<(Policy, Option<Shadow>)>,
+) -> anyhow::Result<Scaler<crate::sources::circleci::CircleCi, crate::groups::asg::AsgGroups>> {
     let aws = crate::aws::AwsOptions::new(config.aws_endpoint_url.clone());
-    let (token, secret_resource_class) = match &config.circleci.token {
-        TokenSource::Env(var) => {
-            let token = std::env::var(var).ok().filter(|t| !t.trim().is_empty()).with_context(|| {
-                format!(
-                    "{}: circleci.token_env: the variable {var} is not set; export a CircleCI personal API token in it",
-                    config.origin
-                )
-            })?;
-            (Secret::new(token), None)
-        }
-        TokenSource::Secret { name, region } => {
-            let secret = crate::runner_secret::read_runner_secret(name, region, &aws).await?;
-            (secret.token, secret.resource_class)
-        }
-        TokenSource::Parameter { name, region } => (
-            crate::runner_secret::read_token_parameter(name, region, &aws).await?,
-            None,
-        ),
-    };
-    let pools = load_pools(config, policies, secret_resource_class.as_deref())?;
+    let (token, secret_resource_class) = circleci_token(config, &aws).await?;
+    let pools = ready_pools(config, policies, secret_resource_class.as_deref())?;
     let queues = crate::sources::circleci::CircleCi::new(
         &config.circleci.base_url,
         token,
@@ -189,6 +202,36 @@ pub async fn connect(
         groups: crate::groups::asg::AsgGroups::new(aws),
         tick_deadline: config.tick_deadline,
         interval: paced_interval(config),
+    })
+}
+
+/// The CircleCI token of `config` (from its variable, its Secrets Manager
+/// secret or its SSM parameter), and the resource class the original
+/// tool's secret names, if it does. `connect` and `trace fetch` read it so.
+pub async fn circleci_token(
+    config: &Config,
+    aws: &crate::aws::AwsOptions,
+) -> anyhow::Result<(crate::secret::Secret, Option<String>)> {
+    use crate::config::TokenSource;
+    use crate::secret::Secret;
+    Ok(match &config.circleci.token {
+        TokenSource::Env(var) => {
+            let token = std::env::var(var).ok().filter(|t| !t.trim().is_empty()).with_context(|| {
+                format!(
+                    "{}: circleci.token_env: the variable {var} is not set; export a CircleCI personal API token in it",
+                    config.origin
+                )
+            })?;
+            (Secret::new(token), None)
+        }
+        TokenSource::Secret { name, region } => {
+            let secret = crate::runner_secret::read_runner_secret(name, region, aws).await?;
+            (secret.token, secret.resource_class)
+        }
+        TokenSource::Parameter { name, region } => (
+            crate::runner_secret::read_token_parameter(name, region, aws).await?,
+            None,
+        ),
     })
 }
 
@@ -270,6 +313,7 @@ mod tests {
             min: 0,
             max: 10,
             allow_unprotected_scale_in: false,
+            warm_max: 10,
         };
         let protected = GroupState {
             desired: 4,

@@ -42,6 +42,28 @@ pub fn summary(reports: &[PoolReport], dry_run: bool) -> String {
             action,
             text::escape(&reason),
         );
+        if let Some(shadow) = &r.shadow {
+            // What the shadow would have set, under the pool's row: never
+            // applied.
+            let said = match (&r.shadow_error, r.shadow_desired) {
+                (Some(err), _) => format!("failed: {err}"),
+                (None, Some(desired)) => format!(
+                    "would set {desired}{}: {}",
+                    match r.desired {
+                        Some(live) if live != desired => " (disagrees)",
+                        _ => "",
+                    },
+                    r.shadow_reason.as_deref().unwrap_or_default()
+                ),
+                (None, None) => "not asked (the pool was not decided)".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "  ↳ shadow {}: {}",
+                text::escape(shadow),
+                text::escape(&said)
+            );
+        }
     }
     let decided = reports.iter().filter(|r| r.decided()).count();
     let unknown = reports
@@ -86,6 +108,7 @@ mod tests {
         decided.queue = Some(Queue {
             waiting: 0,
             running: 0,
+            blocked: None,
         });
         decided.capacity = Some(Capacity::default());
         decided.desired = Some(0);
@@ -102,6 +125,29 @@ mod tests {
         assert!(
             table.ends_with("1 of 3 pools decided; 1 written with an unknown outcome (the next tick reads the group again)"),
             "{table}"
+        );
+    }
+
+    #[test]
+    fn a_shadow_shows_under_its_pool_and_says_when_it_disagrees() {
+        let mut live = report("a", Action::Applied);
+        live.desired = Some(3);
+        live.shadow = Some("cooldown".into());
+        live.shadow_desired = Some(5);
+        live.shadow_reason = Some("2 jobs, 3 warm\nforged".into());
+        let mut failed = report("b", Action::Unchanged);
+        failed.desired = Some(1);
+        failed.shadow = Some("spin".into());
+        failed.shadow_error = Some("policy spin ran past its deadline".into());
+        let table = summary(&[live, failed], false);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[2],
+            "  ↳ shadow cooldown: would set 5 (disagrees): 2 jobs, 3 warm\\nforged"
+        );
+        assert_eq!(
+            lines[4],
+            "  ↳ shadow spin: failed: policy spin ran past its deadline"
         );
     }
 }

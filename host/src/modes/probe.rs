@@ -243,6 +243,33 @@ async fn probe_group(
             .await,
         );
     }
+    let put = call(Action::PutWarmPool);
+    let pool = group
+        .as_ref()
+        .and_then(|g| g.warm_pool_configuration().cloned());
+    let outcome = match pool {
+        _ if !stateful => Outcome::Skipped(
+            "not needed: the group's pools use built-in rules, which never size a warm pool".into(),
+        ),
+        None => {
+            Outcome::Skipped("not needed: the group has no warm pool for a policy to size".into())
+        }
+        // The pool's own settings, written back: nothing changes.
+        Some(pool) => match client
+            .put_warm_pool()
+            .auto_scaling_group_name(name)
+            .set_min_size(pool.min_size())
+            .set_max_group_prepared_capacity(pool.max_group_prepared_capacity())
+            .set_pool_state(pool.pool_state().cloned())
+            .set_instance_reuse_policy(pool.instance_reuse_policy().cloned())
+            .send()
+            .await
+        {
+            Ok(_) => Outcome::Allowed(None),
+            Err(err) => failure(&err, &put),
+        },
+    };
+    probes.push(probe_of(&put, outcome));
     probes
 }
 

@@ -12,6 +12,7 @@ use crate::tick::Pool;
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -19,6 +20,51 @@ use tokio::sync::mpsc;
 /// How long file events are gathered before one reload: an editor's save is
 /// several events (write, rename, attributes), a deploy several files.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// Whether a load started by [`off_the_runtime`] is still running (it may
+/// outlive its deadline: a thread cannot be cancelled).
+static LOADING: AtomicBool = AtomicBool::new(false);
+
+/// Runs `load` (read the configuration, load and compile the policies) on
+/// a thread of its own, never on the runtime's threads, which tick, serve
+/// `/healthz` and handle signals: a policy file on a stalled network mount,
+/// or a compile of many seconds, must stall none of them. Gives up after
+/// `deadline`, leaving the thread to finish (or not) on its own; while it
+/// runs, no other load starts.
+pub async fn off_the_runtime<T: Send + 'static>(
+    deadline: Duration,
+    load: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    if LOADING.swap(true, Ordering::AcqRel) {
+        anyhow::bail!(
+            "an earlier reload is still loading, past its deadline (a policy file that cannot be \
+             read, or a compile that does not end); this one is skipped: fix the file, then send \
+             SIGHUP again"
+        );
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("reload".into())
+        .spawn(move || {
+            let result = load();
+            LOADING.store(false, Ordering::Release);
+            let _ = tx.send(result);
+        });
+    if let Err(err) = spawned {
+        LOADING.store(false, Ordering::Release);
+        anyhow::bail!("cannot start a thread to load the configuration: {err}");
+    }
+    match tokio::time::timeout(deadline, rx).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => anyhow::bail!("the loading thread ended without an answer (it panicked)"),
+        Err(_) => anyhow::bail!(
+            "loading the configuration and its policies took longer than daemon.reload_deadline \
+             ({} s): abandoned (a policy file that cannot be read, or a compile that takes too \
+             long); raise daemon.reload_deadline if the policies are large",
+            deadline.as_secs_f64()
+        ),
+    }
+}
 
 /// What the daemon ticks with, replaced whole by a reload.
 pub struct Current<T> {
@@ -242,6 +288,48 @@ mod tests {
             ]
         );
         assert!(changes(&old, &old).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_load_that_overruns_is_abandoned_and_blocks_no_other_task() {
+        // A load that sleeps far past its deadline, as a compile that does
+        // not end: the runtime (one thread here) keeps answering meanwhile.
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let ticker = tokio::spawn(async {
+            let mut ticks = 0;
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ticks += 1;
+            }
+            ticks
+        });
+        let started = std::time::Instant::now();
+        let err = off_the_runtime(Duration::from_millis(200), move || {
+            let _ = wait.recv_timeout(Duration::from_secs(30));
+            Ok(1)
+        })
+        .await
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(err.to_string().contains("abandoned"), "{err}");
+        assert_eq!(ticker.await.unwrap(), 10, "the runtime went on");
+        // While the abandoned load runs, the next one is refused at once...
+        let err = off_the_runtime(Duration::from_secs(5), || Ok(2))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("still loading"), "{err}");
+        // ...and once it ends, loads run again.
+        release.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match off_the_runtime(Duration::from_secs(5), || Ok(3)).await {
+                Ok(n) => break assert_eq!(n, 3),
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                Err(err) => panic!("{err}"),
+            }
+        }
     }
 
     #[test]

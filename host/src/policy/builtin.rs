@@ -55,6 +55,7 @@ impl BuiltinRule {
             desired,
             reason,
             state: observation.state.clone(),
+            warm: None,
         }
     }
 }
@@ -73,7 +74,11 @@ pub(crate) mod tests {
     pub(crate) fn observation(waiting: u32, running: u32, desired: u32, max: u32) -> Observation {
         Observation {
             pool: "test".into(),
-            queue: Queue { waiting, running },
+            queue: Queue {
+                waiting,
+                running,
+                blocked: None,
+            },
             capacity: Capacity {
                 desired,
                 max,

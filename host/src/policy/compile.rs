@@ -2,7 +2,7 @@
 //! with the binary (a Lambda bundle), else the compile cache, else Cranelift,
 //! whose result the cache keeps for the next start.
 
-use super::cache::CompileCache;
+use super::cache::{CompileCache, EntryKey};
 use super::error::chain;
 use super::{load, PolicyError};
 use std::path::{Path, PathBuf};
@@ -21,13 +21,17 @@ impl Compiler {
     pub fn new(cache: Option<CompileCache>, precompiled: Option<PathBuf>) -> Self {
         Compiler {
             cache,
-            precompiled: precompiled.map(CompileCache::new),
+            precompiled: precompiled.map(CompileCache::precompiled),
         }
     }
 
     /// Compiled code for `bytes`: from the precompiled directory or the
-    /// cache when one holds an intact entry that fits `engine`, else
-    /// compiled (and stored in the cache).
+    /// cache when one holds the entry of these bytes for `engine`, else
+    /// compiled (and stored in the cache). An entry of the precompiled
+    /// directory that is there but is not these bytes' code (another
+    /// policy's, damaged, another engine's, writable by others) is an
+    /// error: whoever packaged the directory must look. Such an entry of
+    /// the cache is compiled again and replaced.
     pub fn component(
         &self,
         engine: &Engine,
@@ -35,71 +39,64 @@ impl Compiler {
         bytes: &[u8],
     ) -> Result<Component, PolicyError> {
         let started = std::time::Instant::now();
+        let key = EntryKey::new(engine, bytes);
         if let Some(precompiled) = &self.precompiled {
-            let at = precompiled.path_for(engine, bytes);
-            match lookup(engine, precompiled, &at) {
-                Lookup::Found(component) => {
-                    tracing::debug!(policy = %path.display(), from = %at.display(), ms = started.elapsed().as_secs_f64() * 1e3, "loaded precompiled policy");
+            let refused = |message: String| PolicyError::Precompiled {
+                path: path.into(),
+                dir: precompiled.dir().into(),
+                message,
+            };
+            match precompiled.read(&key) {
+                Ok(Some(compiled)) => {
+                    let component = deserialize(engine, &compiled).map_err(refused)?;
+                    tracing::debug!(policy = %path.display(), dir = %precompiled.dir().display(), ms = started.elapsed().as_secs_f64() * 1e3, "loaded precompiled policy");
                     return Ok(component);
                 }
-                Lookup::Unfit(err) => {
-                    tracing::warn!(path = %at.display(), %err, "precompiled policy does not fit this engine; run `runner-scaler policy precompile` again for this version and architecture")
-                }
-                Lookup::Missing => {
+                Ok(None) => {
                     tracing::warn!(policy = %path.display(), dir = %precompiled.dir().display(), "no precompiled code for this policy, engine and architecture; compiling it (slower start). Run `runner-scaler policy precompile` when packaging")
                 }
+                Err(err) => return Err(refused(err.to_string())),
             }
         }
-        let entry = self
-            .cache
-            .as_ref()
-            .map(|cache| (cache, cache.path_for(engine, bytes)));
-        if let Some((cache, at)) = &entry {
-            match lookup(engine, cache, at) {
-                Lookup::Found(component) => return Ok(component),
-                Lookup::Unfit(err) => {
-                    tracing::warn!(path = %at.display(), %err, "stale compile cache entry; compiling again")
+        if let Some(cache) = &self.cache {
+            match cache.read(&key) {
+                Ok(Some(compiled)) => match deserialize(engine, &compiled) {
+                    Ok(component) => return Ok(component),
+                    Err(err) => {
+                        tracing::warn!(policy = %path.display(), %err, "stale compile cache entry; compiling again")
+                    }
+                },
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(policy = %path.display(), %err, "not using this compile cache entry; compiling again")
                 }
-                Lookup::Missing => {}
             }
         }
         let compiled = precompile(engine, path, bytes)?;
-        if let Some((cache, at)) = &entry {
-            cache.write(at, &compiled);
+        if let Some(cache) = &self.cache {
+            cache.write(&key, &compiled);
         }
         tracing::debug!(policy = %path.display(), ms = started.elapsed().as_secs_f64() * 1e3, "compiled policy");
-        // SAFETY: `compiled` was produced just now by this engine.
-        unsafe { Component::deserialize(engine, &compiled) }.map_err(|err| PolicyError::Compile {
+        deserialize(engine, &compiled).map_err(|message| PolicyError::Compile {
             path: path.into(),
-            message: chain(&err),
+            message,
         })
     }
 }
 
-/// What a directory of compiled code holds for a policy.
-enum Lookup {
-    /// An intact entry that fits the engine.
-    Found(Component),
-    /// No entry, or a damaged or foreign one (the cache warns of those).
-    Missing,
-    /// An intact entry that this engine cannot load (another wasmtime
-    /// version or settings): why.
-    Unfit(String),
-}
-
-/// The entry at `at` in `dir`, deserialized for `engine`.
-fn lookup(engine: &Engine, dir: &CompileCache, at: &Path) -> Lookup {
-    let Some(compiled) = dir.read(at) else {
-        return Lookup::Missing;
-    };
-    // SAFETY: the entry's checksum matched, so these are the bytes an engine
-    // of this configuration precompiled (its compatibility hash is part of
-    // the entry's name); wasmtime checks the version and settings in their
-    // header itself.
-    match unsafe { Component::deserialize(engine, &compiled) } {
-        Ok(component) => Lookup::Found(component),
-        Err(err) => Lookup::Unfit(chain(&err)),
-    }
+/// `compiled` as a component of `engine`.
+fn deserialize(engine: &Engine, compiled: &[u8]) -> Result<Component, String> {
+    // SAFETY: `compiled` is the payload of an entry whose header names
+    // these policy bytes and this engine's settings and whose checksum
+    // matched, in a directory only its owner may write (see `cache.rs`),
+    // or was produced just now by this engine; wasmtime checks the version
+    // and settings in its own header too.
+    unsafe { Component::deserialize(engine, compiled) }.map_err(|err| {
+        format!(
+            "{}; run `runner-scaler policy precompile` again for this version and architecture",
+            chain(&err)
+        )
+    })
 }
 
 /// Compile the policy `bytes` (read from `path`) for `engine`'s target and
@@ -114,13 +111,11 @@ pub(super) fn precompile_into(
     out: &CompileCache,
 ) -> Result<PathBuf, PolicyError> {
     let compiled = precompile(engine, path, bytes)?;
-    let at = out.path_for(engine, bytes);
-    out.write_checked(&at, &compiled)
+    out.write_checked(&EntryKey::new(engine, bytes), &compiled)
         .map_err(|err| PolicyError::Compile {
-            path: at.clone(),
+            path: out.dir().into(),
             message: format!("cannot write the precompiled entry: {err}"),
-        })?;
-    Ok(at)
+        })
 }
 
 /// `bytes` (a component or a core module with its contract) compiled by
@@ -143,30 +138,46 @@ mod tests {
     const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
 
     #[test]
-    fn lookup_finds_only_intact_entries_that_fit_the_engine() {
+    fn a_cache_entry_that_is_not_this_policys_code_is_compiled_again() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = CompileCache::new(dir.path());
+        let cache = CompileCache::new(dir.path().join("cache"));
         let engine = Engine::default();
-        let at = cache.path_for(&engine, EMPTY_COMPONENT);
-        assert!(matches!(lookup(&engine, &cache, &at), Lookup::Missing));
+        let compiler = Compiler::new(Some(cache.clone()), None);
+        let path = Path::new("empty.wasm");
+        compiler.component(&engine, path, EMPTY_COMPONENT).unwrap();
+        let key = EntryKey::new(&engine, EMPTY_COMPONENT);
+        let written = std::fs::read(cache.path_for(&key)).unwrap();
 
-        let compiled = precompile(&engine, Path::new("empty.wasm"), EMPTY_COMPONENT).unwrap();
-        cache.write(&at, &compiled);
-        assert!(matches!(lookup(&engine, &cache, &at), Lookup::Found(_)));
-
-        // Code of an engine with other settings, stored intact under this
-        // engine's key: wasmtime's own header check refuses it.
+        // Code of an engine with other settings, stored under this policy's
+        // key: wasmtime's own header check refuses it, and it is rebuilt.
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         let other = Engine::new(&config).unwrap();
-        let foreign = precompile(&other, Path::new("empty.wasm"), EMPTY_COMPONENT).unwrap();
-        cache.write(&at, &foreign);
-        assert!(matches!(lookup(&engine, &cache, &at), Lookup::Unfit(_)));
+        let foreign = precompile(&other, path, EMPTY_COMPONENT).unwrap();
+        cache.write(&key, &foreign);
+        compiler.component(&engine, path, EMPTY_COMPONENT).unwrap();
+        assert_eq!(std::fs::read(cache.path_for(&key)).unwrap(), written);
+    }
 
-        // A damaged entry is no entry.
+    #[test]
+    fn a_precompiled_entry_that_is_not_this_policys_code_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let out = CompileCache::precompiled(dir.path());
+        let path = Path::new("empty.wasm");
+        let at = precompile_into(&engine, path, EMPTY_COMPONENT, &out).unwrap();
+        let compiler = Compiler::new(None, Some(dir.path().into()));
+        compiler.component(&engine, path, EMPTY_COMPONENT).unwrap();
+
         let mut damaged = std::fs::read(&at).unwrap();
         *damaged.last_mut().unwrap() ^= 0xff;
         std::fs::write(&at, damaged).unwrap();
-        assert!(matches!(lookup(&engine, &cache, &at), Lookup::Missing));
+        let err = compiler
+            .component(&engine, path, EMPTY_COMPONENT)
+            .unwrap_err();
+        assert!(
+            matches!(err, PolicyError::Precompiled { .. }) && err.to_string().contains("damaged"),
+            "{err}"
+        );
     }
 }

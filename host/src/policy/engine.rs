@@ -2,7 +2,7 @@
 //! process, a pre-instantiated policy per file, and a fresh, limited store
 //! for every decision.
 
-use super::bindings::{self, PolicyPre, CONTRACT, DECIDER_EXPORT};
+use super::bindings::{self, PolicyPre};
 use super::cache::CompileCache;
 use super::compile::{self, Compiler};
 use super::error::chain;
@@ -12,10 +12,11 @@ use super::wasi::{ObservedClock, Seeds, VirtualClock, VirtualTime, VirtualTimeVi
 use super::{load, PolicyError};
 use crate::observation::{Decision, Observation};
 use crate::state::state_problem;
+use crate::text::cut;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     WasmBacktrace,
@@ -181,12 +182,10 @@ impl PolicyEngine {
         })
         .map_err(engine_error)?;
         linker.allow_shadowing(false);
-        // The contract's own import, `log`, goes to the decision's log.
-        bindings::Policy::add_to_linker::<_, HasSelf<PolicyLog>>(
-            &mut linker,
-            |state: &mut HostState| &mut state.log,
-        )
-        .map_err(engine_error)?;
+        // The contract's own import, `log`, of every version the host
+        // loads, goes to the decision's log.
+        bindings::add_to_linker(&mut linker, |state: &mut HostState| &mut state.log)
+            .map_err(engine_error)?;
 
         // The deadline is counted in epochs; ten per deadline keeps the
         // overshoot within a tenth of it.
@@ -227,21 +226,28 @@ impl PolicyEngine {
                 .instantiate_pre(&component)
                 .map_err(|err| PolicyError::WrongContract {
                     path: path.into(),
-                    expected: format!("{CONTRACT} (and optionally WASI 0.2)"),
+                    expected: format!("{} (and optionally WASI 0.2)", contracts()),
                     found: format!("a component that cannot be linked: {}", chain(&err)),
                 })?;
         // Names alone are not the contract: a `decide` whose types differ
         // would fail on every tick. Refuse it now.
-        bindings::typecheck_decide(&pre).map_err(|mismatch| PolicyError::WrongContract {
-            path: path.into(),
-            expected: format!("{DECIDER_EXPORT} as written in {CONTRACT}"),
-            found: mismatch,
-        })?;
-        let pre = PolicyPre::new(pre).map_err(|err| PolicyError::WrongContract {
-            path: path.into(),
-            expected: DECIDER_EXPORT.to_string(),
-            found: chain(&err),
-        })?;
+        let pre = match PolicyPre::new(pre) {
+            Some(Ok(pre)) => pre,
+            Some(Err(mismatch)) => {
+                return Err(PolicyError::WrongContract {
+                    path: path.into(),
+                    expected: format!("`decide` as written in {}", contracts()),
+                    found: mismatch,
+                })
+            }
+            None => {
+                return Err(PolicyError::WrongContract {
+                    path: path.into(),
+                    expected: contracts(),
+                    found: "no decider interface of a version this host knows".into(),
+                })
+            }
+        };
         let ticks = self
             .limits
             .deadline
@@ -287,6 +293,11 @@ impl WasmPolicy {
         &self.inner.sha256
     }
 
+    /// The contract it was built for (`runner-scaler:policy@0.2.0`).
+    pub fn contract(&self) -> &'static str {
+        self.inner.pre.contract()
+    }
+
     /// Ask the policy for a decision, in a fresh instance. Returns the
     /// decision (or why there is none) and what the policy logged.
     pub async fn decide(
@@ -329,18 +340,11 @@ impl WasmPolicy {
         store.set_epoch_deadline(loaded.deadline_ticks);
         store.epoch_deadline_trap();
 
-        let input = observation.into();
         // Epochs stop a policy that runs past its deadline in its own code;
         // this timeout stops one that waits in a host call, where epochs
         // never fire.
-        let called = tokio::time::timeout(limits.deadline, async {
-            let instance = loaded.pre.instantiate_async(&mut store).await?;
-            instance
-                .runner_scaler_policy_decider()
-                .call_decide(&mut store, &input)
-                .await
-        })
-        .await;
+        let called =
+            tokio::time::timeout(limits.deadline, loaded.pre.decide(&mut store, observation)).await;
 
         let mut log = std::mem::take(&mut store.data_mut().log);
         stdout.drain_into(&mut log, Level::Info);
@@ -350,7 +354,7 @@ impl WasmPolicy {
                 policy: loaded.name.clone(),
                 limit: limits.deadline,
             }),
-            Ok(Ok(Ok(decision))) => checked(&loaded.name, decision.into()),
+            Ok(Ok(Ok(decision))) => checked(&loaded.name, decision),
             // An interpreter may report running out of memory as an error of
             // its own (SpiderMonkey's "out of memory" becomes the result's
             // `err`): the cap was hit, and that is what the operator must read.
@@ -373,6 +377,16 @@ impl WasmPolicy {
     }
 }
 
+/// The contracts this host loads, for messages: "runner-scaler:policy@0.2.0
+/// or runner-scaler:policy@0.1.0".
+fn contracts() -> String {
+    bindings::CONTRACTS
+        .iter()
+        .map(|(contract, _)| *contract)
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
 /// The policy's decision if the host can use it: the state is a value the
 /// group's tag can hold, the reason is one line of reasonable length.
 fn checked(policy: &str, mut decision: Decision) -> Result<Decision, PolicyError> {
@@ -385,15 +399,6 @@ fn checked(policy: &str, mut decision: Decision) -> Result<Decision, PolicyError
     let first_line = decision.reason.lines().next().unwrap_or_default();
     decision.reason = output::truncate(first_line, MAX_REASON_BYTES).to_string();
     Ok(decision)
-}
-
-/// `text` within `max` bytes, saying how much was cut.
-fn cut(text: &str, max: usize) -> String {
-    let kept = output::truncate(text, max);
-    if kept.len() == text.len() {
-        return text.to_string();
-    }
-    format!("{kept}… [{} more bytes cut]", text.len() - kept.len())
 }
 
 /// Why a call into the policy failed, from the host's point of view.
@@ -556,6 +561,7 @@ mod tests {
             desired: 3,
             reason: reason.into(),
             state: state.map(str::to_string),
+            warm: None,
         }
     }
 

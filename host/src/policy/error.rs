@@ -10,12 +10,10 @@ use std::time::Duration;
 /// (`Deadline` to `BadOutput`) happen on a tick and make the pool fall back.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    // The I/O error is this error's `source` (a field of that name is), so
-    // the message leaves it to the chain, which `main` prints once.
-    #[error("cannot read policy {path}")]
+    #[error("cannot read policy {path}: {}", error.reason())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: crate::input_file::ReadError,
     },
 
     #[error(
@@ -51,13 +49,26 @@ pub enum PolicyError {
     Compile { path: PathBuf, message: String },
 
     #[error(
-        "policy {path} has SHA-256 {found}, but the pool pins {expected} (policy_sha256): it is \
-         not the file that was reviewed. If it is the one you mean, set policy_sha256 = \"{found}\""
+        "policy {path} has SHA-256 {found}, but the pool pins {expected} ({field}): it is \
+         not the file that was reviewed. If it is the one you mean, set {field} = \"{found}\""
     )]
     Digest {
         path: PathBuf,
+        /// The setting that pins it: `policy_sha256` or `shadow_sha256`.
+        field: &'static str,
         expected: String,
         found: String,
+    },
+
+    #[error(
+        "policy {path}: the precompiled directory {dir} holds code for it that must not run: \
+         {message}\nrun `runner-scaler policy precompile` again into a directory only the deployer may \
+         write (or leave --precompiled out to compile it)"
+    )]
+    Precompiled {
+        path: PathBuf,
+        dir: PathBuf,
+        message: String,
     },
 
     #[error("policy {policy} ran past its deadline of {} ms and was stopped", limit.as_millis())]
@@ -93,6 +104,7 @@ impl PolicyError {
             PolicyError::Componentize { .. } => "componentize",
             PolicyError::WrongContract { .. } => "wrong_contract",
             PolicyError::Compile { .. } => "compile",
+            PolicyError::Precompiled { .. } => "precompiled",
             PolicyError::Deadline { .. } => "deadline",
             PolicyError::OutOfMemory { .. } => "out_of_memory",
             PolicyError::Trap { .. } => "trap",

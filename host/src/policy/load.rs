@@ -2,11 +2,10 @@
 //! is read within its size limit, core modules are made into components, and
 //! the exports are checked before any decision is asked for.
 
-use super::bindings::DECIDER_EXPORT;
+use super::bindings::CONTRACTS;
 use super::limits::MAX_POLICY_FILE_BYTES;
 use super::PolicyError;
 use std::borrow::Cow;
-use std::io::Read;
 use std::path::Path;
 
 /// `bytes` as a component: returned as is when it already is one, encoded
@@ -30,7 +29,8 @@ pub fn to_component<'a>(path: &Path, bytes: &'a [u8]) -> Result<Cow<'a, [u8]>, P
         })
 }
 
-/// Fails unless `component` exports this host's `decider` interface.
+/// Fails unless `component` exports the `decider` interface of a contract
+/// version this host loads.
 pub fn check_contract(
     path: &Path,
     engine: &wasmtime::Engine,
@@ -41,12 +41,19 @@ pub fn check_contract(
         .exports(engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    if exports.iter().any(|name| name == DECIDER_EXPORT) {
+    if CONTRACTS
+        .iter()
+        .any(|(_, decider)| exports.iter().any(|name| name == decider))
+    {
         return Ok(());
     }
     Err(PolicyError::WrongContract {
         path: path.into(),
-        expected: DECIDER_EXPORT.to_string(),
+        expected: CONTRACTS
+            .iter()
+            .map(|(_, decider)| *decider)
+            .collect::<Vec<_>>()
+            .join(" or "),
         found: if exports.is_empty() {
             "nothing".to_string()
         } else {
@@ -55,23 +62,18 @@ pub fn check_contract(
     })
 }
 
-/// Reads the policy file at `path`, refusing one over
-/// [`MAX_POLICY_FILE_BYTES`] without reading more than that.
+/// Reads the policy file at `path` (a regular file, opened without
+/// blocking), refusing one over [`MAX_POLICY_FILE_BYTES`] without reading
+/// more than that.
 pub fn read_policy_file(path: &Path) -> Result<Vec<u8>, PolicyError> {
-    let read_error = |source| PolicyError::Read {
-        path: path.into(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_POLICY_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    if bytes.len() as u64 > MAX_POLICY_FILE_BYTES {
-        return Err(PolicyError::TooLarge {
+    crate::input_file::read(path, MAX_POLICY_FILE_BYTES).map_err(|error| match error {
+        crate::input_file::ReadError::TooLarge { limit, .. } => PolicyError::TooLarge {
             path: path.into(),
-            limit: MAX_POLICY_FILE_BYTES,
-        });
-    }
-    Ok(bytes)
+            limit,
+        },
+        error => PolicyError::Read {
+            path: path.into(),
+            error,
+        },
+    })
 }

@@ -16,7 +16,7 @@ mod output;
 mod reference;
 mod wasi;
 
-pub use bindings::{CONTRACT, DECIDER_EXPORT};
+pub use bindings::{CONTRACT, CONTRACTS, DECIDER_EXPORT};
 pub use builtin::BuiltinRule;
 pub use cache::CompileCache;
 pub use engine::{linux_target, sha256_hex, EngineOptions, PolicyEngine, WasmPolicy};
@@ -25,9 +25,9 @@ pub use limits::{
     Limits, PoolShare, DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB, MAX_DEADLINE_MS, MAX_MEMORY_MIB,
     MAX_POLICY_FILE_BYTES, PER_DECISION,
 };
-pub use load::to_component;
+pub use load::{read_policy_file, to_component};
 pub use output::{Level, PolicyLog};
-pub use reference::{PolicyLoader, PolicyRef};
+pub use reference::{Pin, PolicyLoader, PolicyRef};
 
 use crate::observation::{Decision, Observation};
 use std::time::{Duration, Instant};

@@ -67,17 +67,7 @@ impl PolicyLog {
     }
 }
 
-/// The longest prefix of `s` within `max` bytes that ends on a char boundary.
-pub fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
+pub use crate::text::truncate;
 
 /// A WASI output stream (stdout or stderr) that keeps its first `cap` bytes.
 #[derive(Clone)]

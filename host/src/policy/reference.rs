@@ -26,6 +26,14 @@ impl PolicyRef {
     }
 }
 
+/// The SHA-256 a policy file must have, and the setting that says so
+/// (`policy_sha256`, `shadow_sha256`).
+#[derive(Debug, Clone, Copy)]
+pub struct Pin<'a> {
+    pub field: &'static str,
+    pub sha256: &'a str,
+}
+
 /// Turns [`PolicyRef`]s into [`Policy`]s: a built-in rule as it is, a file
 /// through one engine, each file loaded once however many pools name it. A
 /// lazy loader makes its engine only when a file first needs one, so a
@@ -69,22 +77,24 @@ impl<'e> PolicyLoader<'e> {
         self.load_pinned(policy, None)
     }
 
-    /// The policy `policy` names, whose file must have the SHA-256 `pin`
+    /// The policy `policy` names, whose file must have the SHA-256 of `pin`
     /// (lowercase hex) if one is given: checked before anything is
-    /// compiled or loaded from a cache.
+    /// compiled or loaded from a cache, and bound to the compiled code
+    /// (see `cache.rs`).
     pub fn load_pinned(
         &mut self,
         policy: &PolicyRef,
-        pin: Option<&str>,
+        pin: Option<Pin<'_>>,
     ) -> Result<Policy, PolicyError> {
         let path = match policy {
             PolicyRef::Builtin(rule) => return Ok(Policy::Builtin(*rule)),
             PolicyRef::File(path) => path,
         };
         let check = |found: &str| match pin {
-            Some(expected) if expected != found => Err(PolicyError::Digest {
+            Some(Pin { field, sha256 }) if sha256 != found => Err(PolicyError::Digest {
                 path: path.clone(),
-                expected: expected.to_string(),
+                field,
+                expected: sha256.to_string(),
                 found: found.to_string(),
             }),
             _ => Ok(()),

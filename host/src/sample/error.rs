@@ -7,13 +7,8 @@ use std::path::PathBuf;
 /// A file of sample input that cannot be read or used.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    // The I/O error is in the message, and so not also the `source`: the
-    // error chain would print it twice.
-    #[error("cannot read {}: {error}", file.display())]
-    Read {
-        file: PathBuf,
-        error: std::io::Error,
-    },
+    #[error("{0}")]
+    Read(crate::input_file::ReadError),
 
     #[error("{}", Located { file, line: *line, field: field.as_deref(), message })]
     Invalid {
@@ -48,7 +43,7 @@ impl InputError {
     pub fn line(&self) -> Option<usize> {
         match self {
             InputError::Invalid { line, .. } => *line,
-            InputError::Read { .. } => None,
+            InputError::Read(_) => None,
         }
     }
 }

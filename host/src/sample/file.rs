@@ -58,10 +58,8 @@ pub fn load_observation(file: &Path) -> Result<Observation, InputError> {
 
 /// The contents of `file`.
 pub(crate) fn read(file: &Path) -> Result<String, InputError> {
-    std::fs::read_to_string(file).map_err(|error| InputError::Read {
-        file: file.to_path_buf(),
-        error,
-    })
+    crate::input_file::read_text(file, crate::input_file::MAX_SAMPLE_BYTES)
+        .map_err(InputError::Read)
 }
 
 /// `text` parsed as TOML into `T`, or an error with the line and, when it can

@@ -7,8 +7,8 @@
 //! | field | default |
 //! | --- | --- |
 //! | `pool` | `"sample"` |
-//! | `queue` | `{ waiting = 0, running = 0 }` |
-//! | `capacity` | `{ desired = 0, min = 0, max = 10 }` (`max` is `desired` when that is larger), `in_service` = `desired`, `pending`, `terminating`, `protected` = 0 |
+//! | `queue` | `{ waiting = 0, running = 0 }`, `blocked` none |
+//! | `capacity` | `{ desired = 0, min = 0, max = 10 }` (`max` is `desired` when that is larger), `in_service` = `desired`, `pending`, `terminating`, `protected` = 0, no `warm_pool` (`warm_pool = { size = 2 }` gives one: `max` is the capacity's `max`, `instances` = `size`) |
 //! | `at` | `"2026-11-23T09:00:00"` (a Monday), local time in `time_zone` |
 //! | `time_zone` | `"UTC"` |
 //! | `params` | `{}` |
@@ -24,7 +24,7 @@ pub use error::InputError;
 pub(crate) use file::{field, parse_toml, read, resolve};
 pub use file::{load_observation, Fields};
 
-use crate::observation::{Capacity, Clock, Observation, Queue};
+use crate::observation::{Capacity, Clock, Observation, Queue, WarmPool};
 use serde::Deserialize;
 
 /// The default pool name.
@@ -75,6 +75,7 @@ pub struct SampleObservation {
 pub struct SampleQueue {
     pub waiting: Option<u32>,
     pub running: Option<u32>,
+    pub blocked: Option<u32>,
 }
 
 /// [`Capacity`] with every field optional.
@@ -88,6 +89,16 @@ pub struct SampleCapacity {
     pub in_service: Option<u32>,
     pub terminating: Option<u32>,
     pub protected: Option<u32>,
+    pub warm_pool: Option<SampleWarmPool>,
+}
+
+/// [`WarmPool`] with every field but its size optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleWarmPool {
+    pub size: u32,
+    pub instances: Option<u32>,
+    pub max: Option<u32>,
 }
 
 /// A sample observation that cannot be made into an observation, because of
@@ -121,6 +132,7 @@ impl SampleObservation {
         self.queue = merge_option(self.queue, over.queue, |base, over| SampleQueue {
             waiting: over.waiting.or(base.waiting),
             running: over.running.or(base.running),
+            blocked: over.blocked.or(base.blocked),
         });
         self.capacity = merge_option(self.capacity, over.capacity, |base, over| SampleCapacity {
             desired: over.desired.or(base.desired),
@@ -130,6 +142,7 @@ impl SampleObservation {
             in_service: over.in_service.or(base.in_service),
             terminating: over.terminating.or(base.terminating),
             protected: over.protected.or(base.protected),
+            warm_pool: over.warm_pool.or(base.warm_pool),
         });
         if over.at.is_some() {
             self.at = over.at;
@@ -158,6 +171,7 @@ impl SampleObservation {
         let queue = Queue {
             waiting: queue.waiting.unwrap_or(0),
             running: queue.running.unwrap_or(0),
+            blocked: queue.blocked,
         };
         let capacity = self.capacity()?;
         let clock = self.clock()?;
@@ -174,14 +188,20 @@ impl SampleObservation {
     fn capacity(&self) -> Result<Capacity, FieldError> {
         let given = self.capacity.unwrap_or_default();
         let desired = given.desired.unwrap_or(0);
+        let max = given.max.unwrap_or(DEFAULT_MAX.max(desired));
         let capacity = Capacity {
             desired,
             min: given.min.unwrap_or(0),
-            max: given.max.unwrap_or(DEFAULT_MAX.max(desired)),
+            max,
             pending: given.pending.unwrap_or(0),
             in_service: given.in_service.unwrap_or(desired),
             terminating: given.terminating.unwrap_or(0),
             protected: given.protected.unwrap_or(0),
+            warm_pool: given.warm_pool.map(|pool| WarmPool {
+                instances: Some(pool.instances.unwrap_or(pool.size)),
+                size: pool.size,
+                max: pool.max.unwrap_or(max),
+            }),
         };
         if capacity.min > capacity.max {
             return Err(FieldError::new(
@@ -340,7 +360,8 @@ mod tests {
             o.queue,
             Queue {
                 waiting: 1,
-                running: 5
+                running: 5,
+                blocked: None,
             }
         );
         let names: Vec<_> = o.params.iter().map(|(n, v)| format!("{n}={v}")).collect();

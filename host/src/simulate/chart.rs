@@ -1,8 +1,8 @@
-//! The chart: an SVG with one panel per run — jobs in the queue (waiting +
-//! running), desired capacity and instances (and the warm pool's warmed
-//! instances, when there is one), sampled at every tick, over
-//! the trace's local time. Text is written as SVG `<text>` (no font files).
-//! Same runs → same bytes.
+//! The chart: an SVG with one panel per run — jobs in the queue (running,
+//! and waiting stacked on them), desired capacity and instances (and the
+//! warm pool's warmed instances, when there is one), sampled at every
+//! tick, over the trace's local time. Text is written as SVG `<text>` (no
+//! font files). Same runs → same bytes.
 
 use super::run::{Run, Sample};
 use plotters::prelude::*;
@@ -18,13 +18,14 @@ pub struct ChartError(String);
 
 /// A series: its name, colour, stroke width and value.
 type Series = (&'static str, RGBColor, u32, fn(&Sample) -> u32);
-/// The queue, drawn as a filled area behind the lines.
-const JOBS: Series = (
-    "jobs (waiting + running)",
-    RGBColor(150, 150, 150),
-    1,
-    |s| s.counts.waiting + s.counts.running,
-);
+/// The queue, drawn as filled areas behind the lines: the jobs waiting
+/// for a runner stacked on those running.
+const JOBS: Series = ("jobs waiting for a runner", RGBColor(230, 85, 40), 1, |s| {
+    s.counts.waiting + s.counts.running
+});
+const RUNNING: Series = ("jobs running", RGBColor(150, 150, 150), 1, |s| {
+    s.counts.running
+});
 /// Instances as a broad light band under a thin desired line: the two
 /// often coincide, and both stay visible.
 const LINES: [Series; 2] = [
@@ -48,8 +49,19 @@ pub fn svg(
     start: jiff::Timestamp,
     time_zone: &jiff::tz::TimeZone,
 ) -> Result<String, ChartError> {
+    svg_from(runs, title, start, time_zone, 0)
+}
+
+/// [`svg`] from second `from` of the runs on (`--report-from`).
+pub fn svg_from(
+    runs: &[Run],
+    title: &str,
+    start: jiff::Timestamp,
+    time_zone: &jiff::tz::TimeZone,
+    from: u64,
+) -> Result<String, ChartError> {
     let mut out = String::new();
-    draw(&mut out, runs, title, start, time_zone).map_err(|e| ChartError(e.to_string()))?;
+    draw(&mut out, runs, title, start, time_zone, from).map_err(|e| ChartError(e.to_string()))?;
     Ok(out)
 }
 
@@ -59,18 +71,29 @@ fn draw(
     title: &str,
     start: jiff::Timestamp,
     time_zone: &jiff::tz::TimeZone,
+    from: u64,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let height = PANEL_HEIGHT * runs.len().max(1) as u32;
     let root = SVGBackend::with_string(out, (WIDTH, height)).into_drawing_area();
     root.fill(&WHITE)?;
     // One time range and one scale for every panel, so they compare at a glance.
-    let end = runs.iter().map(|r| r.end).max().unwrap_or(3600);
+    let end = runs
+        .iter()
+        .map(|r| r.end)
+        .max()
+        .unwrap_or(3600)
+        .max(from + 1);
     // The x axis counts hours, or days for long runs, so that plotters'
     // round steps (1, 2, 5...) fall on whole hours or days.
-    let unit = if end <= 72 * 3600 { 3600 } else { 86_400 };
+    let unit = if end - from <= 72 * 3600 {
+        3600
+    } else {
+        86_400
+    };
     let top = runs
         .iter()
         .flat_map(|r| &r.samples)
+        .filter(|s| s.at >= from)
         .flat_map(|s| [JOBS, LINES[0], LINES[1]].map(|(.., value)| value(s)))
         .max()
         .unwrap_or(0)
@@ -94,7 +117,10 @@ fn draw(
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(48)
-            .build_cartesian_2d(0f64..end as f64 / unit as f64, 0u32..y_top)?;
+            .build_cartesian_2d(
+                from as f64 / unit as f64..end as f64 / unit as f64,
+                0u32..y_top,
+            )?;
         chart
             .configure_mesh()
             .x_labels(14)
@@ -105,21 +131,27 @@ fn draw(
             .axis_desc_style(("sans-serif", 14))
             .light_line_style(RGBColor(245, 245, 245))
             .draw()?;
-        let (name, colour, _, value) = JOBS;
-        chart
-            .draw_series(
-                AreaSeries::new(steps(&run.samples, value, unit), 0, colour.mix(0.35))
-                    .border_style(colour.mix(0.6)),
-            )?
-            .label(name)
-            .legend(move |(x, y)| {
-                Rectangle::new([(x, y - 5), (x + 24, y + 5)], colour.mix(0.35).filled())
-            });
+        let samples: &[Sample] = {
+            let first = run.samples.partition_point(|s| s.at < from);
+            &run.samples[first..]
+        };
+        // The waiting area is drawn on top of the running jobs: stacked.
+        for (name, colour, _, value) in [JOBS, RUNNING] {
+            chart
+                .draw_series(
+                    AreaSeries::new(steps(samples, value, unit), 0, colour.mix(0.45))
+                        .border_style(colour.mix(0.7)),
+                )?
+                .label(name)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 24, y + 5)], colour.mix(0.45).filled())
+                });
+        }
         let pool = (!run.pool.is_empty()).then_some(POOL);
         for (name, colour, width, value) in LINES.into_iter().chain(pool) {
             chart
                 .draw_series(LineSeries::new(
-                    steps(&run.samples, value, unit),
+                    steps(samples, value, unit),
                     colour.stroke_width(width),
                 ))?
                 .label(name)

@@ -12,14 +12,18 @@
 //! - [`run`](mod@run): ticks over simulated time;
 //! - [`report`]: the figures and the side-by-side table;
 //! - [`chart`]: the SVG;
+//! - [`html`]: the self-contained HTML report;
+//! - [`window`]: the part of a run a report counts (`--report-from`);
 //! - [`experiment`]: a simulation set up by names, as the command line,
 //!   the README's tables and the policy tests set it up.
 
 pub mod chart;
 pub mod experiment;
+pub mod html;
 pub mod report;
 pub mod run;
 pub mod trace;
+pub mod window;
 pub mod world;
 
 pub use experiment::{figures, simulate, Settings};

@@ -93,6 +93,7 @@ pub async fn run(trace: &Trace, scenario: &Scenario, on_tick: &mut dyn FnMut()) 
             min: scenario.world.min,
             max: scenario.world.max,
             allow_unprotected_scale_in: scenario.allow_unprotected_scale_in,
+            warm_max: scenario.world.max,
         },
         time_zone: scenario.time_zone.clone(),
         params: scenario.params.clone(),

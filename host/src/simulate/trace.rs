@@ -1,6 +1,7 @@
-//! Job traces: the CSV format (`submit,duration[,resource_class]`, see
+//! Job traces: the CSV format (`submit,duration[,resource_class[,wait]]`, see
 //! `examples/traces/README.md`) and the traces embedded in the binary.
 
+use crate::text::quoted;
 use std::path::Path;
 
 /// One job of a trace.
@@ -12,6 +13,9 @@ pub struct Job {
     pub duration: u64,
     /// Its resource class, when the trace says.
     pub resource_class: Option<String>,
+    /// How long it waited for a runner in reality, in seconds, when the
+    /// trace records it (an imported export): what calibration compares.
+    pub wait: Option<u64>,
     /// The line of the trace it came from (1-based), for messages.
     pub line: usize,
 }
@@ -69,13 +73,16 @@ pub const EMBEDDED: &[Embedded] = &[
 /// says otherwise: a Monday, midnight UTC.
 pub const DEFAULT_START: &str = "2026-11-23T00:00:00Z";
 
+/// The longest span a trace may cover, and the longest job: a year (366
+/// days). Past that a value is a mistake (or an attack: a simulation of
+/// centuries would run for hours and fill memory), refused naming its line.
+pub const MAX_SPAN_SECONDS: u64 = 366 * 24 * 3600;
+
 /// A trace that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    // The I/O error is in the message, and so not also the `source`: the
-    // error chain would print it twice.
-    #[error("cannot read the trace {path}: {error}")]
-    Read { path: String, error: std::io::Error },
+    #[error("cannot read the trace {}: {}", .0.path().display(), .0.reason())]
+    Read(crate::input_file::ReadError),
     #[error("{origin}:{line}: {message}")]
     Line {
         origin: String,
@@ -83,11 +90,11 @@ pub enum TraceError {
         message: String,
     },
     #[error(
-        "{origin}: no jobs; a trace is CSV lines `submit,duration[,resource_class]` \
+        "{origin}: no jobs; a trace is CSV lines `submit,duration[,resource_class[,wait]]` \
          (see examples/traces/README.md)"
     )]
     Empty { origin: String },
-    #[error("{0:?} is neither a trace file nor an embedded trace ({names})", names = embedded_names())]
+    #[error("{} is neither a trace file nor an embedded trace ({names})", quoted(.0), names = embedded_names())]
     Unknown(String),
     #[error(
         "{origin}: has jobs for {} resource classes ({}); pick one with --resource-class",
@@ -98,7 +105,7 @@ pub enum TraceError {
         origin: String,
         classes: Vec<String>,
     },
-    #[error("{origin}: no job of resource class {class:?}; its classes are {}", classes.join(", "))]
+    #[error("{origin}: no job of resource class {}; its classes are {}", quoted(class), classes.join(", "))]
     NoSuchClass {
         origin: String,
         class: String,
@@ -122,6 +129,9 @@ fn embedded_names() -> String {
         .join(", ")
 }
 
+/// A line as parsed: submit, duration, resource class, recorded wait, line.
+type Row = (Submit, u64, Option<String>, Option<u64>, usize);
+
 /// A submit time as written: an offset or a moment.
 enum Submit {
     Offset(u64),
@@ -133,22 +143,22 @@ impl Trace {
     /// embedded trace. `start` overrides second 0.
     pub fn find(name_or_path: &str, start: Option<jiff::Timestamp>) -> Result<Trace, TraceError> {
         let path = Path::new(name_or_path);
-        if path.is_file() {
+        if let Some(embedded) = EMBEDDED.iter().find(|e| e.name == name_or_path) {
+            if !path.exists() {
+                return Ok(embedded.trace(start));
+            }
+        }
+        if path.symlink_metadata().is_ok() {
+            // Whatever is there: a file is read, anything else refused.
             return Trace::load(path, start);
         }
-        let embedded = EMBEDDED
-            .iter()
-            .find(|e| e.name == name_or_path)
-            .ok_or_else(|| TraceError::Unknown(name_or_path.into()))?;
-        Ok(embedded.trace(start))
+        Err(TraceError::Unknown(name_or_path.into()))
     }
 
     /// Read the CSV file at `path`.
     pub fn load(path: &Path, start: Option<jiff::Timestamp>) -> Result<Trace, TraceError> {
-        let text = std::fs::read_to_string(path).map_err(|error| TraceError::Read {
-            path: path.display().to_string(),
-            error,
-        })?;
+        let text = crate::input_file::read_text(path, crate::input_file::MAX_TRACE_BYTES)
+            .map_err(TraceError::Read)?;
         Trace::parse(&text, &path.display().to_string(), start)
     }
 
@@ -165,7 +175,7 @@ impl Trace {
             line,
             message,
         };
-        let mut rows: Vec<(Submit, u64, Option<String>, usize)> = Vec::new();
+        let mut rows: Vec<Row> = Vec::new();
         let mut seen_data = false;
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
@@ -179,16 +189,25 @@ impl Trace {
                 continue; // The header.
             }
             seen_data = true;
-            if !(2..=3).contains(&fields.len()) {
+            if !(2..=4).contains(&fields.len()) {
                 return Err(at(
                     line,
                     format!(
-                        "{} fields; a line is `submit,duration[,resource_class]`, e.g. `3600,420,acme/linux`",
+                        "{} fields; a line is `submit,duration[,resource_class[,wait]]`, e.g. `3600,420,acme/linux`",
                         fields.len()
                     ),
                 ));
             }
             let submit = if let Ok(seconds) = fields[0].parse::<u64>() {
+                if seconds > MAX_SPAN_SECONDS {
+                    return Err(at(
+                        line,
+                        format!(
+                            "submit {seconds} is more than a year ({MAX_SPAN_SECONDS} s) after the \
+                             trace's start; a trace covers at most a year"
+                        ),
+                    ));
+                }
                 Submit::Offset(seconds)
             } else if let Ok(moment) = fields[0].parse::<jiff::Timestamp>() {
                 Submit::At(moment)
@@ -196,9 +215,9 @@ impl Trace {
                 return Err(at(
                     line,
                     format!(
-                        "submit {:?} is neither whole seconds from the trace's start (e.g. 3600) \
+                        "submit {} is neither whole seconds from the trace's start (e.g. 3600) \
                          nor an RFC 3339 time (e.g. 2026-11-23T09:00:00Z)",
-                        fields[0]
+                        quoted(fields[0])
                     ),
                 ));
             };
@@ -207,26 +226,61 @@ impl Trace {
                     return Err(at(
                         line,
                         format!(
-                            "submit {:?} mixes forms: write every submit time as seconds, or every one as RFC 3339",
-                            fields[0]
+                            "submit {} mixes forms: write every submit time as seconds, or every one as RFC 3339",
+                            quoted(fields[0])
                         ),
                     ));
                 }
             }
-            let duration = fields[1].parse::<u64>().map_err(|_| {
-                at(
-                    line,
-                    format!(
-                        "duration {:?} is not a whole number of seconds, e.g. 420",
-                        fields[1]
-                    ),
-                )
-            })?;
+            let duration = fields[1]
+                .parse::<u64>()
+                .ok()
+                .filter(|d| *d <= MAX_SPAN_SECONDS)
+                .ok_or_else(|| {
+                    at(
+                        line,
+                        format!(
+                            "duration {} is not a whole number of seconds up to a year \
+                             ({MAX_SPAN_SECONDS}), e.g. 420",
+                            quoted(fields[1])
+                        ),
+                    )
+                })?;
             let class = fields
                 .get(2)
                 .filter(|c| !c.is_empty())
                 .map(|c| c.to_string());
-            rows.push((submit, duration, class, line));
+            if let Some(class) = &class {
+                if class.chars().count() > crate::config::MAX_RESOURCE_CLASS_CHARS {
+                    return Err(at(
+                        line,
+                        format!(
+                            "resource class {} is longer than {} characters",
+                            quoted(class),
+                            crate::config::MAX_RESOURCE_CLASS_CHARS
+                        ),
+                    ));
+                }
+            }
+            let wait = match fields.get(3).filter(|w| !w.is_empty()) {
+                None => None,
+                Some(w) => Some(
+                    w.parse::<u64>()
+                        .ok()
+                        .filter(|w| *w <= MAX_SPAN_SECONDS)
+                        .ok_or_else(|| {
+                            at(
+                                line,
+                                format!(
+                                    "wait {} is not a whole number of seconds up to a year \
+                                     ({MAX_SPAN_SECONDS}), e.g. 41",
+                                    quoted(w)
+                                ),
+                            )
+                        })?,
+                ),
+            };
+            rows.push((submit, duration, class, wait, line));
         }
         if rows.is_empty() {
             return Err(TraceError::Empty {
@@ -249,9 +303,26 @@ impl Trace {
             (None, Some(first)) => first,
             (None, None) => DEFAULT_START.parse().expect("a valid constant"),
         };
+        // RFC 3339 times: every one within a year of second 0.
+        let span = jiff::SignedDuration::from_secs(MAX_SPAN_SECONDS as i64);
+        if let Some((_, line)) = rows
+            .iter()
+            .find_map(|(submit, _, _, _, line)| match submit {
+                Submit::At(t) if t.duration_since(start) > span => Some((t, *line)),
+                _ => None,
+            })
+        {
+            return Err(at(
+                line,
+                format!(
+                    "submit is more than a year ({MAX_SPAN_SECONDS} s) after the trace's start \
+                     ({start}); a trace covers at most a year"
+                ),
+            ));
+        }
         let mut jobs: Vec<Job> = rows
             .into_iter()
-            .map(|(submit, duration, resource_class, line)| Job {
+            .map(|(submit, duration, resource_class, wait, line)| Job {
                 submit: match submit {
                     Submit::Offset(seconds) => seconds,
                     // Not negative: start is at or before every moment.
@@ -259,6 +330,7 @@ impl Trace {
                 },
                 duration,
                 resource_class,
+                wait,
                 line,
             })
             .collect();
@@ -417,6 +489,20 @@ mod tests {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.starts_with(expected), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_fourth_column_records_the_wait() {
+        let t = parse("submit,duration,resource_class,wait\n0,60,a,41\n5,60,a,\n").unwrap();
+        let waits: Vec<Option<u64>> = t.jobs.iter().map(|j| j.wait).collect();
+        assert_eq!(waits, vec![Some(41), None]);
+        let err = parse("0,60,a,soon\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with("t.csv:1: wait \"soon\" is not a whole number"),
+            "{err}"
+        );
+        let err = parse("0,60,a,1,2\n").unwrap_err().to_string();
+        assert!(err.starts_with("t.csv:1: 5 fields"), "{err}");
     }
 
     #[test]

@@ -133,11 +133,23 @@ pub struct WarmPool {
     pub size: u32,
     /// Seconds from a warmed instance's start to its runner taking jobs.
     pub start: u64,
+    /// The group has a warm pool whatever its size, which the policy sets
+    /// (`PutWarmPool`): `size` is where it starts.
+    pub sized_by_policy: bool,
 }
 
 impl WarmPool {
     /// No warm pool: every launch boots in full.
-    pub const NONE: WarmPool = WarmPool { size: 0, start: 0 };
+    pub const NONE: WarmPool = WarmPool {
+        size: 0,
+        start: 0,
+        sized_by_policy: false,
+    };
+
+    /// Whether the group has a warm pool.
+    pub fn exists(&self) -> bool {
+        self.size > 0 || self.sized_by_policy
+    }
 }
 
 /// The group's and its instances' settings.
@@ -354,6 +366,10 @@ struct State {
     /// index), longest warmed first.
     pool: Vec<PoolRecord>,
     warmed: VecDeque<usize>,
+    /// The pool's instances now, initialising or warmed (by index).
+    pooled: BTreeSet<usize>,
+    /// The warm pool's size now (its `MinSize`).
+    warm_size: u32,
 }
 
 impl World {
@@ -391,6 +407,8 @@ impl World {
             decrements_refused: 0,
             pool: Vec::new(),
             warmed: VecDeque::new(),
+            pooled: BTreeSet::new(),
+            warm_size: settings.warm_pool.size,
         };
         for id in 0..settings.warm_pool.size as usize {
             state.pool.push(PoolRecord {
@@ -399,6 +417,7 @@ impl World {
                 left: None,
             });
             state.warmed.push_back(id);
+            state.pooled.insert(id);
         }
         state.reconcile(false);
         World {
@@ -502,7 +521,10 @@ impl State {
     fn handle(&mut self, phase: Phase, id: usize) {
         let now = self.now;
         if phase == Phase::Warmed {
-            self.warmed.push_back(id);
+            // Unless the pool shrank and terminated it meanwhile.
+            if self.pool[id].left.is_none() {
+                self.warmed.push_back(id);
+            }
             return;
         }
         match (phase, self.status[id]) {
@@ -602,6 +624,7 @@ impl State {
             let boot = match from_pool {
                 Some(index) => {
                     self.pool[index].left = Some(self.now);
+                    self.pooled.remove(&index);
                     self.refill_pool();
                     self.settings.warm_pool.start
                 }
@@ -638,10 +661,10 @@ impl State {
     /// Launch into the warm pool until it holds its size again: each new
     /// instance runs its user data for a full boot, then stops.
     fn refill_pool(&mut self) {
-        let in_pool = self.pool.iter().filter(|p| p.left.is_none()).count() as u32;
-        for _ in in_pool..self.settings.warm_pool.size {
+        for _ in self.pooled.len() as u32..self.warm_size {
             let boot = self.boot_time();
             let index = self.pool.len();
+            self.pooled.insert(index);
             self.pool.push(PoolRecord {
                 launched: self.now,
                 warmed: self.now + boot,
@@ -650,6 +673,24 @@ impl State {
             self.events
                 .push(Reverse((self.now + boot, Phase::Warmed, index)));
         }
+    }
+
+    /// Terminate the pool's instances above its size, the newest first (those
+    /// still being initialised, which bill as running, before the stopped
+    /// ones).
+    fn shrink_pool(&mut self) {
+        while self.pooled.len() as u32 > self.warm_size {
+            let index = self.pooled.pop_last().expect("more than the size");
+            self.pool[index].left = Some(self.now);
+            self.warmed.retain(|&warmed| warmed != index);
+        }
+    }
+
+    /// `PutWarmPool`: the pool keeps `size` instances from now on.
+    fn size_pool(&mut self, size: u32) {
+        self.warm_size = size;
+        self.refill_pool();
+        self.shrink_pool();
     }
 
     /// Terminate instances down to desired, among the unprotected ones, the
@@ -707,6 +748,18 @@ impl State {
             unprotected: self.alive.len() as u32 - protected,
             new_instances_protected: self.settings.protection == Protection::All,
             policy_state: self.policy_state.clone(),
+            warm_pool: self
+                .settings
+                .warm_pool
+                .exists()
+                .then(|| crate::groups::WarmPoolState {
+                    instances: Some(self.pooled.len() as u32),
+                    min_size: self.warm_size,
+                    max_prepared: Some(self.warm_size),
+                    pool_state: Some("Stopped".into()),
+                    reuse_on_scale_in: Some(false),
+                    deleting: false,
+                }),
         }
     }
 }
@@ -723,6 +776,7 @@ impl QueueSource for World {
         Ok(Queue {
             waiting: s.waiting.len() as u32,
             running: s.running,
+            blocked: None,
         })
     }
 }
@@ -778,6 +832,13 @@ impl Groups for World {
                 s.policy_state = kept.clone();
                 Ok(())
             }
+            Write::WarmPool { .. } if !s.settings.warm_pool.exists() => Err(failed(
+                "the simulated group has no warm pool (--warm-pool policy gives it one)".into(),
+            )),
+            Write::WarmPool { size, .. } => {
+                s.size_pool(size);
+                Ok(())
+            }
         }
     }
 }
@@ -791,6 +852,7 @@ mod tests {
             submit,
             duration,
             resource_class: None,
+            wait: None,
             line: 0,
         }
     }
@@ -844,12 +906,95 @@ mod tests {
         assert!(w.all_jobs_done());
     }
 
+    /// `--warm-pool policy`: the pool starts empty; `PutWarmPool` fills it
+    /// (each instance billed as running for its initialisation, then
+    /// stopped), launches take from it, and a smaller size terminates the
+    /// newest of its instances first.
+    #[test]
+    fn a_pool_the_policy_sizes_fills_serves_and_shrinks() {
+        let w = World::new(
+            &[job(500, 600)],
+            WorldSettings {
+                warm_pool: WarmPool {
+                    size: 0,
+                    start: 25,
+                    sized_by_policy: true,
+                },
+                ..settings(Exit::Decrement, Protection::All)
+            },
+        );
+        let put = |size| {
+            futures::executor::block_on(w.apply(
+                &group_id(),
+                &Write::WarmPool {
+                    size,
+                    pool_state: None,
+                    reuse_on_scale_in: None,
+                },
+            ))
+            .unwrap()
+        };
+        let described = || {
+            let groups = futures::executor::block_on(w.describe(REGION, &[GROUP.into()])).unwrap();
+            groups[GROUP].warm_pool.clone().expect("a warm pool")
+        };
+        assert_eq!((described().min_size, described().instances), (0, Some(0)));
+        w.advance(10);
+        put(3);
+        assert_eq!((described().min_size, described().instances), (3, Some(3)));
+        assert_eq!(w.counts().warmed, 0, "initialising");
+        w.advance(100);
+        assert_eq!(w.counts().warmed, 3, "warmed after a full boot");
+        w.advance(500);
+        set(&w, 1);
+        assert!(w.instances()[0].from_pool);
+        w.advance(525);
+        assert_eq!(w.counts().running, 1, "started in 25 s");
+        // Its replacement in the pool initialises; a smaller pool then
+        // terminates it first, the newest.
+        put(2);
+        let pool = w.pool();
+        assert_eq!(pool.len(), 4);
+        assert_eq!(pool[3].left, Some(525), "{pool:?}");
+        assert_eq!(
+            pool[3].billed_running_seconds(2000),
+            60,
+            "a minute at least"
+        );
+        assert_eq!(w.counts().warmed, 2);
+        put(0);
+        assert_eq!(w.counts().warmed, 0);
+        assert_eq!(described().instances, Some(0));
+        // A group without a pool refuses the write, as the simulator's user
+        // is told.
+        let none = World::new(&[], settings(Exit::Decrement, Protection::All));
+        let err = futures::executor::block_on(none.apply(
+            &group_id(),
+            &Write::WarmPool {
+                size: 1,
+                pool_state: None,
+                reuse_on_scale_in: None,
+            },
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("--warm-pool policy"), "{err}");
+        assert_eq!(
+            futures::executor::block_on(none.describe(REGION, &[GROUP.into()])).unwrap()[GROUP]
+                .warm_pool,
+            None
+        );
+    }
+
     #[test]
     fn a_launch_starts_a_warmed_instance_and_the_pool_refills_with_a_full_boot() {
         let w = World::new(
             &[job(0, 600), job(0, 600)],
             WorldSettings {
-                warm_pool: WarmPool { size: 1, start: 25 },
+                warm_pool: WarmPool {
+                    size: 1,
+                    start: 25,
+                    sized_by_policy: false,
+                },
                 ..settings(Exit::Decrement, Protection::All)
             },
         );

@@ -402,7 +402,11 @@ impl QueueSource for CircleCi {
             self.count(Count::Unclaimed, resource_class),
             self.count(Count::Running, resource_class),
         )?;
-        Ok(Queue { waiting, running })
+        Ok(Queue {
+            waiting,
+            running,
+            blocked: None,
+        })
     }
 }
 
@@ -446,9 +450,10 @@ pub fn parse_base_url(base_url: &str) -> Result<Url, BuildError> {
 }
 
 /// The count in `field` of a JSON object, or what is wrong with the body.
+/// An object that names a field twice is malformed: which of the two
+/// values the API meant cannot be known.
 fn parse_count(body: &[u8], field: &str) -> Result<u32, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("a body that is not JSON ({e})"))?;
+    let value = UniqueKeys::parse(body)?.0;
     let Some(found) = value.get(field) else {
         return Err(format!("JSON without the field {field:?}"));
     };
@@ -456,6 +461,50 @@ fn parse_count(body: &[u8], field: &str) -> Result<u32, String> {
         .as_u64()
         .and_then(|n| u32::try_from(n).ok())
         .ok_or_else(|| format!("{field} = {found}, not a whole number of tasks"))
+}
+
+/// A JSON object whose keys are all different (at the top level, which is
+/// what is read of it).
+struct UniqueKeys(serde_json::Map<String, serde_json::Value>);
+
+impl UniqueKeys {
+    fn parse(body: &[u8]) -> Result<UniqueKeys, String> {
+        // Read as any JSON first, to tell a body that is not JSON from an
+        // object that repeats a field.
+        serde_json::from_slice::<serde::de::IgnoredAny>(body)
+            .map_err(|e| format!("a body that is not JSON ({e})"))?;
+        serde_json::from_slice(body)
+            .map_err(|e| format!("JSON that is not an object of distinct fields ({e})"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut object = serde_json::Map::new();
+                while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
+                    if object.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!(
+                            "the field {} twice",
+                            crate::text::quoted(&key)
+                        )));
+                    }
+                    object.insert(key, value);
+                }
+                Ok(UniqueKeys(object))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 /// The wait a `Retry-After` value asks for: delay-seconds, or an HTTP date
@@ -515,6 +564,16 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(bad)
             );
+        }
+        // A field named twice is malformed, whichever comes first; so is
+        // any other repeated field, since the object cannot be trusted.
+        for twice in [
+            &br#"{"unclaimed_task_count": 0, "unclaimed_task_count": 9}"#[..],
+            br#"{"unclaimed_task_count": 9, "unclaimed_task_count": 0}"#,
+            br#"{"unclaimed_task_count": 9, "x": 1, "x": 2}"#,
+        ] {
+            let err = parse_count(twice, field).unwrap_err();
+            assert!(err.contains("twice"), "{err}");
         }
     }
 

@@ -101,6 +101,7 @@ async fn describe_counts_instances_protection_and_the_state_tag() {
             unprotected: 0,
             new_instances_protected: true,
             policy_state: Some(r#"{"streak":2}"#.into()),
+            warm_pool: None,
         }
     );
     assert_eq!(
@@ -118,6 +119,7 @@ async fn describe_counts_instances_protection_and_the_state_tag() {
             unprotected: 1,
             new_instances_protected: false,
             policy_state: None,
+            warm_pool: None,
         }
     );
     assert_eq!(
@@ -195,11 +197,13 @@ async fn each_write_changes_what_describe_sees() {
         min: 0,
         max: 12,
         allow_unprotected_scale_in: false,
+        warm_max: 12,
     };
     let to_zero = Decision {
         desired: 0,
         reason: String::new(),
         state: None,
+        warm: None,
     };
     let writes = plan(&to_zero, &state, bounds).writes;
     assert_eq!(
@@ -251,6 +255,89 @@ async fn each_write_changes_what_describe_sees() {
             write: 6
         }
     );
+}
+
+/// Issue 25: a policy sizes the group's warm pool. The write is one
+/// `PutWarmPool` with `MinSize` and `MaxGroupPreparedCapacity` equal (the
+/// only settings that give the pool a fixed size) and the pool's state and
+/// reuse policy as they were (PutWarmPool resets what it is not given);
+/// describe reads it back; a second plan with the same size writes nothing.
+#[tokio::test]
+async fn a_warm_pool_is_sized_and_keeps_its_state_and_reuse_policy() {
+    use aws_sdk_autoscaling::types::{InstanceReusePolicy, WarmPoolState as PoolState};
+    let moto = Moto::start();
+    moto.create_group(REGION, &TestGroup::new("warm").bounds(0, 10).protected())
+        .await;
+    let client = moto.autoscaling(REGION).await;
+    client
+        .put_warm_pool()
+        .auto_scaling_group_name("warm")
+        .min_size(2)
+        .max_group_prepared_capacity(2)
+        .pool_state(PoolState::Hibernated)
+        .instance_reuse_policy(
+            InstanceReusePolicy::builder()
+                .reuse_on_scale_in(false)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let groups = moto.groups();
+    let state = describe_one(&groups, "warm").await;
+    let pool = state.warm_pool.clone().expect("the group's warm pool");
+    assert_eq!(
+        (
+            pool.min_size,
+            pool.max_prepared,
+            pool.pool_state.as_deref(),
+            pool.reuse_on_scale_in
+        ),
+        (2, Some(2), Some("Hibernated"), Some(false))
+    );
+    let bounds = Bounds {
+        min: 0,
+        max: 10,
+        allow_unprotected_scale_in: false,
+        warm_max: 5,
+    };
+    let mut decision = Decision {
+        desired: 0,
+        reason: String::new(),
+        state: None,
+        warm: Some(4),
+    };
+    let writes = plan(&decision, &state, bounds).writes;
+    assert_eq!(
+        writes,
+        vec![Write::WarmPool {
+            size: 4,
+            pool_state: Some("Hibernated".into()),
+            reuse_on_scale_in: Some(false),
+        }]
+    );
+    groups.apply(&id("warm"), &writes[0]).await.unwrap();
+    let read = client
+        .describe_warm_pool()
+        .auto_scaling_group_name("warm")
+        .send()
+        .await
+        .unwrap();
+    let config = read.warm_pool_configuration().unwrap();
+    assert_eq!(config.min_size(), Some(4));
+    assert_eq!(config.max_group_prepared_capacity(), Some(4));
+    assert_eq!(config.pool_state(), Some(&PoolState::Hibernated));
+    let state = describe_one(&groups, "warm").await;
+    assert_eq!(state.warm_pool.as_ref().map(|p| p.min_size), Some(4));
+    assert!(
+        plan(&decision, &state, bounds).writes.is_empty(),
+        "unchanged"
+    );
+    // Over warm_max: clamped, and said.
+    decision.warm = Some(9);
+    let p = plan(&decision, &state, bounds);
+    assert_eq!(p.warm, Some(5));
+    assert!(p.why().unwrap().contains("warm_max 5"), "{:?}", p.why());
 }
 
 #[tokio::test]

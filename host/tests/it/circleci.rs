@@ -55,7 +55,8 @@ async fn reads_both_counts_with_the_token_and_the_query() {
         queue,
         Queue {
             waiting: 7,
-            running: 3
+            running: 3,
+            blocked: None,
         }
     );
     assert_eq!(requests(&fake), (1, 1));
@@ -72,7 +73,8 @@ async fn a_resource_class_with_a_slash_is_encoded_as_a_query_value() {
         queue,
         Queue {
             waiting: 1,
-            running: 2
+            running: 2,
+            blocked: None,
         }
     );
     let queries = fake.queries();
@@ -258,6 +260,24 @@ async fn negative_and_fractional_counts_are_not_counts() {
         );
         assert!(err.to_string().contains("not a whole number"), "{err}");
     }
+}
+
+/// Issue 24: an answer that names the count twice took the last value; it
+/// is malformed, so the queue is not read (the pool is held).
+#[tokio::test]
+async fn an_answer_that_names_a_field_twice_is_malformed() {
+    let fake = fake_with_queue().await;
+    fake.push_faults(
+        CLASS,
+        Endpoint::Unclaimed,
+        vec![Fault::Body(r#"{"unclaimed_task_count": 0, "unclaimed_task_count": 40}"#.into()); 4],
+    );
+    let err = source(&fake, TOKEN).queue(CLASS).await.unwrap_err();
+    assert!(
+        matches!(err, SourceError::Unavailable { attempts: 4, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("twice"), "{err}");
 }
 
 #[tokio::test]

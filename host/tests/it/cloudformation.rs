@@ -1,9 +1,11 @@
-//! The CloudFormation template (`examples/cloudformation/runner-scaler.yaml`)
-//! and the hand-set-up IAM policies (`examples/iam/`): least privilege as
-//! the issue defines it, the user data identical to `userdata/`, and the
-//! function wired as the Lambda mode expects. cfn-lint runs in the xtask.
+//! The CloudFormation templates (`examples/cloudformation/runner-scaler.yaml`,
+//! the runner image's `runner-image.yaml`), the Packer template and the
+//! hand-set-up IAM policies (`examples/iam/`): least privilege as the issue
+//! defines it, the user data identical to `userdata/`, and the function wired
+//! as the Lambda mode expects. cfn-lint and `packer validate` run in the xtask.
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
 fn repo() -> PathBuf {
@@ -11,7 +13,11 @@ fn repo() -> PathBuf {
 }
 
 fn template() -> Value {
-    let path = repo().join("examples/cloudformation/runner-scaler.yaml");
+    template_named("runner-scaler.yaml")
+}
+
+fn template_named(name: &str) -> Value {
+    let path = repo().join("examples/cloudformation").join(name);
     let text = std::fs::read_to_string(&path).unwrap();
     serde_norway::from_str(&text).unwrap_or_else(|err| {
         panic!(
@@ -93,6 +99,7 @@ fn the_scaler_role_has_no_write_on_star_and_each_grant_is_scoped() {
         "autoscaling:UpdateAutoScalingGroup",
         "autoscaling:CreateOrUpdateTags",
         "autoscaling:DeleteTags",
+        "autoscaling:PutWarmPool",
     ] {
         assert_eq!(granted(write)["Fn::Sub"], GROUP_ARN, "{write}");
     }
@@ -359,6 +366,7 @@ fn emf_figures() -> (String, Vec<String>, Vec<String>) {
     report.queue = Some(runner_scaler::Queue {
         waiting: 3,
         running: 1,
+        blocked: None,
     });
     report.capacity = Some(runner_scaler::Capacity::default());
     report.desired = Some(4);
@@ -556,4 +564,243 @@ fn the_dashboard_graphs_what_the_scaler_emits() {
     alarms.sort();
     alarms_shown.sort();
     assert_eq!(alarms_shown, alarms);
+}
+
+fn user_data_script() -> String {
+    std::fs::read_to_string(repo().join("userdata/install-runner-ubuntu.sh")).unwrap()
+}
+
+/// The value of `NAME="..."` in the user-data script (a constant it defines).
+fn script_constant(script: &str, name: &str) -> String {
+    let prefix = format!("\n{name}=\"");
+    let start = script.find(&prefix).unwrap_or_else(|| panic!("{name}")) + prefix.len();
+    script[start..].split('"').next().unwrap().to_string()
+}
+
+/// Every action any statement of the template allows, wherever it is.
+fn all_actions(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                if key == "Action" {
+                    out.extend(strings(value));
+                } else {
+                    all_actions(value, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| all_actions(item, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_image_recipe_runs_the_install_phase_of_the_same_script_and_is_renamed_when_it_changes() {
+    let template = template_named("runner-image.yaml");
+    let recipe = resource(&template, "Recipe");
+    let parts =
+        &recipe["AdditionalInstanceConfiguration"]["UserDataOverride"]["Fn::Base64"]["Fn::Join"][1];
+    let settings = parts[0].as_str().unwrap();
+    assert!(settings.starts_with("#!/bin/bash\n"), "{settings}");
+    assert!(
+        settings.contains("\nexport RUNNER_SCALER_PHASE=install\n"),
+        "{settings}"
+    );
+    // The bake has no token to see, and no group to leave.
+    assert!(!settings.contains("TOKEN"), "{settings}");
+    assert!(!settings.contains("AUTO_SCALING"), "{settings}");
+    let script = user_data_script();
+    assert!(
+        parts[1].as_str() == Some(script.as_str()),
+        "the image recipe's user data differs from userdata/install-runner-ubuntu.sh: run scripts/sync-template-userdata.sh"
+    );
+    // UserDataOverride holds at most 21,847 base64 characters: 16,383 bytes.
+    let size = settings.len() + script.len();
+    assert!(size <= 16_383, "user data of {size} bytes");
+
+    // CloudFormation updates a recipe's user data in place without telling
+    // Image Builder, whose recipes never change: a new script must make a
+    // new recipe, under a new name.
+    let digest = Sha256::digest(script.as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        recipe["Name"]["Fn::Sub"],
+        format!("${{AWS::StackName}}-runner-{hash}"),
+        "the recipe's name must end with the script's hash: run scripts/sync-template-userdata.sh"
+    );
+    // Canonical's current Ubuntu at each build, as the main stack's default.
+    assert_eq!(recipe["ParentImage"]["Ref"], "BaseImage");
+    let base = template["Parameters"]["BaseImage"]["Default"]
+        .as_str()
+        .unwrap();
+    let main_default = template_named("runner-scaler.yaml")["Parameters"]["ImageId"]["Default"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(base, format!("ssm:{main_default}"));
+    // Our component first, so components added after it see the runner.
+    assert_eq!(
+        recipe["Components"][0]["ComponentArn"]["Ref"],
+        "InstallCheck"
+    );
+}
+
+#[test]
+fn the_image_component_waits_for_the_install_phase_then_checks_the_image_holds_no_secret() {
+    let template = template_named("runner-image.yaml");
+    let component = resource(&template, "InstallCheck");
+    assert_eq!(component["Platform"], "Linux");
+    let document: Value =
+        serde_norway::from_str(component["Data"].as_str().unwrap()).expect("component document");
+    let phases: Vec<&str> = document["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|phase| phase["name"].as_str().unwrap())
+        .collect();
+    // validate runs on the build instance after build, before the snapshot.
+    assert_eq!(phases, ["build", "validate"]);
+    let commands = |phase: usize| -> String {
+        let step = &document["phases"][phase]["steps"][0];
+        assert_eq!(step["action"], "ExecuteBash", "{step}");
+        strings(&step["inputs"]["commands"]).join("\n")
+    };
+    let (build, validate) = (commands(0), commands(1));
+    let script = user_data_script();
+    let image_file = script_constant(&script, "IMAGE_FILE");
+    let env_file = script_constant(&script, "ENV_FILE");
+    let config_file = script_constant(&script, "CONFIG_FILE");
+    let start_unit = script_constant(&script, "START_UNIT");
+    assert!(build.contains("cloud-init status --wait"), "{build}");
+    assert!(build.contains(&format!("[ ! -f {image_file} ]")), "{build}");
+    for (what, needle) in [
+        ("the install key", format!("{image_file} ||")),
+        ("no instance file", format!("[ ! -e {env_file} ]")),
+        ("no runner config of ours", config_file),
+        ("the start unit disabled", start_unit),
+        ("the runner disabled", "circleci-runner.service".into()),
+    ] {
+        assert!(validate.contains(&needle), "{what}: {needle} in {validate}");
+    }
+    // What runs on the build instance at least parses.
+    for commands in [&build, &validate] {
+        let status = std::process::Command::new("bash")
+            .args(["-n", "-c", commands])
+            .status()
+            .unwrap();
+        assert!(status.success(), "bash -n: {commands}");
+    }
+}
+
+#[test]
+fn the_image_build_role_has_the_documented_minimum_and_no_wildcard_action() {
+    let template = template_named("runner-image.yaml");
+    let role = resource(&template, "BuildRole");
+    assert!(role.get("Policies").is_none(), "no inline policy: {role}");
+    let managed: Vec<&str> = role["ManagedPolicyArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|arn| arn["Fn::Sub"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        managed,
+        [
+            "arn:${AWS::Partition}:iam::aws:policy/EC2InstanceProfileForImageBuilder",
+            "arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore",
+        ]
+    );
+    let trust = &role["AssumeRolePolicyDocument"]["Statement"];
+    assert_eq!(trust.as_array().unwrap().len(), 1);
+    assert_eq!(trust[0]["Principal"]["Service"], "ec2.amazonaws.com");
+    let mut actions = vec![];
+    all_actions(&template, &mut actions);
+    assert_eq!(actions, ["sts:AssumeRole"]);
+    assert!(actions.iter().all(|action| !action.contains('*')));
+
+    let infrastructure = resource(&template, "Infrastructure");
+    assert_eq!(
+        infrastructure["InstanceProfileName"]["Ref"],
+        "BuildInstanceProfile"
+    );
+    assert_eq!(
+        infrastructure["InstanceMetadataOptions"]["HttpTokens"],
+        "required"
+    );
+    assert_eq!(infrastructure["TerminateInstanceOnFailure"], true);
+}
+
+#[test]
+fn the_image_reaches_the_main_stack_through_the_ssm_parameter_its_image_id_takes() {
+    let template = template_named("runner-image.yaml");
+    let distribution = &resource(&template, "Distribution")["Distributions"][0];
+    assert_eq!(distribution["Region"]["Ref"], "AWS::Region");
+    let parameter = &distribution["SsmParameterConfigurations"][0];
+    assert_eq!(parameter["ParameterName"]["Ref"], "ImageParameter");
+    assert_eq!(parameter["DataType"], "aws:ec2:image");
+    assert_eq!(
+        template["Outputs"]["ImageParameter"]["Value"]["Ref"],
+        "ImageParameter"
+    );
+    // The main stack's ImageId takes a parameter's name, which it reads.
+    let main = template_named("runner-scaler.yaml");
+    let image_id = &main["Parameters"]["ImageId"];
+    assert_eq!(
+        image_id["Type"],
+        "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
+    );
+    let default = template["Parameters"]["ImageParameter"]["Default"]
+        .as_str()
+        .unwrap();
+    assert!(
+        image_id["Description"].as_str().unwrap().contains(default),
+        "ImageId's description names the image's parameter"
+    );
+
+    let pipeline = resource(&template, "Pipeline");
+    assert_eq!(pipeline["ImageRecipeArn"]["Ref"], "Recipe");
+    assert_eq!(
+        pipeline["InfrastructureConfigurationArn"]["Ref"],
+        "Infrastructure"
+    );
+    assert_eq!(
+        pipeline["DistributionConfigurationArn"]["Ref"],
+        "Distribution"
+    );
+    // A schedule only when one is given.
+    assert_eq!(pipeline["Schedule"]["Fn::If"][0], "HasSchedule");
+    assert_eq!(pipeline["Schedule"]["Fn::If"][2]["Ref"], "AWS::NoValue");
+    assert_eq!(template["Parameters"]["Schedule"]["Default"], "");
+}
+
+#[test]
+fn the_packer_template_runs_the_same_install_phase() {
+    let dir = repo().join("examples/packer");
+    let text = std::fs::read_to_string(dir.join("runner-image.pkr.hcl")).unwrap();
+    let path = text
+        .split("install_script = \"${path.root}/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("install_script in runner-image.pkr.hcl");
+    assert_eq!(
+        std::fs::canonicalize(dir.join(path)).unwrap(),
+        std::fs::canonicalize(repo().join("userdata/install-runner-ubuntu.sh")).unwrap()
+    );
+    // The shell provisioner that runs the script, its words as one line.
+    let provisioner = text
+        .split("provisioner \"shell\" {")
+        .skip(1)
+        .find(|block| block.contains("local.install_script"))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for needle in [
+        "script = local.install_script",
+        "environment_vars = [\"RUNNER_SCALER_PHASE=install\"]",
+        "execute_command = \"sudo env {{ .Vars }} bash '{{ .Path }}'\"",
+    ] {
+        assert!(provisioner.contains(needle), "{needle}: {provisioner}");
+    }
+    assert!(!text.contains("TOKEN"), "no token setting in the bake");
 }

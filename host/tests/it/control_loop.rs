@@ -9,82 +9,11 @@ use runner_scaler::policy::{BuiltinRule, Limits, Policy, PolicyEngine};
 use runner_scaler::secret::Secret;
 use runner_scaler::sources::circleci::{CircleCi, HttpOptions};
 use runner_scaler::tick::{tick, Action, TickOptions};
-use std::process::Output;
 use std::time::Duration;
 use support::aws_proxy::{Answer, AwsProxy};
+use support::binary::*;
 use support::fake_circleci::{Endpoint, FakeCircleCi, Fault};
 use support::moto::{Moto, TestGroup};
-
-const REGION: &str = "eu-west-1";
-pub(crate) const TOKEN: &str = "CCIPAT_redaction_canary_0123456789";
-
-/// Run the binary with `args`, the test token and moto's credentials.
-async fn runner_scaler(args: &[&str], env: &[(&str, &str)]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
-        .args(args)
-        .env("CIRCLECI_TOKEN", TOKEN)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env(
-            "RUNNER_SCALER_CACHE_DIR",
-            std::env::temp_dir().join("runner-scaler-test-cache"),
-        )
-        .env("RUST_LOG", "debug")
-        .envs(env.iter().copied())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run runner-scaler")
-}
-
-async fn desired(moto: &Moto, name: &str) -> i32 {
-    moto.group(REGION, name)
-        .await
-        .unwrap()
-        .desired_capacity()
-        .unwrap()
-}
-
-async fn state_tag(moto: &Moto, name: &str) -> Option<String> {
-    let group = moto.group(REGION, name).await.unwrap();
-    group
-        .tags()
-        .iter()
-        .find(|t| t.key() == Some(runner_scaler::state::STATE_TAG))
-        .and_then(|t| t.value().map(String::from))
-}
-
-pub(crate) fn config(moto: &Moto, circleci: &FakeCircleCi, pools: &str) -> tempfile::NamedTempFile {
-    let text = format!(
-        "[circleci]\nbase_url = \"{}\"\n[aws]\nendpoint_url = \"{}\"\n[defaults]\nregion = \"{REGION}\"\n{pools}",
-        circleci.base_url(),
-        moto.endpoint()
-    );
-    let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-    std::fs::write(file.path(), text).unwrap();
-    file
-}
-
-pub(crate) fn pool(name: &str, policy: &str, params: &str) -> String {
-    let policy = match policy {
-        "queue" | "hold" => policy.to_string(),
-        file => support::policies_dir()
-            .join(format!("{file}.wasm"))
-            .display()
-            .to_string(),
-    };
-    format!(
-        "[[pool]]\nname = \"{name}\"\nresource_class = \"acme/{name}\"\ngroup = \"ci-{name}\"\npolicy = \"{policy}\"\nparams = {{ {params} }}\nmax = 10\n"
-    )
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 #[tokio::test]
 async fn once_applies_every_example_policy_to_its_group() {
@@ -608,28 +537,42 @@ async fn a_write_that_timed_out_is_reported_unknown_and_read_again_next_tick() {
     assert_eq!(proxy.writes(), writes, "nothing written again");
 }
 
-/// `check` prints an operating-system error once, however deep the chain.
+/// `check` prints an operating-system error once, however deep the chain;
+/// a directory where a file should be is said to be one.
 #[tokio::test]
 async fn an_os_error_is_printed_once() {
     let dir = tempfile::tempdir().unwrap();
-    let output = runner_scaler(&["check", "--config", dir.path().to_str().unwrap()], &[]).await;
+    let missing = dir.path().join("missing.toml");
+    let output = runner_scaler(&["check", "--config", missing.to_str().unwrap()], &[]).await;
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.matches("(os error").count(), 1, "{stderr}");
 
-    let policy = dir.path().join("dir.wasm");
-    std::fs::create_dir(&policy).unwrap();
     let file = dir.path().join("runner-scaler.toml");
-    std::fs::write(
-        &file,
-        "[[pool]]\nname = \"p\"\nresource_class = \"a/p\"\ngroup = \"g\"\nregion = \"eu-west-1\"\npolicy = \"dir.wasm\"\nmax = 1\n",
-    )
-    .unwrap();
+    let policy_is = |policy: &str| {
+        std::fs::write(
+            &file,
+            format!("[[pool]]\nname = \"p\"\nresource_class = \"a/p\"\ngroup = \"g\"\nregion = \"eu-west-1\"\npolicy = \"{policy}\"\nmax = 1\n"),
+        )
+        .unwrap();
+    };
+    policy_is("missing.wasm");
     let output = runner_scaler(&["check", "--config", file.to_str().unwrap()], &[]).await;
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot read policy"), "{stderr}");
     assert_eq!(stderr.matches("(os error").count(), 1, "{stderr}");
+
+    std::fs::create_dir(dir.path().join("dir.wasm")).unwrap();
+    policy_is("dir.wasm");
+    let output = runner_scaler(&["check", "--config", file.to_str().unwrap()], &[]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot read policy")
+            && stderr.contains("it is a directory, not a regular file"),
+        "{stderr}"
+    );
 }
 
 /// Every CircleCI fault: retried as specified, then the pool is held, its
@@ -703,31 +646,16 @@ async fn circleci_faults_hold_the_pool_and_spare_the_others() {
     assert_eq!(desired(&moto, "ci-healthy").await, 2);
 }
 
-/// `once --config config` with `args` and `env`, with an empty compile
-/// cache and debug logs, which must decide the pool: its output.
-async fn once_decides(config: &str, args: &[&str], env: &[(&str, &str)]) -> String {
-    let cache = tempfile::tempdir().unwrap();
-    let cache = cache.path().to_str().unwrap();
-    let mut all = vec!["once", "--config", config];
-    all.extend(args);
-    let mut env = env.to_vec();
-    env.push(("RUNNER_SCALER_CACHE_DIR", cache));
-    let output = runner_scaler(&all, &env).await;
-    let log = text(&output);
-    assert!(output.status.success(), "{log}");
-    assert!(log.contains("1 of 1 pools decided"), "{log}");
-    log
-}
-
 /// `once --precompiled DIR`, and the same directory in
 /// `RUNNER_SCALER_PRECOMPILED`, loads a policy's code from what `policy
-/// precompile` wrote instead of compiling it. An entry that is damaged, or
-/// intact but compiled by an engine with other settings, is skipped with a
-/// warning, and the policy compiled: the pool is decided either way. Every
-/// run has an empty compile cache, so the code comes from the directory or
-/// from Cranelift, which the debug log tells apart.
+/// precompile` wrote instead of compiling it. An entry that is there but is
+/// not this policy's code for this engine — damaged, or intact but compiled
+/// by an engine with other settings — is refused: the run fails saying so,
+/// and nothing is compiled or decided. Every run has an empty compile
+/// cache, so the code comes from the directory or from Cranelift, which the
+/// debug log tells apart.
 #[tokio::test]
-async fn once_loads_precompiled_code_and_skips_entries_that_do_not_fit() {
+async fn once_loads_precompiled_code_and_refuses_entries_that_do_not_fit() {
     const LOADED: &str = "loaded precompiled policy";
     const COMPILED: &str = "compile: compiled policy";
     let moto = Moto::start();
@@ -768,35 +696,44 @@ async fn once_loads_precompiled_code_and_skips_entries_that_do_not_fit() {
         assert!(!log.contains("WARN"), "{log}");
     }
     assert_eq!(desired(&moto, "ci-pre").await, 3);
+    circleci.set_queue("acme/pre", 5, 0);
 
-    // A damaged entry (its checksum no longer matches) is not loaded.
+    let refused = |log: &str, why: &str| {
+        log.contains("the precompiled directory")
+            && log.contains("holds code for it that must not run")
+            && log.contains(why)
+            && !log.contains(COMPILED)
+            && !log.contains(LOADED)
+    };
+    // A damaged entry (its checksum no longer matches).
     let intact = std::fs::read(entry).unwrap();
     let mut damaged = intact.clone();
     *damaged.last_mut().unwrap() ^= 0xff;
     std::fs::write(entry, &damaged).unwrap();
-    let log = once_decides(config, &flag, &[]).await;
-    assert!(
-        log.contains("ignoring a damaged or foreign entry")
-            && log.contains("no precompiled code for this policy")
-            && log.contains(COMPILED)
-            && !log.contains(LOADED),
-        "{log}"
-    );
+    let mut args = vec!["once", "--config", config];
+    args.extend(flag);
+    let output = runner_scaler(&args, &[]).await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(refused(&log, "is damaged"), "{log}");
 
-    // Nor is an intact entry compiled by an engine with other settings,
-    // stored under this engine's key: wasmtime's own check refuses it.
+    // An intact entry whose code an engine with other settings compiled,
+    // under this policy's header (resealed with a valid checksum):
+    // wasmtime's own check refuses it. The header is the magic, the
+    // policy's and the engine's SHA-256, and the payload's.
     let other = wasmtime::Engine::new(&wasmtime::Config::new()).unwrap();
     let foreign = other
         .precompile_component(&std::fs::read(&wasm).unwrap())
         .unwrap();
-    runner_scaler::policy::CompileCache::new(precompiled.path()).write(entry, &foreign);
-    let log = once_decides(config, &flag, &[]).await;
-    assert!(
-        log.contains("precompiled policy does not fit this engine")
-            && log.contains(COMPILED)
-            && !log.contains(LOADED),
-        "{log}"
-    );
+    let mut resealed = intact[..8 + 64].to_vec();
+    resealed.extend_from_slice(&<sha2::Sha256 as sha2::Digest>::digest(&foreign));
+    resealed.extend_from_slice(&foreign);
+    std::fs::write(entry, &resealed).unwrap();
+    let output = runner_scaler(&args, &[]).await;
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(refused(&log, "policy precompile` again"), "{log}");
+    assert_eq!(desired(&moto, "ci-pre").await, 3, "nothing decided");
 }
 
 #[tokio::test]
@@ -1028,104 +965,6 @@ async fn run_serves_metrics_and_health() {
     child.kill().await.unwrap();
 }
 
-pub(crate) async fn http_get(listen: &str, path: &str) -> Option<(u16, String)> {
-    let answer = reqwest::get(format!("http://{listen}{path}")).await.ok()?;
-    Some((answer.status().as_u16(), answer.text().await.ok()?))
-}
-
-/// The body of `path` once `check` accepts it (within 30 s).
-pub(crate) async fn wait_until(
-    listen: &str,
-    path: &str,
-    check: impl Fn(u16, &str) -> bool,
-) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some((status, body)) = http_get(listen, path).await {
-            if check(status, &body) {
-                return body;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{path} never as expected"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A loopback address no one listens on, for the daemon's `/metrics`.
-pub(crate) fn free_listen() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
-}
-
-/// `runner-scaler run` on `config`, serving `/metrics` on `listen`, its log
-/// on a pipe (read it after it exits), killed when dropped.
-pub(crate) fn start_daemon(config: &std::path::Path, listen: &str) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
-        .args(["run", "--listen", listen, "--config"])
-        .arg(config)
-        .env("CIRCLECI_TOKEN", TOKEN)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// The SHA-256 of a file, lowercase hex, computed here rather than by the
-/// code under test.
-fn sha256_of(path: &std::path::Path) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(std::fs::read(path).unwrap())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// SIGTERM to the daemon; its exit status (within 15 s) and its log.
-async fn stop_daemon(child: &mut tokio::process::Child) -> (std::process::ExitStatus, String) {
-    let pid = child.id().expect("the daemon is running").to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("run did not stop on SIGTERM")
-        .unwrap();
-    let mut stderr = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
-        .await
-        .unwrap();
-    (exit, stderr)
-}
-
-/// The value of metric `name` for `pool`, read with a Prometheus parser.
-fn sample(body: &str, pool: &str, name: &str) -> Option<f64> {
-    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && s.labels.get("pool") == Some(pool))
-        .and_then(|s| match s.value {
-            // OpenMetrics names counter samples `_total`; the parser then
-            // reads them as untyped.
-            prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Untyped(v) => Some(v),
-            _ => None,
-        })
-}
-
 /// `policy_sha256` pins a policy file: the reviewed file loads (`check`
 /// prints its digest), another one in its place is refused naming both
 /// digests, before anything is compiled or taken from a cache. A compile
@@ -1172,7 +1011,8 @@ async fn a_pinned_policy_loads_only_as_reviewed_and_a_tampered_cache_entry_is_ig
     let output = check().await;
     assert!(output.status.success(), "{}", text(&output));
     assert!(
-        text(&output).contains("ignoring a damaged or foreign entry in the compile cache"),
+        text(&output).contains("not using this compile cache entry; compiling again")
+            && text(&output).contains("is damaged or not a runner-scaler entry"),
         "{}",
         text(&output)
     );

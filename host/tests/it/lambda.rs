@@ -179,6 +179,63 @@ async fn scheduled_events_each_run_a_tick_and_answer_a_summary() {
     assert!(!answers.iter().any(|a| a.to_string().contains(TOKEN)));
 }
 
+/// Issue 24: an answer of the Runtime API without a deadline or a request
+/// id made the bootstrap panic (exit 101) inside `lambda_runtime`. The
+/// invocation without a deadline is now failed at the Runtime API, the one
+/// without a request id (which nothing can answer) skipped, and the next,
+/// well-formed one runs as usual.
+#[tokio::test]
+async fn malformed_invocations_are_failed_or_skipped_never_a_panic() {
+    use support::fake_lambda::Invocation;
+    let moto = Moto::start();
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    setup_seed(&moto, &circleci, "cci-guarded", "acme/guarded").await;
+    let invocation = |without: Vec<&'static str>| Invocation {
+        event: scheduled_event(),
+        without,
+    };
+    let lambda = FakeLambda::start([
+        invocation(vec!["lambda-runtime-deadline-ms"]),
+        invocation(vec!["lambda-runtime-aws-request-id"]),
+        invocation(vec![]),
+    ])
+    .await;
+    let root = bundle("queue-depth", false);
+    let cache = tempfile::tempdir().unwrap();
+    let env = lambda_env(&lambda, &moto, &circleci, root.path(), "cci-guarded");
+    let mut child = bootstrap(&env, cache.path());
+    let posted = lambda.wait_for(2, Duration::from_secs(60)).await;
+    let still_running = child.try_wait().unwrap().is_none();
+    let output = stop(child).await;
+    assert!(still_running, "the bootstrap exited:\n{output}");
+    assert!(!output.contains("panicked"), "{output}");
+    let posted: Vec<Posted> = posted.into_iter().map(|(_, p)| p).collect();
+    match &posted[..] {
+        [Posted::Error { request_id, .. }, Posted::Response {
+            request_id: answered,
+            ..
+        }] => {
+            assert_eq!(request_id, "req-0001");
+            assert_eq!(answered, "req-0003");
+        }
+        other => panic!("{other:?}\n{output}"),
+    }
+    let error = posted[0].json();
+    assert_eq!(error["errorType"], "RunnerScaler.MalformedInvocation");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("no lambda-runtime-deadline-ms header"),
+        "{error}"
+    );
+    assert_eq!(posted[1].json()["decided"], 1);
+    assert!(
+        output.contains("no lambda-runtime-aws-request-id header"),
+        "{output}"
+    );
+}
+
 #[tokio::test]
 async fn an_invocation_ticks_every_interval_and_answers_before_its_deadline() {
     let moto = Moto::start();

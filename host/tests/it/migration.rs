@@ -214,7 +214,8 @@ async fn check_probe_names_each_missing_permission_and_changes_nothing() {
         format!("ok       autoscaling:UpdateAutoScalingGroup on {GROUP} ({REGION})"),
         format!("skipped  autoscaling:SetDesiredCapacity on {GROUP} ({REGION}): not tried"),
         format!("skipped  autoscaling:CreateOrUpdateTags on {GROUP} ({REGION}): not needed"),
-        "probe: 1 of 6 calls refused or failed".to_string(),
+        format!("skipped  autoscaling:PutWarmPool on {GROUP} ({REGION}): not needed"),
+        "probe: 1 of 7 calls refused or failed".to_string(),
     ] {
         assert!(printed.contains(&line), "{line}\nnot in:\n{printed}");
     }
@@ -235,7 +236,7 @@ async fn check_probe_names_each_missing_permission_and_changes_nothing() {
         )),
         "{printed}"
     );
-    assert!(printed.contains("probe: 1 of 6 calls"), "{printed}");
+    assert!(printed.contains("probe: 1 of 7 calls"), "{printed}");
 
     // Every permission (moto itself), and a policy that keeps state, so the
     // tag calls are tried too.
@@ -249,7 +250,7 @@ async fn check_probe_names_each_missing_permission_and_changes_nothing() {
     let printed = text(&output);
     assert!(output.status.success(), "{printed}");
     assert!(printed.contains("probe as arn:aws:"), "{printed}");
-    assert!(printed.contains("probe: all 6 calls allowed"), "{printed}");
+    assert!(printed.contains("probe: all 7 calls allowed"), "{printed}");
     assert!(
         printed.contains("ok       autoscaling:CreateOrUpdateTags")
             && printed.contains("ok       autoscaling:DeleteTags"),

@@ -17,7 +17,7 @@
 //! or the xtask, and is skipped, saying so, only on a machine that has
 //! neither.
 
-use crate::control_loop::{config, free_listen, http_get, pool, start_daemon, wait_until};
+use support::binary::{config, free_listen, http_get, pool, start_daemon, wait_until, REGION, TOKEN};
 use crate::support;
 
 use serde_json::Value;
@@ -27,8 +27,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use support::fake_circleci::{Endpoint, FakeCircleCi, Fault};
 use support::moto::{Moto, TestGroup};
-
-const REGION: &str = "eu-west-1";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -346,7 +344,7 @@ struct Daemon {
 impl Daemon {
     async fn start() -> Daemon {
         let moto = Moto::start();
-        let circleci = FakeCircleCi::start(crate::control_loop::TOKEN).await;
+        let circleci = FakeCircleCi::start(TOKEN).await;
         for (name, desired) in [("healthy", 0), ("broken", 2), ("shadowed", 0)] {
             moto.create_group(
                 REGION,
@@ -417,6 +415,7 @@ fn every_family_exposition() -> String {
         r.queue = Some(runner_scaler::Queue {
             waiting: 2,
             running: 1,
+            blocked: None,
         });
         r.capacity = Some(runner_scaler::Capacity::default());
         r.desired = Some(3);

@@ -20,6 +20,17 @@ fn readme() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md")
 }
 
+/// The binary to run: the release build when the Lambda bundle is there
+/// (CI builds it; a month of simulated ticks takes seconds in it, minutes
+/// in a debug build), else the tests' own.
+fn binary() -> PathBuf {
+    let bundle = std::env::var_os("RUNNER_SCALER_TEST_BUNDLE").map(PathBuf::from);
+    match bundle {
+        Some(zip) if zip.is_file() => support::release_binary(),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_runner-scaler")),
+    }
+}
+
 /// What the README's `line` prints, run as a user would from the
 /// repository's root.
 fn run(line: &str) -> String {
@@ -31,7 +42,7 @@ fn run(line: &str) -> String {
             None => arg.to_string(),
         })
         .collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
+    let out = Command::new(binary())
         .args(["simulate"])
         .args(&args)
         .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))

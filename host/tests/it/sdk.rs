@@ -45,7 +45,9 @@ fn the_published_sdk_carries_the_contract() {
         "cargo package failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let name = format!("runner-scaler-policy-{}", env!("CARGO_PKG_VERSION"));
+    // The SDK's version is its contract's, not the host's.
+    let version = runner_scaler_policy::CONTRACT.rsplit('@').next().unwrap();
+    let name = format!("runner-scaler-policy-{version}");
     let crate_file = target.path().join(format!("package/{name}.crate"));
     let output = Command::new("tar")
         .arg("-xzOf")
@@ -94,6 +96,7 @@ fn same(o: &sdk::Observation) -> runner_scaler::Observation {
         queue: runner_scaler::Queue {
             waiting: o.queue.waiting,
             running: o.queue.running,
+            blocked: o.queue.blocked,
         },
         capacity: runner_scaler::Capacity {
             desired: c.desired,
@@ -103,6 +106,11 @@ fn same(o: &sdk::Observation) -> runner_scaler::Observation {
             in_service: c.in_service,
             terminating: c.terminating,
             protected: c.protected,
+            warm_pool: c.warm_pool.map(|w| runner_scaler::WarmPool {
+                instances: w.instances,
+                size: w.size,
+                max: w.max,
+            }),
         },
         clock: runner_scaler::Clock {
             unix_seconds: clock.unix_seconds,

@@ -32,6 +32,7 @@ fn trace(jobs: &[(u64, u64)]) -> Trace {
                 submit,
                 duration,
                 resource_class: None,
+                wait: None,
                 line: i + 1,
             })
             .collect(),
@@ -74,6 +75,47 @@ fn waits(run: &Run) -> Vec<u64> {
     let mut waits: Vec<u64> = run.jobs.iter().map(|j| j.wait(run.end)).collect();
     waits.sort_unstable();
     waits
+}
+
+// Two jobs, at 0 and at 3600, 100 s each: the first instance lives
+// 60..250 (boot to 150, job to 250), the second 3600..3790. Counted from
+// 1800 only the second job and its instance count; from 200, the second job
+// and, of the first instance, its 50 s after 200 (no minute's minimum: it
+// was launched before), and no launch but the second.
+#[tokio::test]
+async fn report_from_counts_the_jobs_and_time_of_the_window() {
+    let r = simulate(
+        &[(0, 100), (3600, 100)],
+        &scenario(QUEUE, Exit::Decrement, 3),
+    )
+    .await;
+    let whole = Summary::window(&r, 0, 3600.0, 0.0, 300);
+    assert_eq!(whole, Summary::of(&r, 3600.0, 300));
+    assert_eq!(
+        (whole.jobs, whole.instance_seconds, whole.launches),
+        (2, 380, 2)
+    );
+    assert_eq!((whole.wait_p50, whole.wait_max), (90, 150));
+    let late = Summary::window(&r, 1800, 3600.0, 0.0, 300);
+    assert_eq!(
+        (
+            late.jobs,
+            late.wait_max,
+            late.instance_seconds,
+            late.launches
+        ),
+        (1, 90, 190, 1)
+    );
+    assert!((late.cost - 190.0).abs() < 1e-9);
+    let overlapping = Summary::window(&r, 200, 3600.0, 0.0, 300);
+    assert_eq!(
+        (
+            overlapping.jobs,
+            overlapping.instance_seconds,
+            overlapping.launches
+        ),
+        (1, 240, 1)
+    );
 }
 
 // One job at t=0 for 600 s. The first tick is at 60 s: the queue rule sets
@@ -499,6 +541,7 @@ fn random_settings(rng: &mut StdRng) -> WorldSettings {
         warm_pool: WarmPool {
             size: rng.random_range(0..3),
             start: rng.random_range(0..60),
+            sized_by_policy: rng.random_bool(0.3),
         },
         idle_timeout: rng.random_range(0..600),
         exit: if rng.random_bool(0.5) {
@@ -689,9 +732,14 @@ fn the_chart_is_written_and_a_bad_trace_line_is_named() {
     );
     let drawn = std::fs::read_to_string(&svg).unwrap();
     assert_eq!(
-        drawn.matches("jobs (waiting + running)").count(),
+        drawn.matches("jobs waiting for a runner").count(),
         2,
         "a panel per run"
+    );
+    assert_eq!(
+        drawn.matches("jobs running").count(),
+        2,
+        "waiting stacked on running"
     );
 
     std::fs::write(&trace_file, "submit,duration\n0,60\n30,ninety\n").unwrap();
@@ -749,6 +797,7 @@ async fn ten_second_ticks_and_a_warm_pool_start_weekday_jobs_within_seconds() {
         warm_pool: WarmPool {
             size: trace.warm_pool_for(90 + 10),
             start: 25,
+            sized_by_policy: false,
         },
         ..Settings::default()
     };

@@ -40,8 +40,14 @@ impl InMemory {
 
     fn set(&self, pool: usize, waiting: u32, running: u32, state: GroupState) {
         let p = &self.pools[pool];
-        self.queues
-            .set(&p.resource_class, Queue { waiting, running });
+        self.queues.set(
+            &p.resource_class,
+            Queue {
+                waiting,
+                running,
+                blocked: None,
+            },
+        );
         self.groups.insert(p.group.clone(), state);
     }
 
@@ -133,6 +139,7 @@ async fn a_missing_group_is_held_with_a_message_naming_it() {
         Queue {
             waiting: 1,
             running: 0,
+            blocked: None,
         },
     );
     let r = w.tick(false).await;

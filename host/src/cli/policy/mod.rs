@@ -197,7 +197,7 @@ fn build_rust(args: &BuildArgs) -> anyhow::Result<(Vec<u8>, PathBuf)> {
             manifest.display()
         )
     })?;
-    let bytes = std::fs::read(&core).with_context(|| format!("cannot read {}", core.display()))?;
+    let bytes = policy::read_policy_file(&core)?;
     let component = policy::to_component(&core, &bytes)?.into_owned();
     // <target-dir>/<triple>/release/crate.wasm → <target-dir>/policies/crate.wasm
     let target_dir = core

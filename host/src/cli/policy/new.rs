@@ -10,6 +10,7 @@
 //! `host/templates/policy-js/`.
 
 use crate::cli::language::Language;
+use crate::input_file::{read_text, MAX_MANIFEST_BYTES};
 use crate::policy::CONTRACT;
 use anyhow::{bail, Context};
 use clap::Args;
@@ -210,11 +211,10 @@ fn sdk_version() -> &'static str {
 /// `dir`, made absolute, if it holds the SDK at [`sdk_version`].
 fn sdk_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     let manifest = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).with_context(|| {
-        format!(
-            "--sdk {}: cannot read {}; give the directory of the {SDK} crate, `sdk/` in a runner-scaler checkout",
+    let text = read_text(&manifest, MAX_MANIFEST_BYTES).map_err(|err| {
+        anyhow::anyhow!(
+            "--sdk {}: {err}; give the directory of the {SDK} crate, `sdk/` in a runner-scaler checkout",
             dir.display(),
-            manifest.display()
         )
     })?;
     let field = |name: &str| {
@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn the_scaffold_depends_on_the_sdk_of_its_contract() {
-        assert_eq!(sdk_version(), "0.1.0");
+        assert_eq!(sdk_version(), "0.2.0");
         assert_eq!(sdk_dependency(None).as_str(), Some(sdk_version()));
         let windows = Path::new(r"C:\src\runner-scaler\sdk");
         let dependency = sdk_dependency(Some(windows));
@@ -345,7 +345,7 @@ mod tests {
         let err = sdk_dir(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_err();
         assert!(
             err.to_string()
-                .contains("is not runner-scaler-policy 0.1.0"),
+                .contains("is not runner-scaler-policy 0.2.0"),
             "{err}"
         );
         let err = sdk_dir(Path::new("/nonexistent")).unwrap_err();

@@ -44,4 +44,4 @@ class Decider(exports.Decider):
             "socket": attempt(connect),
             "stdin": attempt(sys.stdin.read),
         }
-        return Decision(desired=0, reason=json.dumps(seen, sort_keys=True), state=None)
+        return Decision(desired=0, reason=json.dumps(seen, sort_keys=True), state=None, warm=None)

@@ -24,7 +24,7 @@ pub enum Posted {
     /// `POST invocation/{id}/response`.
     Response { request_id: String, body: String },
     /// `POST invocation/{id}/error`.
-    Error { body: String },
+    Error { request_id: String, body: String },
     /// `POST init/error`.
     InitError {
         error_type: Option<String>,
@@ -44,9 +44,26 @@ impl Posted {
     }
 }
 
+/// One invocation to hand out: its event, and the headers to leave out of
+/// the answer (to test a runtime against a Runtime API that misbehaves).
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub event: serde_json::Value,
+    pub without: Vec<&'static str>,
+}
+
+impl From<serde_json::Value> for Invocation {
+    fn from(event: serde_json::Value) -> Self {
+        Invocation {
+            event,
+            without: vec![],
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
-    events: VecDeque<(String, String)>,
+    events: VecDeque<(String, Invocation)>,
     next_id: usize,
     posted: Vec<(Instant, Posted)>,
     /// `invocation/next` requests received, answered or held.
@@ -89,13 +106,13 @@ impl FakeLambda {
     /// Serves `events` in order on 127.0.0.1 on a port the OS picks, each
     /// with a 5 s timeout (one tick at the default interval). Call it inside
     /// a tokio runtime.
-    pub async fn start(events: impl IntoIterator<Item = serde_json::Value>) -> FakeLambda {
+    pub async fn start(events: impl IntoIterator<Item = impl Into<Invocation>>) -> FakeLambda {
         FakeLambda::with_timeout(events, Duration::from_secs(5)).await
     }
 
     /// [`FakeLambda::start`], each invocation with this timeout.
     pub async fn with_timeout(
-        events: impl IntoIterator<Item = serde_json::Value>,
+        events: impl IntoIterator<Item = impl Into<Invocation>>,
         timeout: Duration,
     ) -> FakeLambda {
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -112,7 +129,7 @@ impl FakeLambda {
             for event in events {
                 state.next_id += 1;
                 let id = format!("req-{:04}", state.next_id);
-                state.events.push_back((id, event.to_string()));
+                state.events.push_back((id, event.into()));
             }
         }
         let server = tokio::spawn(super::serve_http(listener, shared.clone(), answer));
@@ -212,7 +229,7 @@ async fn answer(
         };
         let (next, timeout) = next;
         shared.changed.notify_waiters();
-        let Some((id, event)) = next else {
+        let Some((id, invocation)) = next else {
             // Lambda freezes an idle function mid-request; the test ends it.
             std::future::pending::<()>().await;
             unreachable!();
@@ -222,20 +239,27 @@ async fn answer(
             .unwrap()
             .as_millis()
             + timeout.as_millis();
-        let response = Response::builder()
+        let mut response = Response::builder()
             .status(StatusCode::OK)
-            .header("content-type", "application/json")
-            .header("lambda-runtime-aws-request-id", &id)
-            .header("lambda-runtime-deadline-ms", deadline.to_string())
-            .header(
+            .header("content-type", "application/json");
+        for (name, value) in [
+            ("lambda-runtime-aws-request-id", id),
+            ("lambda-runtime-deadline-ms", deadline.to_string()),
+            (
                 "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:eu-west-1:123456789012:function:runner-scaler",
-            )
-            .header(
+                "arn:aws:lambda:eu-west-1:123456789012:function:runner-scaler".into(),
+            ),
+            (
                 "lambda-runtime-trace-id",
-                "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1",
-            )
-            .body(Full::new(Bytes::from(event)))
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1".into(),
+            ),
+        ] {
+            if !invocation.without.contains(&name) {
+                response = response.header(name, value);
+            }
+        }
+        let response = response
+            .body(Full::new(Bytes::from(invocation.event.to_string())))
             .expect("a valid response");
         return Ok(response);
     }
@@ -256,11 +280,14 @@ async fn answer(
             request_id: id.to_string(),
             body,
         }
-    } else if rest
+    } else if let Some(id) = rest
         .strip_prefix("/invocation/")
-        .is_some_and(|r| r.ends_with("/error"))
+        .and_then(|r| r.strip_suffix("/error"))
     {
-        Posted::Error { body }
+        Posted::Error {
+            request_id: id.to_string(),
+            body,
+        }
     } else {
         return Ok(reply(
             StatusCode::NOT_FOUND,

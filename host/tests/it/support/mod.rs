@@ -11,8 +11,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 pub mod aws_proxy;
+pub mod binary;
 pub mod fake_circleci;
 pub mod fake_lambda;
+pub mod fake_usage_api;
 pub mod moto;
 pub mod refusing_proxy;
 
@@ -71,6 +73,17 @@ pub fn unpack(zip: &std::path::Path) -> tempfile::TempDir {
     dir
 }
 
+/// The release build of the binary, as a user runs it: the `bootstrap` of
+/// the x86_64 Lambda bundle ([`bundle_zip`]), unpacked once per test run.
+/// For what a debug build runs too slowly (a simulated month of ticks).
+pub fn release_binary() -> PathBuf {
+    static UNPACKED: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    UNPACKED
+        .get_or_init(|| unpack(&bundle_zip()))
+        .path()
+        .join("bootstrap")
+}
+
 /// The compile cache the test run shares with `cargo xtask`'s `policy
 /// build` steps: `$RUNNER_SCALER_CACHE_DIR`, else the workspace's
 /// `target/policy-cache/`. A policy that carries an interpreter takes
@@ -100,6 +113,7 @@ pub fn pool(name: &str, policy: runner_scaler::policy::Policy) -> runner_scaler:
             min: 0,
             max: 10,
             allow_unprotected_scale_in: false,
+            warm_max: 10,
         },
         time_zone: jiff::tz::TimeZone::UTC,
         params: vec![],

@@ -20,6 +20,7 @@ impl Guest for BadState {
             desired: 1,
             reason: "keeps a state with control characters".to_string(),
             state: Some("n=1\0\u{1b}[2J\u{1}".to_string()),
+            warm: None,
         })
     }
 }

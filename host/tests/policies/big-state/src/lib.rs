@@ -21,6 +21,7 @@ impl Guest for BigState {
             desired: 1,
             reason: format!("returns a state of {STATE_BYTES} bytes"),
             state: Some("s".repeat(STATE_BYTES)),
+            warm: None,
         })
     }
 }

@@ -40,6 +40,7 @@ impl Guest for Forges {
             desired: 1,
             reason: format!("\u{1b}]0;title\u{7}\u{202e}1 job\r{FORGED}"),
             state: None,
+            warm: None,
         })
     }
 }

@@ -30,6 +30,7 @@ impl Guest for LogFlood {
             desired: 1,
             reason: format!("logged {LINES} lines of {LINE_BYTES} bytes"),
             state: None,
+            warm: None,
         })
     }
 }

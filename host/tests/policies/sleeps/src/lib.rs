@@ -21,7 +21,7 @@ wit_bindgen::generate!({
         package hostile:sleeps;
 
         world policy {
-            include runner-scaler:policy/policy@0.1.0;
+            include runner-scaler:policy/policy@0.2.0;
             import wasi:clocks/monotonic-clock@0.2.0;
             import wasi:random/random@0.2.0;
         }
@@ -82,6 +82,7 @@ impl Guest for Sleeps {
                 get_random_u64()
             ),
             state: None,
+            warm: None,
         })
     }
 }

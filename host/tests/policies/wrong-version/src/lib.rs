@@ -1,11 +1,11 @@
-//! `hostile-wrong-version`: a policy built for version 0.2.0 of the contract,
-//! which the host (0.1.0) does not speak.
+//! `hostile-wrong-version`: a policy built for version 9.9.0 of the contract,
+//! which the host (0.2.0, and 0.1.0 before it) does not speak.
 //!
 //! It exists to prove that the host refuses such a policy when it loads it,
-//! with an error that names both versions, and never calls it on a tick. Its
-//! WIT in `wit/policy.wit` is a copy of the real one with only the package
-//! version changed, so its imports and exports differ from the host's only in
-//! `@0.2.0`.
+//! with an error that names the versions it knows, and never calls it on a
+//! tick. Its WIT in `wit/policy.wit` is a copy of the real one with only the
+//! package version changed, so its imports and exports differ from the
+//! host's only in `@9.9.0`.
 
 wit_bindgen::generate!({ path: "wit", world: "policy" });
 
@@ -20,6 +20,7 @@ impl Guest for WrongVersion {
             desired: 1,
             reason: "a decision the host should never ask for".to_string(),
             state: None,
+            warm: None,
         })
     }
 }
