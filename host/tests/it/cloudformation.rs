@@ -358,8 +358,8 @@ fn the_hand_set_up_policies_match_the_template() {
 }
 
 /// The figures `emf.rs` writes, as CloudWatch reads them from one line of a
-/// pool with every figure known (a shadow included): (namespace, the
-/// dimension names, the metric names).
+/// pool with every figure known (a shadow and a warm pool included):
+/// (namespace, the dimension names, the metric names).
 fn emf_figures() -> (String, Vec<String>, Vec<String>) {
     use runner_scaler::report::{Action, PoolReport};
     let mut report = PoolReport::new("ci-runners", "ci-runners", "eu-west-1", "acme/linux", 0, 10);
@@ -368,7 +368,15 @@ fn emf_figures() -> (String, Vec<String>, Vec<String>) {
         running: 1,
         blocked: None,
     });
-    report.capacity = Some(runner_scaler::Capacity::default());
+    report.capacity = Some(runner_scaler::Capacity {
+        warm_pool: Some(runner_scaler::WarmPool {
+            instances: Some(1),
+            size: 1,
+            max: 4,
+        }),
+        ..Default::default()
+    });
+    report.warm = Some(2);
     report.desired = Some(4);
     report.action = Action::Applied;
     report.policy_ms = Some(0.02);
@@ -536,6 +544,8 @@ fn the_dashboard_graphs_what_the_scaler_emits() {
         "Running",
         "DesiredDecided",
         "InService",
+        "WarmPoolSize",
+        "WarmPoolInstances",
         "Holds",
         "PolicyErrors",
         "PolicyEvaluationTime",

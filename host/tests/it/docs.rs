@@ -149,7 +149,8 @@ fn the_user_data_readme_gives_the_token_source_the_script_and_the_stack_use() {
     let default = script
         .lines()
         .find_map(|line| line.strip_prefix("RUNNER_TOKEN_SOURCE=\"${RUNNER_TOKEN_SOURCE:-"))
-        .and_then(|rest| rest.strip_suffix("}\""))
+        // The line may end with a comment: `...:-ssm}" # ssm | ...`.
+        .and_then(|rest| rest.split_once("}\"").map(|(default, _)| default))
         .expect("the script's RUNNER_TOKEN_SOURCE default");
     let template = read("examples/cloudformation/runner-scaler.yaml");
     let stack = template

@@ -17,8 +17,10 @@
 //! or the xtask, and is skipped, saying so, only on a machine that has
 //! neither.
 
-use support::binary::{config, free_listen, http_get, pool, start_daemon, wait_until, REGION, TOKEN};
 use crate::support;
+use support::binary::{
+    config, free_listen, http_get, pool, start_daemon, wait_until, REGION, TOKEN,
+};
 
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -417,7 +419,15 @@ fn every_family_exposition() -> String {
             running: 1,
             blocked: None,
         });
-        r.capacity = Some(runner_scaler::Capacity::default());
+        r.capacity = Some(runner_scaler::Capacity {
+            warm_pool: Some(runner_scaler::WarmPool {
+                instances: Some(1),
+                size: 1,
+                max: 4,
+            }),
+            ..Default::default()
+        });
+        r.warm = Some(2);
         r.desired = Some(3);
         r.policy_ms = Some(0.01);
         r.policy_error_kind = Some("trap");
