@@ -16,7 +16,7 @@ use runner_scaler::groups::{
 };
 use runner_scaler::plan::Bounds;
 use runner_scaler::policy::{BuiltinRule, Limits, Policy, PolicyEngine};
-use runner_scaler::sources::{MemoryQueue, QueueSource, SourceError};
+use runner_scaler::sources::{MemoryQueue, QueueId, QueueSource, SourceError, SourceKind};
 use runner_scaler::tick::{tick, Pool, PoolReport, Shadow, TickOptions};
 use runner_scaler::Queue;
 use std::collections::HashMap;
@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 struct Slow<T>(T, Duration);
 
 impl QueueSource for Slow<MemoryQueue> {
-    async fn queue(&self, resource_class: &str) -> Result<Queue, SourceError> {
+    async fn queue(&self, queue: &QueueId) -> Result<Queue, SourceError> {
         tokio::time::sleep(self.1).await;
-        self.0.queue(resource_class).await
+        self.0.queue(queue).await
     }
 }
 
@@ -91,7 +91,7 @@ fn main() {
             .map(|i| {
                 let pool = Pool {
                     name: format!("pool-{i}"),
-                    resource_class: format!("acme/class-{i}"),
+                    queue: QueueId::new(SourceKind::CircleCi, format!("acme/class-{i}")),
                     group: GroupId {
                         region: ["eu-west-1", "us-east-1"][i % regions].into(),
                         name: format!("ci-{i}"),
@@ -112,7 +112,7 @@ fn main() {
                 // A third of the pools have one more job than instances.
                 let jobs = 3 + u32::from(i % 3 == 0);
                 queues.0.set(
-                    &pool.resource_class,
+                    &pool.queue.name,
                     Queue {
                         waiting: jobs,
                         running: 0,
@@ -123,7 +123,7 @@ fn main() {
                     pool.group.clone(),
                     GroupState {
                         desired: 3,
-                        max: 100,
+                        max_size: 100,
                         new_instances_protected: true,
                         ..GroupState::default()
                     },

@@ -25,7 +25,6 @@ use runner_scaler::groups::{Groups, Write, DESCRIBE_BATCH};
 use runner_scaler::policy::{Limits, Policy, PolicyEngine};
 use runner_scaler::secret::Secret;
 use runner_scaler::sources::circleci::{CircleCi, HttpOptions};
-use runner_scaler::sources::QueueSource;
 use runner_scaler::tick::{tick, Action, Pool, TickOptions, PARALLEL_POOLS};
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -80,7 +79,7 @@ fn main() {
                     Some(jobs) if i % 3 == 0 => jobs,
                     _ => DESIRED,
                 };
-                fake.set_queue(&pool.resource_class, waiting, 0);
+                fake.set_queue(&pool.queue.name, waiting, 0);
             }
         };
         // When, into each tick, its first and its last pool were done.
@@ -161,7 +160,7 @@ fn main() {
             "  the region's describe           {describe_all}   ({} calls of {DESCRIBE_BATCH}, {DESCRIBE_PARALLEL} at once)",
             names.len().div_ceil(DESCRIBE_BATCH),
         );
-        let classes: Vec<&str> = pools.iter().map(|p| p.resource_class.as_str()).collect();
+        let classes: Vec<&str> = pools.iter().map(|p| p.queue.name.as_str()).collect();
         let read_queues = cpu
             .measure(RUNS, || async {
                 stream::iter(&classes)

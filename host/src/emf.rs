@@ -29,7 +29,7 @@ fn figures(r: &PoolReport) -> Vec<(&'static str, &'static str, f64)> {
             f64::from(u8::from(r.policy_error_kind.is_some())),
         ),
     ];
-    if let Some(queue) = r.queue {
+    if let Some(queue) = r.jobs {
         figures.push(("Waiting", "Count", queue.waiting.into()));
         figures.push(("Running", "Count", queue.running.into()));
     }
@@ -112,7 +112,7 @@ mod tests {
 
     fn report(action: Action) -> PoolReport {
         PoolReport {
-            queue: Some(Queue {
+            jobs: Some(Queue {
                 waiting: 3,
                 running: 1,
                 blocked: None,
@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn a_held_pool_counts_a_hold_and_no_decision() {
         let mut held = report(Action::Held);
-        held.queue = None;
+        held.jobs = None;
         held.desired = None;
         let value: Value = serde_json::from_str(&line(&held, 0)).unwrap();
         assert_eq!(

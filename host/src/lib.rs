@@ -6,6 +6,7 @@
 //! built-in rule) → [`Decision`] → clamp and safety rules → apply.
 
 pub mod aws;
+pub mod bounds;
 pub mod ca_certificates;
 pub mod cases;
 pub mod cli;
@@ -21,7 +22,6 @@ pub mod params;
 pub mod plan;
 pub mod policy;
 pub mod report;
-pub mod runner_secret;
 pub mod sample;
 pub mod secret;
 pub mod simulate;
@@ -30,6 +30,7 @@ pub mod state;
 pub mod text;
 pub mod tick;
 pub mod time_zone;
+pub mod token_secret;
 pub mod trace_import;
 
 pub use observation::{Capacity, Clock, Decision, Observation, Queue, WarmPool, Weekday};

@@ -271,8 +271,8 @@ impl Metrics {
                     family.remove(&pool);
                 }
             };
-            show(&self.waiting, r.queue.map(|q| q.waiting));
-            show(&self.running, r.queue.map(|q| q.running));
+            show(&self.waiting, r.jobs.map(|q| q.waiting));
+            show(&self.running, r.jobs.map(|q| q.running));
             show(&self.in_service, r.capacity.map(|c| c.in_service));
             show(&self.pending, r.capacity.map(|c| c.pending));
             show(&self.decided_desired, r.desired);
@@ -400,7 +400,7 @@ mod tests {
     fn report(pool: &str, action: Action, held_because: Option<HeldBecause>) -> PoolReport {
         let decided = action != Action::Held;
         PoolReport {
-            queue: (held_because != Some(HeldBecause::Queue)).then_some(Queue {
+            jobs: (held_because != Some(HeldBecause::Queue)).then_some(Queue {
                 waiting: 3,
                 running: 1,
                 blocked: None,
@@ -553,7 +553,7 @@ mod tests {
         // figure of the decision that was not made; the time of the last
         // decision stays, and says how old the last good reading is.
         let mut held = report("a", Action::Held, Some(HeldBecause::Queue));
-        held.queue = None;
+        held.jobs = None;
         metrics.record(&[held], Duration::ZERO);
         let text = metrics.encode();
         for gauge in [

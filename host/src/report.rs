@@ -3,6 +3,7 @@
 //! the EMF lines read it.
 
 use crate::observation::{Capacity, Queue};
+use crate::sources::{QueueId, SourceKind};
 use serde::Serialize;
 
 /// What happened to one pool on one tick: the decision record. A value
@@ -13,14 +14,20 @@ pub struct PoolReport {
     pub pool: String,
     pub group: String,
     pub region: String,
-    /// The CircleCI resource class whose queue the pool follows.
-    pub resource_class: String,
+    /// The CI the pool's queue is in, and the queue's name there.
+    pub source: SourceKind,
+    pub queue: String,
+    /// The queue as CircleCI names it (its resource class), for CircleCI
+    /// pools: the field of the records before other sources came.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_class: Option<String>,
     /// The pool's bounds, which the decision is clamped to.
     pub min: u32,
     pub max: u32,
-    /// The inputs, when they could be read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue: Option<Queue>,
+    /// The inputs, when they could be read: the queue's jobs (flat:
+    /// `waiting`, `running`, `blocked`) and the group's capacity.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<Queue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity: Option<Capacity>,
     /// The policy (or fallback) that decided, its answer and its reason.
@@ -119,7 +126,7 @@ impl PoolReport {
         pool: &str,
         group: &str,
         region: &str,
-        resource_class: &str,
+        queue: &QueueId,
         min: u32,
         max: u32,
     ) -> PoolReport {
@@ -127,10 +134,12 @@ impl PoolReport {
             pool: pool.into(),
             group: group.into(),
             region: region.into(),
-            resource_class: resource_class.into(),
+            source: queue.source,
+            queue: queue.name.clone(),
+            resource_class: (queue.source == SourceKind::CircleCi).then(|| queue.name.clone()),
             min,
             max,
-            queue: None,
+            jobs: None,
             capacity: None,
             decided_by: None,
             policy_desired: None,
@@ -163,7 +172,7 @@ impl PoolReport {
             name,
             &format!("ci-{name}"),
             "eu-west-1",
-            "acme/linux",
+            &QueueId::new(SourceKind::CircleCi, "acme/linux"),
             0,
             10,
         )
@@ -190,11 +199,12 @@ pub(crate) fn log(r: &PoolReport) {
                 pool = %r.pool,
                 group = %r.group,
                 region = %r.region,
-                resource_class = %r.resource_class,
+                source = r.source.name(),
+                queue = %r.queue,
                 min = r.min,
                 max = r.max,
-                waiting = r.queue.map(|q| q.waiting),
-                running = r.queue.map(|q| q.running),
+                waiting = r.jobs.map(|q| q.waiting),
+                running = r.jobs.map(|q| q.running),
                 desired_before = r.capacity.map(|c| c.desired),
                 decided_by = r.decided_by.as_deref(),
                 policy_desired = r.policy_desired,

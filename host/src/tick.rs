@@ -14,7 +14,7 @@ use crate::observation::{Capacity, Clock, Observation, Queue, WarmPool};
 use crate::plan::{self, Bounds};
 use crate::policy::{BuiltinRule, Policy};
 use crate::report;
-use crate::sources::{QueueSource, SourceError};
+use crate::sources::{QueueId, QueueSource, SourceError};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{self, StreamExt};
 use std::collections::HashMap;
@@ -25,11 +25,12 @@ use std::time::{Duration, Instant};
 pub use crate::report::{Action, HeldBecause, PoolReport};
 
 /// A pool, ready to tick: its configuration with the policy loaded and the
-/// resource class known.
+/// queue known.
 #[derive(Clone)]
 pub struct Pool {
     pub name: String,
-    pub resource_class: String,
+    /// The queue whose jobs its group runs.
+    pub queue: QueueId,
     pub group: GroupId,
     pub policy: Policy,
     pub fallback: BuiltinRule,
@@ -67,13 +68,13 @@ impl Shadow {
 #[cfg(test)]
 impl Pool {
     /// A pool as the unit tests use it (as `support::pool` in the
-    /// integration tests): resource class `acme/NAME`, group `ci-NAME` in
+    /// integration tests): CircleCI resource class `acme/NAME`, group `ci-NAME` in
     /// eu-west-1, bounds 0..=10, the `hold` fallback, UTC, no params, no
     /// shadow.
     pub(crate) fn example(name: &str, policy: Policy) -> Pool {
         Pool {
             name: name.into(),
-            resource_class: format!("acme/{name}"),
+            queue: QueueId::new(crate::sources::SourceKind::CircleCi, format!("acme/{name}")),
             group: GroupId {
                 region: "eu-west-1".into(),
                 name: format!("ci-{name}"),
@@ -209,13 +210,13 @@ type Read<T> = Result<T, String>;
 /// A read every pool that needs it awaits, made once.
 type SharedRead<'a, T> = Shared<BoxFuture<'a, Arc<Read<T>>>>;
 
-/// The tick's reads: each resource class's queue once, and each region's
+/// The tick's reads: each queue (source and name) once, and each region's
 /// groups in one describe (batched by the adapter), made by
 /// [`Reads::make_all`] and awaited by every pool that needs them.
 struct Reads<'a> {
-    queues: HashMap<&'a str, SharedRead<'a, Queue>>,
-    /// The resource classes in the order of the pools.
-    classes: Vec<&'a str>,
+    queues: HashMap<&'a QueueId, SharedRead<'a, Queue>>,
+    /// The queues in the order of the pools.
+    order: Vec<&'a QueueId>,
     regions: HashMap<&'a str, SharedRead<'a, HashMap<String, GroupState>>>,
 }
 
@@ -238,22 +239,22 @@ impl<'a> Reads<'a> {
                 (region, read.boxed().shared())
             })
             .collect();
-        let mut classes: Vec<&str> = Vec::new();
+        let mut order: Vec<&QueueId> = Vec::new();
         let mut reads = HashMap::new();
         for pool in pools {
-            let class = pool.resource_class.as_str();
-            reads.entry(class).or_insert_with(|| {
-                classes.push(class);
+            let queue = &pool.queue;
+            reads.entry(queue).or_insert_with(|| {
+                order.push(queue);
                 let read = async move {
-                    let queue = queues.queue(class).await;
-                    Arc::new(queue.map_err(|err: SourceError| err.to_string()))
+                    let read = queues.queue(queue).await;
+                    Arc::new(read.map_err(|err: SourceError| err.to_string()))
                 };
                 read.boxed().shared()
             });
         }
         Reads {
             queues: reads,
-            classes,
+            order,
             regions,
         }
     }
@@ -262,8 +263,8 @@ impl<'a> Reads<'a> {
     /// [`PARALLEL_POOLS`] at a time in the order of the pools, so that each
     /// pool's inputs are in as early as they can be.
     async fn make_all(&self) {
-        let queues = stream::iter(&self.classes)
-            .map(|class| self.queues[class].clone())
+        let queues = stream::iter(&self.order)
+            .map(|queue| self.queues[queue].clone())
             .buffer_unordered(PARALLEL_POOLS)
             .for_each(|_| async {});
         let regions = futures::future::join_all(self.regions.values().cloned());
@@ -271,7 +272,7 @@ impl<'a> Reads<'a> {
     }
 
     async fn queue(&self, pool: &Pool) -> Result<Queue, String> {
-        let read = self.queues[pool.resource_class.as_str()].clone().await;
+        let read = self.queues[&pool.queue].clone().await;
         (*read).clone()
     }
 
@@ -282,9 +283,7 @@ impl<'a> Reads<'a> {
 
     /// The pool's queue and group, each if it was read by now.
     fn read_so_far(&self, pool: &Pool) -> (Option<Read<Queue>>, Option<Read<GroupState>>) {
-        let queue = self.queues[pool.resource_class.as_str()]
-            .peek()
-            .map(|read| (**read).clone());
+        let queue = self.queues[&pool.queue].peek().map(|read| (**read).clone());
         let group = self.regions[pool.group.region.as_str()]
             .peek()
             .map(|read| group_of(pool, read));
@@ -350,7 +349,7 @@ fn cut_short(pool: &Pool, stage: Stage, reads: &Reads, cut: Cut) -> PoolReport {
                 ),
                 (None, _) => (
                     held_because,
-                    format!("held: {cut} passed before its queue ({}) could be read; nothing was written", pool.resource_class),
+                    format!("held: {cut} passed before its queue ({}) could be read; nothing was written", pool.queue),
                 ),
                 (_, None) => (
                     held_because,
@@ -413,20 +412,20 @@ pub(crate) async fn read_groups<G: Groups>(
 struct NoQueues;
 
 impl QueueSource for NoQueues {
-    async fn queue(&self, _resource_class: &str) -> Result<Queue, SourceError> {
+    async fn queue(&self, _queue: &QueueId) -> Result<Queue, SourceError> {
         unreachable!("read_groups reads no queue")
     }
 }
 
 /// A record of `pool` with only its identity (and its queue, if known).
-fn empty_report(pool: &Pool, queue: Option<Queue>) -> PoolReport {
+fn empty_report(pool: &Pool, jobs: Option<Queue>) -> PoolReport {
     PoolReport {
-        queue,
+        jobs,
         ..PoolReport::new(
             &pool.name,
             &pool.group.name,
             &pool.group.region,
-            &pool.resource_class,
+            &pool.queue,
             pool.bounds.min,
             pool.bounds.max,
         )

@@ -76,6 +76,14 @@ pub fn main() -> ExitCode {
         Command::Lambda => unsafe { crate::modes::runtime_api_guard::bind() },
         _ => None,
     };
+    if !matches!(cli.command, Command::Run(_) | Command::Lambda) {
+        // A closed pipe (`policy test --json | head`) ends a command quietly,
+        // as it ends other Unix filters, where Rust's default (SIGPIPE
+        // ignored) makes `println!` panic. The daemon and the Lambda keep
+        // that default: they serve sockets, where EPIPE is an error to handle.
+        // SAFETY: as above, no other thread exists yet.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let default_filter = match cli.command {
         Command::Simulate(_) => crate::simulate::LOG_FILTER,
         _ => "info",

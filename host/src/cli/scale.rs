@@ -6,7 +6,7 @@ use crate::metrics::Metrics;
 use crate::modes::lambda::PRECOMPILED_VAR;
 use crate::modes::{self, daemon, http, reload};
 use crate::policy::{EngineOptions, Policy, PolicyLoader};
-use crate::sources::circleci::CircleCi;
+use crate::sources::Sources;
 use crate::tick::TickOptions;
 use anyhow::Context;
 use clap::Args;
@@ -159,7 +159,7 @@ async fn reload_on_triggers(
     args: ConfigArgs,
     mut config: Config,
     mut triggers: reload::Triggers,
-    current: Arc<reload::Current<modes::Scaler<CircleCi, AsgGroups>>>,
+    current: Arc<reload::Current<modes::Scaler<Sources, AsgGroups>>>,
     metrics: Arc<Metrics>,
 ) {
     while let Some(trigger) = triggers.next().await {

@@ -240,7 +240,16 @@ async fn token(args: &FetchArgs) -> anyhow::Result<Secret> {
     if let Some(path) = &args.config {
         let config = crate::config::Config::load(Some(path))?;
         let aws = crate::aws::AwsOptions::new(config.aws_endpoint_url.clone());
-        return Ok(crate::modes::circleci_token(&config, &aws).await?.0);
+        let source = config
+            .source(crate::sources::SourceKind::CircleCi)
+            .with_context(|| {
+                format!(
+                    "{}: no pool reads CircleCI, so it names no CircleCI token: give the token \
+                     in a variable instead (--token-env)",
+                    config.origin
+                )
+            })?;
+        return Ok(crate::modes::source_token(&config, source, &aws).await?.0);
     }
     let var = args.token_env.as_deref().unwrap_or("CIRCLECI_TOKEN");
     match std::env::var(var) {

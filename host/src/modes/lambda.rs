@@ -264,7 +264,7 @@ async fn probe(config: &Config) -> Result<serde_json::Value, Diagnostic> {
 /// it describes.
 async fn setup() -> anyhow::Result<(
     Config,
-    Scaler<crate::sources::circleci::CircleCi, crate::groups::asg::AsgGroups>,
+    Scaler<crate::sources::Sources, crate::groups::asg::AsgGroups>,
 )> {
     let root = task_root();
     let config = load_config(&root, &|name| std::env::var(name).ok())?;
@@ -344,7 +344,7 @@ mod tests {
         );
         let groups = crate::groups::MemoryGroups::new();
         let state = GroupState {
-            max: 10,
+            max_size: 10,
             new_instances_protected: true,
             ..GroupState::default()
         };

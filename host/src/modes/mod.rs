@@ -1,6 +1,6 @@
 //! The ways the scaler runs: `once` (one tick), `run` (a daemon ticking on an
 //! interval) and `lambda` (a tick per invocation). They share [`Scaler`]: pools with their
-//! policies loaded, a queue source and a group API.
+//! policies loaded, their queue sources and a group API.
 
 pub mod daemon;
 pub mod http;
@@ -10,13 +10,17 @@ pub mod probe;
 pub mod reload;
 pub mod runtime_api_guard;
 
-use crate::config::{Config, PoolConfig};
+use crate::config::{Config, PoolConfig, SourceConfig, TokenSource};
+use crate::groups::asg::AsgGroups;
 use crate::groups::{GroupState, Groups};
 use crate::plan::{self, Bounds};
 use crate::policy::{CompileCache, EngineOptions, Limits, Pin, Policy, PolicyEngine, PolicyLoader};
-use crate::sources::QueueSource;
+use crate::secret::Secret;
+use crate::sources::{QueueId, QueueSource, Source, SourceKind, Sources};
 use crate::tick::{self, Cut, Pool, PoolReport, Shadow, TickOptions};
+use crate::token_secret;
 use anyhow::Context;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -76,31 +80,33 @@ pub fn policy_loader(limits: Limits, options: EngineOptions) -> PolicyLoader<'st
 
 /// The pools of `config`, each policy file loaded through `policies` (once,
 /// however many pools share it; a lazy loader makes no engine for built-in
-/// rules). `secret_resource_class` serves pools that name none (the
-/// original tool's set-up keeps it in the token's secret).
+/// rules). `secret_queues` serve pools that name no queue (the original
+/// tool's set-up keeps CircleCI's resource class in the token's secret).
 pub fn load_pools(
     config: &Config,
     policies: &mut PolicyLoader<'_>,
-    secret_resource_class: Option<&str>,
+    secret_queues: &SecretQueues,
 ) -> anyhow::Result<Vec<Pool>> {
-    ready_pools(
-        config,
-        load_policies(config, policies)?,
-        secret_resource_class,
-    )
+    ready_pools(config, load_policies(config, policies)?, secret_queues)
 }
+
+/// The queue each source's token secret names, for pools that name none.
+pub type SecretQueues = BTreeMap<SourceKind, String>;
 
 /// The pools of `config` with their `loaded` policies (in the pools'
 /// order).
 fn ready_pools(
     config: &Config,
     loaded: Vec<(Policy, Option<Shadow>)>,
-    secret_resource_class: Option<&str>,
+    secret_queues: &SecretQueues,
 ) -> anyhow::Result<Vec<Pool>> {
     loaded
         .into_iter()
         .zip(&config.pools)
-        .map(|((policy, shadow), pool)| ready(pool, policy, shadow, secret_resource_class))
+        .map(|((policy, shadow), pool)| {
+            let secret_queue = secret_queues.get(&pool.source).map(String::as_str);
+            ready(pool, policy, shadow, secret_queue)
+        })
         .collect()
 }
 
@@ -143,23 +149,21 @@ fn ready(
     pool: &PoolConfig,
     policy: Policy,
     shadow: Option<Shadow>,
-    secret_resource_class: Option<&str>,
+    secret_queue: Option<&str>,
 ) -> anyhow::Result<Pool> {
-    let resource_class = pool
-        .resource_class
-        .as_deref()
-        .or(secret_resource_class)
-        .with_context(|| {
-            format!(
-                "pool {:?} names no resource_class, and its token's secret has no `resource_class` \
-                 field: add one to the secret's JSON object, or name it in the pool (resource_class, \
-                 or RUNNER_SCALER_RESOURCE_CLASS)",
-                pool.name
-            )
-        })?;
+    let queue = pool.queue.as_deref().or(secret_queue).with_context(|| {
+        let field = pool.source.secret_format().queue_field.unwrap_or("queue");
+        format!(
+            "pool {:?} names no {field}, and its token's secret has no `{field}` field: add one \
+             to the secret's JSON object, or name it in the pool ({field}, or \
+             RUNNER_SCALER_{})",
+            pool.name,
+            field.to_uppercase()
+        )
+    })?;
     Ok(Pool {
         name: pool.name.clone(),
-        resource_class: resource_class.to_string(),
+        queue: QueueId::new(pool.source, queue),
         group: pool.group.clone(),
         policy,
         fallback: pool.fallback,
@@ -170,13 +174,13 @@ fn ready(
     })
 }
 
-/// The production scaler for `config`: the token (from its variable or its
-/// secret), CircleCI's runner API, and Auto Scaling through the AWS SDK;
-/// the pools' policies loaded through `policies`.
+/// The production scaler for `config`: each source's token (from its
+/// variable, secret or parameter) and API, and Auto Scaling through the
+/// AWS SDK; the pools' policies loaded through `policies`.
 pub async fn connect(
     config: &Config,
     policies: &mut PolicyLoader<'_>,
-) -> anyhow::Result<Scaler<crate::sources::circleci::CircleCi, crate::groups::asg::AsgGroups>> {
+) -> anyhow::Result<Scaler<Sources, AsgGroups>> {
     let loaded = load_policies(config, policies)?;
     connect_loaded(config, loaded).await
 }
@@ -187,66 +191,86 @@ pub async fn connect(
 pub async fn connect_loaded(
     config: &Config,
     policies: Vec<(Policy, Option<Shadow>)>,
-) -> anyhow::Result<Scaler<crate::sources::circleci::CircleCi, crate::groups::asg::AsgGroups>> {
+) -> anyhow::Result<Scaler<Sources, AsgGroups>> {
     let aws = crate::aws::AwsOptions::new(config.aws_endpoint_url.clone());
-    let (token, secret_resource_class) = circleci_token(config, &aws).await?;
-    let pools = ready_pools(config, policies, secret_resource_class.as_deref())?;
-    let queues = crate::sources::circleci::CircleCi::new(
-        &config.circleci.base_url,
-        token,
-        config.circleci.http.clone(),
-    )?;
+    let mut sources = vec![];
+    let mut secret_queues = SecretQueues::new();
+    for source in &config.sources {
+        let (token, secret_queue) = source_token(config, source, &aws).await?;
+        if let Some(queue) = secret_queue {
+            secret_queues.insert(source.kind, queue);
+        }
+        sources.push(
+            Source::build(source.kind, &source.base_url, token, source.http.clone())
+                .with_context(|| format!("{}: [{}]", config.origin, source.kind))?,
+        );
+    }
     Ok(Scaler {
-        pools,
-        queues,
-        groups: crate::groups::asg::AsgGroups::new(aws),
+        pools: ready_pools(config, policies, &secret_queues)?,
+        queues: Sources::new(sources),
+        groups: AsgGroups::new(aws),
         tick_deadline: config.tick_deadline,
         interval: paced_interval(config),
     })
 }
 
-/// The CircleCI token of `config` (from its variable, its Secrets Manager
-/// secret or its SSM parameter), and the resource class the original
-/// tool's secret names, if it does. `connect` and `trace fetch` read it so.
-pub async fn circleci_token(
+/// The token of `source` (from its variable, its Secrets Manager secret or
+/// its SSM parameter), and the queue its secret names, if it does (the
+/// original tool's secret names CircleCI's resource class). `connect` and
+/// `trace fetch` read it so.
+pub async fn source_token(
     config: &Config,
+    source: &SourceConfig,
     aws: &crate::aws::AwsOptions,
-) -> anyhow::Result<(crate::secret::Secret, Option<String>)> {
-    use crate::config::TokenSource;
-    use crate::secret::Secret;
-    Ok(match &config.circleci.token {
+) -> anyhow::Result<(Secret, Option<String>)> {
+    Ok(match &source.token {
         TokenSource::Env(var) => {
-            let token = std::env::var(var).ok().filter(|t| !t.trim().is_empty()).with_context(|| {
-                format!(
-                    "{}: circleci.token_env: the variable {var} is not set; export a CircleCI personal API token in it",
-                    config.origin
-                )
-            })?;
-            (Secret::new(token), None)
+            let token = std::env::var(var)
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .with_context(|| {
+                    format!(
+                        "{}: [{}] token_env: the variable {var} is not set; export {} in it",
+                        config.origin,
+                        source.kind,
+                        source.kind.token_kind()
+                    )
+                })?;
+            (Secret::new(token.trim()), None)
         }
         TokenSource::Secret { name, region } => {
-            let secret = crate::runner_secret::read_runner_secret(name, region, aws).await?;
-            (secret.token, secret.resource_class)
+            let format = source.kind.secret_format();
+            let secret = token_secret::read_token_secret(format, name, region, aws).await?;
+            (secret.token, secret.queue)
         }
         TokenSource::Parameter { name, region } => (
-            crate::runner_secret::read_token_parameter(name, region, aws).await?,
+            token_secret::read_token_parameter(name, region, aws).await?,
             None,
         ),
     })
 }
 
-/// [`Config::tick_interval`], saying so when the runner API's budget
+/// [`Config::tick_interval`], saying so when a source's request budget
 /// lengthens the configured interval.
 fn paced_interval(config: &Config) -> Duration {
     let interval = config.tick_interval();
     if interval > config.interval {
+        let budgets: Vec<String> = config
+            .sources
+            .iter()
+            .map(|s| {
+                format!(
+                    "[{}] requests_per_minute = {}",
+                    s.kind, s.requests_per_minute
+                )
+            })
+            .collect();
         tracing::warn!(
             configured_s = config.interval.as_secs_f64(),
             interval_s = interval.as_secs_f64(),
-            requests_per_minute = config.circleci.requests_per_minute,
-            "ticking less often than configured: the pools' resource classes need two runner API \
-             requests each per tick, more than circleci.requests_per_minute allows at the configured \
-             interval"
+            budgets = %budgets.join(", "),
+            "ticking less often than configured: the pools' queues need more API requests per \
+             tick than their source's requests_per_minute allows at the configured interval"
         );
     }
     interval
@@ -302,7 +326,7 @@ mod tests {
         )
         .unwrap();
         let mut policies = PolicyLoader::lazy(|| panic!("an engine was made for built-in rules"));
-        let pools = load_pools(&config, &mut policies, None).unwrap();
+        let pools = load_pools(&config, &mut policies, &SecretQueues::new()).unwrap();
         assert_eq!(pools.len(), 2);
         assert!(pools.iter().all(|p| matches!(p.policy, Policy::Builtin(_))));
     }
@@ -317,7 +341,7 @@ mod tests {
         };
         let protected = GroupState {
             desired: 4,
-            max: 10,
+            max_size: 10,
             in_service: 4,
             protected: 4,
             new_instances_protected: true,

@@ -35,8 +35,8 @@ pub fn summary(reports: &[PoolReport], dry_run: bool) -> String {
             out,
             "{:<20} {:>7} {:>7} {:>8} {:>7}  {:<12} {}",
             text::escape(&r.pool),
-            dash(r.queue.map(|q| q.waiting)),
-            dash(r.queue.map(|q| q.running)),
+            dash(r.jobs.map(|q| q.waiting)),
+            dash(r.jobs.map(|q| q.running)),
             dash(r.capacity.map(|c| c.desired)),
             dash(r.desired),
             action,
@@ -105,7 +105,7 @@ mod tests {
     #[test]
     fn unknown_values_show_as_dashes_and_unknown_outcomes_are_counted_apart() {
         let mut decided = report("decided", Action::Applied);
-        decided.queue = Some(Queue {
+        decided.jobs = Some(Queue {
             waiting: 0,
             running: 0,
             blocked: None,

@@ -5,13 +5,15 @@
 //! `UpdateAutoScalingGroup` with the group's name only, `SetDesiredCapacity`
 //! above the group's maximum (which Auto Scaling refuses with
 //! `ValidationError` once it has authorized the call), and a
-//! `runner-scaler:probe` tag that is removed again.
+//! `runner-scaler:probe` tag that is removed again. Each pool's queue is
+//! read from its CI with the token the scaler would use.
 
 use crate::aws::{error_message, refusal, AwsOptions};
-use crate::config::{Config, TokenSource};
+use crate::config::{Config, SourceConfig, TokenSource};
 use crate::iam::{Action, Call};
 use crate::policy::PolicyRef;
-use crate::runner_secret::{self, SecretError};
+use crate::sources::{Source, SourceError};
+use crate::token_secret::{self, SecretError};
 use aws_sdk_autoscaling::types::Tag;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -37,9 +39,10 @@ pub enum Outcome {
 /// One call and what trying it showed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Probe {
-    /// The IAM action.
-    pub action: &'static str,
-    /// The group, secret or parameter, and its region.
+    /// The IAM action, or the source's API (`circleci API`).
+    pub action: String,
+    /// The group, secret or parameter, and its region; or the queue and
+    /// the API's address.
     pub target: String,
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -107,26 +110,8 @@ pub async fn probe(config: &Config) -> Report {
         .map_or("us-east-1", |p| p.group.region.as_str());
     let principal = caller(&aws, first_region).await;
 
-    match &config.circleci.token {
-        TokenSource::Env(_) => {}
-        TokenSource::Secret { name, region } => {
-            let read = runner_secret::read_runner_secret(name, region, &aws).await;
-            probes.push(token_probe(
-                Action::GetSecretValue,
-                name,
-                region,
-                read.map(|_| ()),
-            ));
-        }
-        TokenSource::Parameter { name, region } => {
-            let read = runner_secret::read_token_parameter(name, region, &aws).await;
-            probes.push(token_probe(
-                Action::GetParameter,
-                name,
-                region,
-                read.map(|_| ()),
-            ));
-        }
+    for source in &config.sources {
+        probes.extend(probe_source(config, source, &aws).await);
     }
 
     // Each group once, with whether a pool on it keeps state (tags).
@@ -168,7 +153,7 @@ pub async fn probe(config: &Config) -> Report {
             });
             if let Some(None) = group {
                 probes.push(Probe {
-                    action: Action::DescribeGroups.name(),
+                    action: Action::DescribeGroups.name().into(),
                     target: format!("{name} ({region})"),
                     outcome: Outcome::Failed(format!(
                         "the group {name} does not exist in {region}: check the pool's group and region"
@@ -377,22 +362,124 @@ async fn caller(aws: &AwsOptions, region: &str) -> Option<String> {
     }
 }
 
-fn token_probe(action: Action, name: &str, region: &str, read: Result<(), SecretError>) -> Probe {
-    let outcome = match read {
-        Ok(()) => Outcome::Allowed(None),
-        Err(SecretError::Refused { message, .. }) => Outcome::Refused(message),
-        Err(other) => Outcome::Failed(other.to_string()),
+/// A source's token read from AWS (if it is kept there), then each of its
+/// pools' queues read with it: a wrong token, or a queue the CI does not
+/// know, shows here rather than in the first tick.
+async fn probe_source(config: &Config, source: &SourceConfig, aws: &AwsOptions) -> Vec<Probe> {
+    let mut probes = vec![];
+    let (read, action, name, region) = match &source.token {
+        TokenSource::Env(_) => (None, None, "", ""),
+        TokenSource::Secret { name, region } => (
+            Some(
+                token_secret::read_token_secret(source.kind.secret_format(), name, region, aws)
+                    .await
+                    .map(|s| (s.token, s.queue)),
+            ),
+            Some(Action::GetSecretValue),
+            name.as_str(),
+            region.as_str(),
+        ),
+        TokenSource::Parameter { name, region } => (
+            Some(
+                token_secret::read_token_parameter(name, region, aws)
+                    .await
+                    .map(|t| (t, None)),
+            ),
+            Some(Action::GetParameter),
+            name.as_str(),
+            region.as_str(),
+        ),
     };
-    Probe {
-        action: action.name(),
-        target: format!("{name} ({region})"),
-        outcome,
+    let token = match (read, action) {
+        (Some(read), Some(action)) => {
+            let (outcome, token) = match read {
+                Ok(token) => (Outcome::Allowed(None), Some(token)),
+                Err(SecretError::Refused { message, .. }) => (Outcome::Refused(message), None),
+                Err(other) => (Outcome::Failed(other.to_string()), None),
+            };
+            probes.push(Probe {
+                action: action.name().into(),
+                target: format!("{name} ({region})"),
+                outcome,
+            });
+            token
+        }
+        _ => crate::modes::source_token(config, source, aws).await.ok(),
+    };
+    let api = format!("{} API", source.kind);
+    let target = |queue: &str| format!("{} ({})", crate::text::quoted(queue), source.base_url);
+    let pools = config.pools.iter().filter(|p| p.source == source.kind);
+    let Some((token, secret_queue)) = token else {
+        let why = match &source.token {
+            TokenSource::Env(var) => format!(
+                "not tried: the variable {var} is not set; export {} in it",
+                source.kind.token_kind()
+            ),
+            _ => "not tried: the token could not be read (above)".into(),
+        };
+        let failed = matches!(source.token, TokenSource::Env(_));
+        for pool in pools {
+            let queue = pool.queue.as_deref().unwrap_or("?");
+            probes.push(Probe {
+                action: api.clone(),
+                target: target(queue),
+                outcome: if failed {
+                    Outcome::Failed(why.clone())
+                } else {
+                    Outcome::Skipped(why.clone())
+                },
+            });
+        }
+        return probes;
+    };
+    let client = match Source::build(source.kind, &source.base_url, token, source.http.clone()) {
+        Ok(client) => client,
+        Err(err) => {
+            probes.push(Probe {
+                action: api,
+                target: source.base_url.clone(),
+                outcome: Outcome::Failed(err.to_string()),
+            });
+            return probes;
+        }
+    };
+    // Each queue once, however many pools share it.
+    let mut queues: Vec<&str> = vec![];
+    for pool in pools {
+        match pool.queue.as_deref().or(secret_queue.as_deref()) {
+            Some(queue) if !queues.contains(&queue) => queues.push(queue),
+            Some(_) => {}
+            None => probes.push(Probe {
+                action: api.clone(),
+                target: source.base_url.clone(),
+                outcome: Outcome::Failed(format!(
+                    "pool {} names no queue, and its token's secret names none",
+                    crate::text::quoted(&pool.name)
+                )),
+            }),
+        }
     }
+    for queue in queues {
+        let outcome = match client.queue(queue).await {
+            Ok(read) => Outcome::Allowed(Some(format!(
+                "{} waiting, {} running",
+                read.waiting, read.running
+            ))),
+            Err(err @ SourceError::Refused { .. }) => Outcome::Refused(err.to_string()),
+            Err(err) => Outcome::Failed(err.to_string()),
+        };
+        probes.push(Probe {
+            action: api.clone(),
+            target: target(queue),
+            outcome,
+        });
+    }
+    probes
 }
 
 fn probe_of(call: &Call, outcome: Outcome) -> Probe {
     Probe {
-        action: call.action.name(),
+        action: call.action.name().into(),
         target: format!(
             "{} ({})",
             call.target.as_deref().unwrap_or("*"),

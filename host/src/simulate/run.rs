@@ -15,6 +15,7 @@ use super::world::{
 };
 use crate::plan::Bounds;
 use crate::policy::{BuiltinRule, Policy};
+use crate::sources::{QueueId, SourceKind};
 use crate::tick::{tick, Pool, Shadow, TickOptions};
 
 /// How long past the last job an instance floor is still counted.
@@ -85,7 +86,7 @@ pub async fn run(trace: &Trace, scenario: &Scenario, on_tick: &mut dyn FnMut()) 
     let world = World::new(&trace.jobs, scenario.world);
     let pools = [Pool {
         name: scenario.label.clone(),
-        resource_class: world::RESOURCE_CLASS.into(),
+        queue: QueueId::new(SourceKind::CircleCi, world::RESOURCE_CLASS),
         group: world::group_id(),
         policy: scenario.policy.clone(),
         fallback: scenario.fallback,

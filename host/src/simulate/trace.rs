@@ -251,13 +251,13 @@ impl Trace {
                 .filter(|c| !c.is_empty())
                 .map(|c| c.to_string());
             if let Some(class) = &class {
-                if class.chars().count() > crate::config::MAX_RESOURCE_CLASS_CHARS {
+                if class.chars().count() > crate::config::MAX_QUEUE_CHARS {
                     return Err(at(
                         line,
                         format!(
                             "resource class {} is longer than {} characters",
                             quoted(class),
-                            crate::config::MAX_RESOURCE_CLASS_CHARS
+                            crate::config::MAX_QUEUE_CHARS
                         ),
                     ));
                 }
@@ -402,7 +402,7 @@ impl Trace {
             bursts.push((i - first + 1) as u64);
         }
         bursts.sort_unstable();
-        super::report::percentile(&bursts, 95) as u32
+        super::stats::percentile(&bursts, 95) as u32
     }
 }
 

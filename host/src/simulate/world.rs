@@ -57,7 +57,7 @@
 use super::trace::Job;
 use crate::groups::{GroupError, GroupId, GroupState, Groups, Write};
 use crate::observation::Queue;
-use crate::sources::{QueueSource, SourceError};
+use crate::sources::{QueueId, QueueSource, SourceError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
@@ -167,6 +167,10 @@ pub struct WorldSettings {
     /// Seeds the boot-time generator.
     pub seed: u64,
 }
+
+/// A stopped instance's price per hour: its 30 GiB gp3 root volume at
+/// $0.08 per GiB-month (us-east-1), about $0.0033.
+pub const STOPPED_PRICE_PER_HOUR: f64 = 30.0 * 0.08 / 730.0;
 
 /// EC2's least billed time per instance (per-second billing, Linux).
 pub const BILLING_MINIMUM: u64 = 60;
@@ -739,8 +743,8 @@ impl State {
         let protected = count(&|id| self.instances[id].protected);
         GroupState {
             desired: self.desired,
-            min: self.min,
-            max: self.max,
+            min_size: self.min,
+            max_size: self.max,
             pending: booting,
             in_service: self.alive.len() as u32 - booting,
             terminating: 0,
@@ -765,11 +769,11 @@ impl State {
 }
 
 impl QueueSource for World {
-    async fn queue(&self, resource_class: &str) -> Result<Queue, SourceError> {
-        if resource_class != RESOURCE_CLASS {
+    async fn queue(&self, queue: &QueueId) -> Result<Queue, SourceError> {
+        if queue.name != RESOURCE_CLASS {
             return Err(SourceError::Refused {
                 source_name: "simulated queue",
-                message: format!("no resource class {resource_class:?}, only {RESOURCE_CLASS:?}"),
+                message: format!("no queue {queue}, only {RESOURCE_CLASS:?}"),
             });
         }
         let s = self.state();

@@ -1,13 +1,14 @@
 //! An in-memory queue source: set the numbers, read them back, count the reads.
 
-use super::{QueueSource, SourceError};
+use super::{QueueId, QueueSource, SourceError};
 use crate::observation::Queue;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Queues by resource class, set by the test or the simulator. A resource
-/// class that was never set, or was set to fail, reads as an error.
+/// Queues by name (a resource class, say), set by the test or the
+/// simulator, whatever the source. A queue that was never set, or was set
+/// to fail, reads as an error.
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
     queues: Mutex<HashMap<String, Result<Queue, String>>>,
@@ -20,24 +21,21 @@ impl MemoryQueue {
         MemoryQueue::default()
     }
 
-    pub fn set(&self, resource_class: &str, queue: Queue) {
+    pub fn set(&self, name: &str, queue: Queue) {
+        self.queues.lock().unwrap().insert(name.into(), Ok(queue));
+    }
+
+    /// Make reads of `name` fail with `message`.
+    pub fn fail(&self, name: &str, message: &str) {
         self.queues
             .lock()
             .unwrap()
-            .insert(resource_class.into(), Ok(queue));
+            .insert(name.into(), Err(message.into()));
     }
 
-    /// Make reads of `resource_class` fail with `message`.
-    pub fn fail(&self, resource_class: &str, message: &str) {
-        self.queues
-            .lock()
-            .unwrap()
-            .insert(resource_class.into(), Err(message.into()));
-    }
-
-    /// Make reads of `resource_class` hang, never answering.
-    pub fn hang(&self, resource_class: &str) {
-        self.hanging.lock().unwrap().push(resource_class.into());
+    /// Make reads of `name` hang, never answering.
+    pub fn hang(&self, name: &str) {
+        self.hanging.lock().unwrap().push(name.into());
     }
 
     /// Make every read answer again.
@@ -51,19 +49,16 @@ impl MemoryQueue {
     }
 }
 
+/// Queues by name, whatever their source.
 impl QueueSource for MemoryQueue {
-    async fn queue(&self, resource_class: &str) -> Result<Queue, SourceError> {
+    async fn queue(&self, queue: &QueueId) -> Result<Queue, SourceError> {
+        let name = queue.name.as_str();
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let hang = self
-            .hanging
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|c| c == resource_class);
+        let hang = self.hanging.lock().unwrap().iter().any(|n| n == name);
         if hang {
             std::future::pending::<()>().await;
         }
-        match self.queues.lock().unwrap().get(resource_class) {
+        match self.queues.lock().unwrap().get(name) {
             Some(Ok(queue)) => Ok(*queue),
             Some(Err(message)) => Err(SourceError::Unavailable {
                 source_name: "memory queue",
@@ -72,7 +67,7 @@ impl QueueSource for MemoryQueue {
             }),
             None => Err(SourceError::Refused {
                 source_name: "memory queue",
-                message: format!("no queue for resource class {resource_class:?}"),
+                message: format!("no queue {queue}"),
             }),
         }
     }

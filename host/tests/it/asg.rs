@@ -11,8 +11,9 @@ use runner_scaler::aws::AwsOptions;
 use runner_scaler::groups::asg::{ApiCalls, AsgGroups};
 use runner_scaler::groups::{GroupId, GroupState, Groups, Write};
 use runner_scaler::plan::{plan, Bounds};
-use runner_scaler::runner_secret::{read_runner_secret, SecretError};
+use runner_scaler::sources::circleci;
 use runner_scaler::state::STATE_TAG;
+use runner_scaler::token_secret::{read_token_secret, SecretError};
 use runner_scaler::Decision;
 use std::time::{Duration, Instant};
 use support::aws_proxy::{Answer, AwsProxy};
@@ -92,8 +93,8 @@ async fn describe_counts_instances_protection_and_the_state_tag() {
         described["protected"],
         GroupState {
             desired: 3,
-            min: 1,
-            max: 8,
+            min_size: 1,
+            max_size: 8,
             pending: 0,
             in_service: 3,
             terminating: 0,
@@ -108,8 +109,8 @@ async fn describe_counts_instances_protection_and_the_state_tag() {
         described["plain"],
         GroupState {
             desired: 2,
-            min: 0,
-            max: 10,
+            min_size: 0,
+            max_size: 10,
             pending: 0,
             in_service: 2,
             terminating: 1,
@@ -185,7 +186,7 @@ async fn each_write_changes_what_describe_sees() {
         .await
         .unwrap();
     let state = describe_one(&groups, "pool").await;
-    assert_eq!((state.desired, state.min, state.max), (8, 2, 12));
+    assert_eq!((state.desired, state.min_size, state.max_size), (8, 2, 12));
     assert_eq!(state.in_service, 8);
 
     // Scaling that group in to 0 takes its MinSize (2) down too: AWS
@@ -216,7 +217,7 @@ async fn each_write_changes_what_describe_sees() {
     );
     groups.apply(&pool, &writes[0]).await.unwrap();
     let state = describe_one(&groups, "pool").await;
-    assert_eq!((state.desired, state.min, state.max), (0, 0, 12));
+    assert_eq!((state.desired, state.min_size, state.max_size), (0, 0, 12));
     // Every instance is protected: as on AWS, none is terminated.
     assert_eq!(state.in_service, 8);
 
@@ -477,11 +478,16 @@ async fn the_runner_secret_is_read() {
         &format!(r#"{{"circle_token": "{TOKEN}", "resource_class": "acme/linux-large"}}"#),
     )
     .await;
-    let secret = read_runner_secret("circleci/runner", "eu-west-1", &moto.options())
-        .await
-        .unwrap();
+    let secret = read_token_secret(
+        &circleci::SECRET,
+        "circleci/runner",
+        "eu-west-1",
+        &moto.options(),
+    )
+    .await
+    .unwrap();
     assert_eq!(secret.token.expose(), TOKEN);
-    assert_eq!(secret.resource_class.as_deref(), Some("acme/linux-large"));
+    assert_eq!(secret.queue.as_deref(), Some("acme/linux-large"));
     assert!(!format!("{secret:?}").contains(TOKEN));
 }
 
@@ -500,12 +506,12 @@ async fn a_secret_missing_a_field_names_the_field_not_the_token() {
 
     // A pool that names its resource class needs only the token: the
     // secret's own is optional (`modes::ready` refuses a pool with neither).
-    let secret = read_runner_secret("no-class", REGION, &moto.options())
+    let secret = read_token_secret(&circleci::SECRET, "no-class", REGION, &moto.options())
         .await
         .unwrap();
-    assert_eq!(secret.resource_class, None);
+    assert_eq!(secret.queue, None);
 
-    let err = read_runner_secret("no-token", REGION, &moto.options())
+    let err = read_token_secret(&circleci::SECRET, "no-token", REGION, &moto.options())
         .await
         .unwrap_err();
     let message = assert_no_token(&err);
@@ -514,7 +520,7 @@ async fn a_secret_missing_a_field_names_the_field_not_the_token() {
         "{message}"
     );
 
-    let err = read_runner_secret("not-json", REGION, &moto.options())
+    let err = read_token_secret(&circleci::SECRET, "not-json", REGION, &moto.options())
         .await
         .unwrap_err();
     let message = assert_no_token(&err);
@@ -527,9 +533,14 @@ async fn a_secret_missing_a_field_names_the_field_not_the_token() {
 #[tokio::test]
 async fn a_nonexistent_secret_is_named() {
     let moto = Moto::start();
-    let err = read_runner_secret("circleci/missing", REGION, &moto.options())
-        .await
-        .unwrap_err();
+    let err = read_token_secret(
+        &circleci::SECRET,
+        "circleci/missing",
+        REGION,
+        &moto.options(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, SecretError::NotFound { .. }), "{err:?}");
     let message = assert_no_token(&err);
     assert!(

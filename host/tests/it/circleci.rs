@@ -7,7 +7,7 @@ use runner_scaler::groups::{GroupState, MemoryGroups};
 use runner_scaler::policy::{BuiltinRule, Policy};
 use runner_scaler::secret::Secret;
 use runner_scaler::sources::circleci::{CircleCi, HttpOptions};
-use runner_scaler::sources::{QueueSource, SourceError};
+use runner_scaler::sources::SourceError;
 use runner_scaler::tick::{tick, Pool, TickOptions};
 use runner_scaler::Queue;
 use std::io::Write;
@@ -437,12 +437,12 @@ fn many_pools(fake: &FakeCircleCi, n: usize) -> (Vec<Pool>, MemoryGroups) {
         .map(|i| support::pool(&format!("p{i}"), Policy::Builtin(BuiltinRule::Queue)))
         .collect();
     for pool in &pools {
-        fake.set_queue(&pool.resource_class, 2, 1);
+        fake.set_queue(&pool.queue.name, 2, 1);
         groups.insert(
             pool.group.clone(),
             GroupState {
                 desired: 3,
-                max: 10,
+                max_size: 10,
                 new_instances_protected: true,
                 ..GroupState::default()
             },

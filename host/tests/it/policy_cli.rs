@@ -564,3 +564,54 @@ fn policy_build_says_how_to_install_a_missing_tool() {
         );
     }
 }
+
+#[test]
+fn policy_build_checks_the_target_before_compiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy_dir = dir.path().join("p");
+    let output = run(runner_scaler(&["policy", "new", "p", "--path"]).arg(&policy_dir));
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        stdout(&output).contains("rustup target add wasm32-unknown-unknown"),
+        "policy new says how to add the target: {}",
+        stdout(&output)
+    );
+    // A target no toolchain here has: refused before cargo compiles anything.
+    let output = run(
+        runner_scaler(&["policy", "build", "--target", "wasm64-unknown-unknown"])
+            .arg(&policy_dir)
+            .env_remove("CARGO_UNSTABLE_BUILD_STD"),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("the Rust target wasm64-unknown-unknown is not installed")
+            && err.contains("rustup target add wasm64-unknown-unknown"),
+        "{err}"
+    );
+    assert!(!err.contains("Compiling"), "cargo ran: {err}");
+}
+
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cases.toml");
+    std::fs::write(&file, GOOD_CASES).unwrap();
+    let mut child = runner_scaler(&["policy", "test", "queue", "--json"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before a byte is written, as after `| head -0`.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        output.status.success() || output.status.signal() == Some(13),
+        "ended by SIGPIPE, or finished: {:?} {err}",
+        output.status
+    );
+}

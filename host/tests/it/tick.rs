@@ -13,8 +13,8 @@ use std::time::Duration;
 fn group(desired: u32) -> GroupState {
     GroupState {
         desired,
-        min: 0,
-        max: 10,
+        min_size: 0,
+        max_size: 10,
         in_service: desired,
         protected: desired,
         new_instances_protected: true,
@@ -41,7 +41,7 @@ impl InMemory {
     fn set(&self, pool: usize, waiting: u32, running: u32, state: GroupState) {
         let p = &self.pools[pool];
         self.queues.set(
-            &p.resource_class,
+            &p.queue.name,
             Queue {
                 waiting,
                 running,
@@ -110,7 +110,7 @@ async fn a_pool_whose_queue_cannot_be_read_is_held_and_others_go_on() {
     let w = InMemory::new(vec![support::pool("a", QUEUE), support::pool("b", QUEUE)]);
     w.set(0, 0, 0, group(5));
     w.set(1, 2, 0, group(0));
-    w.queues.fail(&w.pools[0].resource_class, "HTTP 500");
+    w.queues.fail(&w.pools[0].queue.name, "HTTP 500");
     let r = w.tick(false).await;
     assert_eq!(r[0].action, Action::Held, "{:?}", r[0].why);
     assert!(r[0].why.as_deref().unwrap().contains("HTTP 500"));
@@ -246,7 +246,15 @@ async fn a_group_whose_instances_are_all_protected_scales_in_though_its_flag_is_
 #[tokio::test]
 async fn the_group_is_widened_when_the_pool_allows_more() {
     let w = InMemory::new(vec![support::pool("a", QUEUE)]);
-    w.set(0, 4, 0, GroupState { max: 0, ..group(0) });
+    w.set(
+        0,
+        4,
+        0,
+        GroupState {
+            max_size: 0,
+            ..group(0)
+        },
+    );
     w.tick(false).await;
     assert_eq!(
         w.groups.writes()[0].1,
@@ -370,7 +378,7 @@ async fn a_stuck_upstream_is_cut_at_the_tick_deadline_and_every_pool_is_reported
         "{}",
         why(0)
     );
-    assert_eq!(r[0].queue, None, "unknown, not zero");
+    assert_eq!(r[0].jobs, None, "unknown, not zero");
     assert_eq!(
         (r[1].action, r[1].held_because),
         (Action::Held, Some(HeldBecause::Deadline))

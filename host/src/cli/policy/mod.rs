@@ -170,6 +170,17 @@ fn build_rust(args: &BuildArgs) -> anyhow::Result<(Vec<u8>, PathBuf)> {
         Some(target) => target.clone(),
         None => default_target()?,
     };
+    // Checked before cargo starts: a missing standard library otherwise
+    // shows only after every dependency has compiled (~47 s).
+    if let TargetLibrary::Missing(sysroot) = target_library(&args.path, &target) {
+        bail!(
+            "the Rust target {target} is not installed (no {}/lib/rustlib/{target})\n\
+             install it: rustup target add {target}\n\
+             (without rustup, a compiler that can build its standard library works too: \
+             set CARGO_UNSTABLE_BUILD_STD=std,panic_abort; see docs/writing-a-policy.md)",
+            sysroot.display()
+        );
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(&cargo)
         .args([
@@ -247,6 +258,40 @@ fn built_wasm(cargo_json: &[u8], manifest: &Path) -> Option<PathBuf> {
         .flat_map(|msg| msg["filenames"].as_array().cloned().unwrap_or_default())
         .filter_map(|f| f.as_str().map(PathBuf::from))
         .find(|f| f.extension().is_some_and(|e| e == "wasm"))
+}
+
+/// Whether the compiler that builds the crate at `dir` has `target`'s
+/// standard library.
+enum TargetLibrary {
+    Installed,
+    /// Not in this sysroot.
+    Missing(PathBuf),
+    /// Not known (no rustc to ask), or not needed: the build compiles it
+    /// (`CARGO_UNSTABLE_BUILD_STD`).
+    Unknown,
+}
+
+fn target_library(dir: &Path, target: &str) -> TargetLibrary {
+    if std::env::var_os("CARGO_UNSTABLE_BUILD_STD").is_some() {
+        return TargetLibrary::Unknown;
+    }
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    // From the crate's directory, so a rust-toolchain file there chooses.
+    let Ok(output) = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .current_dir(dir)
+        .output()
+    else {
+        return TargetLibrary::Unknown;
+    };
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    if !output.status.success() || !sysroot.is_dir() {
+        TargetLibrary::Unknown
+    } else if sysroot.join("lib/rustlib").join(target).is_dir() {
+        TargetLibrary::Installed
+    } else {
+        TargetLibrary::Missing(sysroot)
+    }
 }
 
 /// wasm32-wasip2 when its standard library is installed (it builds

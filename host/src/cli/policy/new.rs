@@ -190,6 +190,12 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
         dir = dir.display(),
         name = args.name,
     );
+    if args.lang == Language::Rust {
+        println!(
+            "\nnote: `policy build` needs the WebAssembly target; with rustup, add it once: \
+             rustup target add wasm32-unknown-unknown"
+        );
+    }
     if args.lang == Language::Rust && sdk.is_none() {
         println!(
             "\nnote: it depends on {SDK} {version} from crates.io; if cargo cannot find \

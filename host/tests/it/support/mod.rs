@@ -4,6 +4,7 @@
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
+use runner_scaler::sources::{QueueId, SourceKind};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -102,7 +103,7 @@ pub fn compile_cache() -> runner_scaler::policy::CompileCache {
 pub fn pool(name: &str, policy: runner_scaler::policy::Policy) -> runner_scaler::tick::Pool {
     runner_scaler::tick::Pool {
         name: name.into(),
-        resource_class: format!("acme/{name}"),
+        queue: QueueId::new(SourceKind::CircleCi, format!("acme/{name}")),
         group: runner_scaler::groups::GroupId {
             region: "eu-west-1".into(),
             name: format!("ci-{name}"),

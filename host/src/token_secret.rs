@@ -1,27 +1,38 @@
-//! The CircleCI API token in AWS: the original tool's Secrets Manager secret
-//! (a JSON object with `circle_token` and, optionally, `resource_class`;
-//! stored as text, or as binary holding base64 text as the original tool
-//! decoded it), or an SSM Parameter Store SecureString holding the token.
+//! A source's token kept in AWS: a Secrets Manager secret (stored as text,
+//! or as binary holding base64 text as the original tool decoded it) in
+//! the source's [`SecretFormat`] — for CircleCI the original tool's JSON
+//! object with `circle_token` and, optionally, `resource_class` — or an SSM
+//! Parameter Store SecureString holding the token alone.
 
 use crate::aws::{error_message, refusal, AwsOptions};
 use crate::iam::{Action, Call};
 use crate::secret::Secret;
+use aws_sdk_ssm::config::http::HttpResponse;
+use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use base64::Engine;
 use serde_json::Value;
 
-/// The token field of the secret.
-pub const TOKEN_FIELD: &str = "circle_token";
-/// The resource class field of the secret.
-pub const RESOURCE_CLASS_FIELD: &str = "resource_class";
+/// How a source's Secrets Manager secret holds its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecretFormat {
+    /// The JSON field of the token.
+    pub token_field: &'static str,
+    /// The JSON field of the queue pools may leave unnamed, if the source
+    /// has one (CircleCI's `resource_class`).
+    pub queue_field: Option<&'static str>,
+    /// Whether the secret may instead be the token as plain text.
+    pub plain_text: bool,
+    /// The secret as it should be stored, for messages.
+    pub example: &'static str,
+}
 
 /// What the secret holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunnerSecret {
-    /// The CircleCI API token.
+pub struct TokenSecret {
+    /// The API token.
     pub token: Secret,
-    /// The runner resource class, `namespace/name`; optional when every
-    /// pool names its own.
-    pub resource_class: Option<String>,
+    /// The queue pools that name none read (the format's `queue_field`).
+    pub queue: Option<String>,
 }
 
 /// The secret could not be read or is not what the scaler expects. No variant
@@ -31,7 +42,7 @@ pub enum SecretError {
     /// Secrets Manager has no secret of that name in that region.
     #[error(
         "the secret {name} does not exist in {region}: check its name and region \
-         (SECRET_NAME and SECRET_REGION, or the config's circleci.token_secret)"
+         (SECRET_NAME and SECRET_REGION, or the config's token_secret)"
     )]
     NotFound { name: String, region: String },
     /// AWS refused the read for want of permission; `message` names what
@@ -53,19 +64,22 @@ pub enum SecretError {
     /// The secret holds neither text nor binary that decodes to text.
     #[error(
         "the secret {name} in {region} has no text value (its binary value is neither base64 \
-         nor UTF-8 text): store it as a JSON object \
-         {{\"circle_token\": \"...\", \"resource_class\": \"namespace/name\"}}"
+         nor UTF-8 text): store it as {example}"
     )]
-    NotText { name: String, region: String },
+    NotText {
+        name: String,
+        region: String,
+        example: &'static str,
+    },
     /// The text is not a JSON object.
     #[error(
-        "the secret {name} in {region} is not a JSON object ({problem}): store it as \
-         {{\"circle_token\": \"...\", \"resource_class\": \"namespace/name\"}}"
+        "the secret {name} in {region} is not a JSON object ({problem}): store it as {example}"
     )]
     NotJsonObject {
         name: String,
         region: String,
         problem: String,
+        example: &'static str,
     },
     /// A field is missing.
     #[error(
@@ -91,7 +105,7 @@ pub enum SecretError {
     /// SSM has no parameter of that name in that region.
     #[error(
         "the SSM parameter {name} does not exist in {region}: check its name and region \
-         (RUNNER_SCALER_TOKEN_PARAMETER and SECRET_REGION, or the config's circleci.token_parameter)"
+         (RUNNER_SCALER_TOKEN_PARAMETER and SECRET_REGION, or the config's token_parameter)"
     )]
     ParameterNotFound { name: String, region: String },
     /// The parameter could not be read.
@@ -103,18 +117,19 @@ pub enum SecretError {
     },
     /// The parameter holds no token.
     #[error(
-        "the SSM parameter {name} in {region} is empty: store the CircleCI API token in it \
+        "the SSM parameter {name} in {region} is empty: store the API token in it \
          as a SecureString"
     )]
     EmptyParameter { name: String, region: String },
 }
 
-/// Read the runner secret `name` of `region`.
-pub async fn read_runner_secret(
+/// Read the secret `name` of `region`, stored in `format`.
+pub async fn read_token_secret(
+    format: &SecretFormat,
     name: &str,
     region: &str,
     options: &AwsOptions,
-) -> Result<RunnerSecret, SecretError> {
+) -> Result<TokenSecret, SecretError> {
     let client = aws_sdk_secretsmanager::Client::new(&options.sdk_config(region).await);
     let answer = client
         .get_secret_value()
@@ -125,37 +140,72 @@ pub async fn read_runner_secret(
             let not_found = err
                 .as_service_error()
                 .is_some_and(|service| service.is_resource_not_found_exception());
-            let call = Call::new(Action::GetSecretValue, region, Some(name));
-            if not_found {
-                SecretError::NotFound {
-                    name: name.into(),
-                    region: region.into(),
-                }
-            } else if let Some(refusal) = refusal(&err, &call) {
-                SecretError::Refused {
-                    what: "the secret",
-                    name: name.into(),
-                    region: region.into(),
-                    message: refusal.explain(&call),
-                }
-            } else {
-                SecretError::Read {
-                    name: name.into(),
-                    region: region.into(),
-                    message: error_message(&err),
-                }
-            }
+            read_failure(Store::Secret, &err, not_found, name, region)
         })?;
     let not_text = || SecretError::NotText {
         name: name.into(),
         region: region.into(),
+        example: format.example,
     };
     let text = match (answer.secret_string(), answer.secret_binary()) {
         (Some(text), _) => text.to_owned(),
         (None, Some(binary)) => binary_text(binary.as_ref()).ok_or_else(not_text)?,
         (None, None) => return Err(not_text()),
     };
-    parse_runner_secret(name, region, &text)
+    parse_token_secret(format, name, region, &text)
+}
+
+/// Where a token is kept in AWS.
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    /// A Secrets Manager secret.
+    Secret,
+    /// An SSM parameter.
+    Parameter,
+}
+
+/// Why reading `name` in `region` from `store` failed: it does not exist
+/// (`not_found`, as the service's own error says), AWS refused it (with the
+/// statement to add), or another failure. The one mapping of both stores'
+/// errors.
+fn read_failure<E>(
+    store: Store,
+    err: &SdkError<E, HttpResponse>,
+    not_found: bool,
+    name: &str,
+    region: &str,
+) -> SecretError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let (name, region) = (name.to_string(), region.to_string());
+    let (action, what) = match store {
+        Store::Secret => (Action::GetSecretValue, "the secret"),
+        Store::Parameter => (Action::GetParameter, "the SSM parameter"),
+    };
+    let call = Call::new(action, &region, Some(&name));
+    if let Some(refusal) = refusal(err, &call).filter(|_| !not_found) {
+        return SecretError::Refused {
+            what,
+            message: refusal.explain(&call),
+            name,
+            region,
+        };
+    }
+    match (store, not_found) {
+        (Store::Secret, true) => SecretError::NotFound { name, region },
+        (Store::Parameter, true) => SecretError::ParameterNotFound { name, region },
+        (Store::Secret, false) => SecretError::Read {
+            message: error_message(err),
+            name,
+            region,
+        },
+        (Store::Parameter, false) => SecretError::ParameterRead {
+            message: error_message(err),
+            name,
+            region,
+        },
+    }
 }
 
 /// The text of a binary secret. The original tool base64-decoded
@@ -192,26 +242,7 @@ pub async fn read_token_parameter(
             let not_found = err
                 .as_service_error()
                 .is_some_and(|service| service.is_parameter_not_found());
-            let call = Call::new(Action::GetParameter, region, Some(name));
-            if not_found {
-                SecretError::ParameterNotFound {
-                    name: name.into(),
-                    region: region.into(),
-                }
-            } else if let Some(refusal) = refusal(&err, &call) {
-                SecretError::Refused {
-                    what: "the SSM parameter",
-                    name: name.into(),
-                    region: region.into(),
-                    message: refusal.explain(&call),
-                }
-            } else {
-                SecretError::ParameterRead {
-                    name: name.into(),
-                    region: region.into(),
-                    message: error_message(&err),
-                }
-            }
+            read_failure(Store::Parameter, &err, not_found, name, region)
         })?;
     let parameter = answer.parameter();
     if let Some(kind) = parameter.and_then(|p| p.r#type()) {
@@ -236,17 +267,30 @@ pub async fn read_token_parameter(
     Ok(Secret::new(token))
 }
 
-/// The secret's text, `name` and `region` only naming it in errors.
-pub fn parse_runner_secret(
+/// The secret's text in `format`; `name` and `region` only name it in
+/// errors.
+pub fn parse_token_secret(
+    format: &SecretFormat,
     name: &str,
     region: &str,
     text: &str,
-) -> Result<RunnerSecret, SecretError> {
+) -> Result<TokenSecret, SecretError> {
     let not_object = |problem: String| SecretError::NotJsonObject {
         name: name.into(),
         region: region.into(),
         problem,
+        example: format.example,
     };
+    let trimmed = text.trim();
+    if format.plain_text && !trimmed.starts_with('{') {
+        if trimmed.is_empty() || trimmed.chars().any(char::is_control) {
+            return Err(not_object("it is empty or not one line of text".into()));
+        }
+        return Ok(TokenSecret {
+            token: Secret::new(trimmed),
+            queue: None,
+        });
+    }
     // serde_json's own message may quote the text; only its position is kept.
     let value: Value = serde_json::from_str(text).map_err(|err| {
         not_object(format!(
@@ -272,13 +316,13 @@ pub fn parse_runner_secret(
             found: kind(other),
         }),
     };
-    let resource_class = match fields.get(RESOURCE_CLASS_FIELD) {
-        None => None,
-        Some(_) => Some(field(RESOURCE_CLASS_FIELD)?),
+    let queue = match format.queue_field {
+        Some(queue_field) if fields.contains_key(queue_field) => Some(field(queue_field)?),
+        _ => None,
     };
-    Ok(RunnerSecret {
-        token: Secret::new(field(TOKEN_FIELD)?),
-        resource_class,
+    Ok(TokenSecret {
+        token: Secret::new(field(format.token_field)?),
+        queue,
     })
 }
 
@@ -301,8 +345,15 @@ mod tests {
 
     const TOKEN: &str = "CCIPAT_unit_secret_value";
 
-    fn parse(text: &str) -> Result<RunnerSecret, SecretError> {
-        parse_runner_secret("runner/prod", "eu-west-1", text)
+    const JSON: SecretFormat = SecretFormat {
+        token_field: "circle_token",
+        queue_field: Some("resource_class"),
+        plain_text: false,
+        example: "{\"circle_token\": \"...\"}",
+    };
+
+    fn parse(text: &str) -> Result<TokenSecret, SecretError> {
+        parse_token_secret(&JSON, "runner/prod", "eu-west-1", text)
     }
 
     #[test]
@@ -312,10 +363,10 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(secret.token.expose(), TOKEN);
-        assert_eq!(secret.resource_class.as_deref(), Some("acme/large"));
+        assert_eq!(secret.queue.as_deref(), Some("acme/large"));
         // A pool that names its resource class needs only the token here.
         let token_only = parse(&format!(r#"{{"circle_token": "{TOKEN}"}}"#)).unwrap();
-        assert_eq!(token_only.resource_class, None);
+        assert_eq!(token_only.queue, None);
     }
 
     #[test]
@@ -375,6 +426,29 @@ mod tests {
             assert!(message.contains("eu-west-1"), "{message}");
             assert!(message.contains(expected), "{expected} in {message}");
             assert!(!message.contains(TOKEN), "the token leaked: {message}");
+        }
+    }
+
+    #[test]
+    fn a_buildkite_secret_is_plain_text_or_json() {
+        let format = &crate::sources::buildkite::SECRET;
+        let read = |text: &str| parse_token_secret(format, "bk/agent", "eu-west-1", text);
+        for text in [
+            format!("{TOKEN}\n"),
+            format!(r#"{{"buildkite_agent_token": "{TOKEN}"}}"#),
+        ] {
+            let secret = read(&text).unwrap_or_else(|err| panic!("{text}: {err}"));
+            assert_eq!(secret.token.expose(), TOKEN, "{text}");
+            assert_eq!(secret.queue, None, "a Buildkite secret names no queue");
+        }
+        for (text, expected) in [
+            ("", "empty"),
+            ("two\nlines", "not one line"),
+            (r#"{"circle_token": "x"}"#, "`buildkite_agent_token`"),
+        ] {
+            let message = read(text).unwrap_err().to_string();
+            assert!(message.contains("bk/agent"), "{message}");
+            assert!(message.contains(expected), "{expected} in {message}");
         }
     }
 }
