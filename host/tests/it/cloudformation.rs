@@ -362,8 +362,16 @@ fn the_hand_set_up_policies_match_the_template() {
 /// (namespace, the dimension names, the metric names).
 fn emf_figures() -> (String, Vec<String>, Vec<String>) {
     use runner_scaler::report::{Action, PoolReport};
-    let mut report = PoolReport::new("ci-runners", "ci-runners", "eu-west-1", "acme/linux", 0, 10);
-    report.queue = Some(runner_scaler::Queue {
+    use runner_scaler::sources::{QueueId, SourceKind};
+    let mut report = PoolReport::new(
+        "ci-runners",
+        "ci-runners",
+        "eu-west-1",
+        &QueueId::new(SourceKind::CircleCi, "acme/linux"),
+        0,
+        10,
+    );
+    report.jobs = Some(runner_scaler::Queue {
         waiting: 3,
         running: 1,
         blocked: None,

@@ -15,6 +15,21 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Every `.rs` file under `dir` (relative to the repository), joined.
+fn read_dir_rs(dir: &str) -> String {
+    let mut paths: Vec<_> = std::fs::read_dir(repo().join(dir))
+        .unwrap_or_else(|err| panic!("{dir}: {err}"))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| std::fs::read_to_string(path).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn read(path: &str) -> String {
     std::fs::read_to_string(repo().join(path)).unwrap_or_else(|err| panic!("{path}: {err}"))
 }
@@ -94,14 +109,15 @@ fn the_deploying_guide_has_the_stacks_parameters_as_the_template_has_them() {
 /// Every name `docs/circleci-setup.md` gives in backticks that looks like
 /// a stack parameter, a variable or a configuration key is one the stack,
 /// the code or the user data has; the secret's shape is the one
-/// `runner_secret.rs` reads.
+/// CircleCI's secret format (`sources/circleci.rs`) reads.
 #[test]
 fn the_circleci_guide_names_what_exists() {
     let doc = read("docs/circleci-setup.md");
     let template = template();
     let sources = [
-        read("host/src/config.rs"),
-        read("host/src/runner_secret.rs"),
+        read_dir_rs("host/src/config"),
+        read("host/src/token_secret.rs"),
+        read("host/src/sources/circleci.rs"),
         read("userdata/install-runner-ubuntu.sh"),
     ]
     .join("\n");
@@ -133,10 +149,13 @@ fn the_circleci_guide_names_what_exists() {
     for token in ["CircleToken", "RunnerToken"] {
         assert_eq!(template["Parameters"][token]["NoEcho"], true, "{token}");
     }
+    let secret = runner_scaler::sources::circleci::SECRET;
     let shape = format!(
         "{{\"{}\": \"...\", \"{}\": \"namespace/name\"}}",
-        runner_scaler::runner_secret::TOKEN_FIELD,
-        runner_scaler::runner_secret::RESOURCE_CLASS_FIELD
+        secret.token_field,
+        secret
+            .queue_field
+            .expect("CircleCI's secret names its resource class")
     );
     assert!(doc.contains(&shape), "the secret's shape is {shape}");
 }

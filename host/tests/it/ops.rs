@@ -404,17 +404,19 @@ impl Daemon {
 /// cannot all provoke.
 fn every_family_exposition() -> String {
     use runner_scaler::report::{Action, HeldBecause, PoolReport};
+    use runner_scaler::sources::{QueueId, SourceKind};
+    let queue = QueueId::new(SourceKind::CircleCi, "acme/p");
     let metrics = runner_scaler::metrics::Metrics::new(3, Duration::from_secs(10));
     // One pool each: a held pool's gauges are dropped.
     let record = |action: Action, change: &dyn Fn(&mut PoolReport)| {
         let pool = format!("{action:?}");
-        let mut report = PoolReport::new(&pool, &pool, REGION, "acme/p", 0, 10);
+        let mut report = PoolReport::new(&pool, &pool, REGION, &queue, 0, 10);
         report.action = action;
         change(&mut report);
         report
     };
     let decided = record(Action::Applied, &|r| {
-        r.queue = Some(runner_scaler::Queue {
+        r.jobs = Some(runner_scaler::Queue {
             waiting: 2,
             running: 1,
             blocked: None,
