@@ -10,7 +10,8 @@
 #     MaxRunners=10 TimeZone=Europe/Berlin Policy=policies/business-hours.wasm
 #
 # --stack NAME      the stack (created when missing, updated otherwise).
-# --bucket BUCKET   an S3 bucket in the stack's region for the bundle.
+# --bucket BUCKET   an S3 bucket in the stack's region for the bundle and the
+#                   template.
 # --prefix PREFIX   key prefix in the bucket (default runner-scaler/); the key
 #                   ends in the bundle's SHA-256, so new code means a new key
 #                   and the stack update replaces the function's code.
@@ -101,11 +102,13 @@ key="${prefix}runner-scaler-lambda-$arch-$digest.zip"
 echo "==> s3://$bucket/$key"
 aws_ s3 cp --only-show-errors "$zip" "s3://$bucket/$key"
 
-# 3. Create or update the stack.
+# 3. Create or update the stack. The template goes through the bucket too:
+# CloudFormation takes at most 51,200 bytes inline, and it embeds two user data.
 echo "==> stack $stack"
 aws_ cloudformation deploy \
   --stack-name "$stack" \
   --template-file "$template" \
+  --s3-bucket "$bucket" --s3-prefix "${prefix%/}" \
   --capabilities CAPABILITY_IAM \
   --no-fail-on-empty-changeset \
   --parameter-overrides CodeBucket="$bucket" CodeKey="$key" Architecture="$arch" "${parameters[@]}"

@@ -2,14 +2,13 @@
 # EC2 user data for runner-scaler: CircleCI machine runner 3, ONE job per instance,
 # then runner-leave-group terminates the instance AND lowers the group's desired
 # capacity. Ubuntu 22.04/24.04, amd64/arm64, run as root by cloud-init.
-# Install phase: packages, runner, our scripts (nothing secret or per instance;
-# what an image bakes). Boot phase: identity, token, runner config, start.
+# Two phases: install (what an image bakes) and boot (this instance's).
 # userdata/README.md says more, and what IAM the instance role needs.
 # Never add `set -x`: the runner token would be printed to the console log.
 set -euo pipefail
 
 # == Settings, each explained in userdata/README.md. Edit here, or export them first.
-# auto (boot only, on an image baked by this install phase) | install (bake one)
+# auto | install (bake an image)
 PHASE="${RUNNER_SCALER_PHASE:-auto}"
 RUNNER_TOKEN_SOURCE="${RUNNER_TOKEN_SOURCE:-ssm}" # ssm | secretsmanager | inline
 RUNNER_TOKEN_NAME="${RUNNER_TOKEN_NAME:-/runner-scaler/runner-token}"
@@ -32,15 +31,18 @@ AUTO_SCALING_GROUP_NAME="${AUTO_SCALING_GROUP_NAME:-}"
 LIFECYCLE_HOOK_NAME="${LIFECYCLE_HOOK_NAME:-}"
 ROOT="${RUNNER_SCALER_ROOT:-}" # tests: prefix for every path written
 
-IMDS="http://169.254.169.254/latest"
+AGENT="circleci-runner" # package and service
 CONFIG_FILE="/etc/circleci-runner/circleci-runner-config.yaml"
 DROPIN_FILE="/etc/systemd/system/circleci-runner.service.d/10-single-task.conf"
+
+# >>> userdata/shared.sh: edit it there, then run scripts/sync-template-userdata.sh
+IMDS="http://169.254.169.254/latest"
 LEAVE_SCRIPT="/usr/local/bin/runner-leave-group"
 LIFECYCLE_SCRIPT="/usr/local/bin/runner-lifecycle"
 START_UNIT="runner-scaler-start.service"
 MARKER="/var/lib/runner-scaler/runner-started" # the runner has started here
 ENV_FILE="/etc/runner-scaler/instance.env"     # this instance, written at boot
-IMAGE_FILE="/etc/runner-scaler/image"          # the install phase's last write when baking
+IMAGE_FILE="/etc/runner-scaler/image"          # a bake's last write
 export DEBIAN_FRONTEND=noninteractive
 
 # == Helpers
@@ -68,8 +70,7 @@ die() { echo "[runner-scaler] $*" >&2; exit 1; }
 # Wait for dpkg's lock: unattended-upgrades often holds it during first boot.
 apt_get() { apt-get -o DPkg::Lock::Timeout=600 -y -q "$@"; }
 
-# AWS's official CLI v2 bundle: one route on 22.04, 24.04 and both architectures
-# (why not apt or snap: userdata/README.md).
+# AWS's CLI v2 bundle: one route everywhere (why: userdata/README.md).
 install_aws_cli() {
   local tmp
   tmp="$(mktemp -d)"
@@ -79,11 +80,11 @@ install_aws_cli() {
   rm -rf "$tmp"
 }
 
-# == Install phase: the same on every instance, so an image can hold it.
-install_phase() {
+# == Install phase, first part: prerequisites (and "$@"), our scripts, the AWS CLI.
+install_common() {
 step "install prerequisites"
 apt_get update
-apt_get install curl ca-certificates unzip sudo
+apt_get install curl ca-certificates unzip "$@"
 
 step "install $LEAVE_SCRIPT"
 install -d -m 755 "$ROOT/usr/local/bin" "$ROOT${MARKER%/*}" "$ROOT${ENV_FILE%/*}"
@@ -124,7 +125,7 @@ step "install $LIFECYCLE_SCRIPT"
 {
   echo "#!/bin/bash"
   echo "# Written by runner-scaler user data. Usage: runner-lifecycle state | complete CONTINUE|ABANDON | start"
-  printf '# shellcheck source=/dev/null\n. %q\nMARKER=%q\nLEAVE=%q\n' "$ROOT$ENV_FILE" "$ROOT$MARKER" "$ROOT$LEAVE_SCRIPT"
+  printf '# shellcheck source=/dev/null\n. %q\nMARKER=%q\nLEAVE=%q\nUNIT=%q\n' "$ROOT$ENV_FILE" "$ROOT$MARKER" "$ROOT$LEAVE_SCRIPT" "$AGENT.service"
   cat <<'EOF'
 set -uo pipefail
 I=http://169.254.169.254/latest
@@ -161,8 +162,8 @@ start() {
   # Until the hook completes, the instance is not in service: it could not leave.
   if [ -n "$HOOK" ] && ! complete CONTINUE; then log "hook not completed; leaving"; exec "$LEAVE"; fi
   : > "$MARKER"
-  log "in service: starting circleci-runner"
-  systemctl start --no-block circleci-runner.service
+  log "in service: starting $UNIT"
+  systemctl start --no-block "$UNIT"
 }
 case "${1:-}" in
   state) wait_state ;;
@@ -176,50 +177,14 @@ chmod 755 "$ROOT$LIFECYCLE_SCRIPT"
 
 step "install AWS CLI"
 command -v aws >/dev/null || install_aws_cli
+}
 
-step "install CircleCI machine runner 3"
-local repo_script
-repo_script="$(mktemp)"
-curl -fsSL --retry 5 "$RUNNER_REPO_SCRIPT_URL" -o "$repo_script"
-bash "$repo_script"
-rm -f "$repo_script"
-apt_get install circleci-runner
-# The package may start it with a placeholder config.
-systemctl stop circleci-runner.service 2>/dev/null || true
-
-step "create job user $RUNNER_USER"
-id -u "$RUNNER_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$RUNNER_USER"
-# `sudo -i` (command_prefix) needs a login shell; the package's account may have nologin.
-usermod --shell /bin/bash "$RUNNER_USER"
-install -d -m 755 "$ROOT/var/lib/circleci-runner" "$ROOT$RUNNER_TASK_AGENT_DIR"
-install -d -m 750 "$ROOT$RUNNER_WORKING_DIR"
-chown "$RUNNER_USER:" "$ROOT$RUNNER_WORKING_DIR"
-
-# ------------------------------------------------------------------------------
-# BUILD ENVIRONMENT: add what your jobs need here (as root, before the runner
-# ever starts). Examples: userdata/README.md, "The build environment".
-# ------------------------------------------------------------------------------
-step "build environment"
-# (nothing by default)
-
-step "install systemd units"
-install -d -m 755 "$(dirname "$ROOT$DROPIN_FILE")"
-cat > "$ROOT$DROPIN_FILE" <<EOF
-# Written by runner-scaler user data.
-[Service]
-# One job, then the instance goes away.
-Restart=no
-# As CircleCI documents for single-task; jobs run as $RUNNER_USER (command_prefix).
-User=root
-# After every exit (job done, idle timeout, crash): leave, lowering desired capacity.
-ExecStopPost=$LEAVE_SCRIPT
-EOF
-chmod 644 "$ROOT$DROPIN_FILE"
-# The one way the runner starts: once in service, at this boot or when a
-# warm-pool instance starts or resumes. The boot phase enables it.
+# == Install phase, last part: the one way the runner starts, once in service;
+# the boot phase enables it. Never by itself: a warm-pool instance takes no job.
+install_start_unit() {
 cat > "$ROOT/etc/systemd/system/$START_UNIT" <<EOF
 [Unit]
-Description=runner-scaler: start circleci-runner once in service
+Description=runner-scaler: start $AGENT once in service
 Wants=network-online.target
 After=network-online.target
 [Service]
@@ -228,16 +193,7 @@ ExecStart=$LIFECYCLE_SCRIPT start
 WantedBy=multi-user.target
 EOF
 systemctl daemon-reload
-# Never by itself at boot: a warm-pool instance must not take a job.
-systemctl disable circleci-runner.service
-}
-
-# The install phase's code and settings: an image serves only if baked with the same.
-install_key() {
-  { declare -f apt_get install_aws_cli install_phase
-    declare -p RUNNER_USER RUNNER_WORKING_DIR RUNNER_TASK_AGENT_DIR RUNNER_REPO_SCRIPT_URL ROOT \
-      LEAVE_SCRIPT LIFECYCLE_SCRIPT START_UNIT MARKER ENV_FILE DROPIN_FILE
-  } | sha256sum | cut -c1-64
+systemctl disable "$AGENT.service"
 }
 
 # == Boot phase: this instance. Nothing it writes may end up in an image.
@@ -262,9 +218,10 @@ install -d -m 755 "$ROOT${ENV_FILE%/*}"
 } > "$ROOT$ENV_FILE"
 }
 
-boot_phase() {
-step "fetch runner auth token ($RUNNER_TOKEN_SOURCE)"
-local token region="${RUNNER_TOKEN_REGION:-$REGION}"
+# Sets the caller's local `token`, checked without printing it.
+fetch_token() {
+step "fetch the token ($RUNNER_TOKEN_SOURCE)"
+local region="${RUNNER_TOKEN_REGION:-$REGION}"
 case "$RUNNER_TOKEN_SOURCE" in
   ssm)
     token="$(aws ssm get-parameter --region "$region" --name "$RUNNER_TOKEN_NAME" \
@@ -273,41 +230,17 @@ case "$RUNNER_TOKEN_SOURCE" in
     token="$(aws secretsmanager get-secret-value --region "$region" \
       --secret-id "$RUNNER_TOKEN_NAME" --query SecretString --output text)" ;;
   inline)
-    echo "WARNING: using an inline runner token from the user data (see RUNNER_TOKEN_INLINE)" >&2
+    echo "WARNING: using an inline token from the user data (see RUNNER_TOKEN_INLINE)" >&2
     token="$RUNNER_TOKEN_INLINE" ;;
   *) die "RUNNER_TOKEN_SOURCE must be ssm, secretsmanager or inline, not '$RUNNER_TOKEN_SOURCE'" ;;
 esac
-# Checked without printing it; also keeps it safe to put inside YAML quotes.
-[[ "$token" =~ ^[A-Za-z0-9._~+/=-]+$ ]] || die "runner token is empty or has unexpected characters"
+# Also keeps it safe to put inside the config's quotes.
+[[ "$token" =~ ^[A-Za-z0-9._~+/=-]+$ ]] || die "the token is empty or has unexpected characters"
+unset RUNNER_TOKEN_INLINE
+}
 
-step "write runner config"
-install -d -m 755 "$ROOT/etc/circleci-runner"
-# Created 600 from the first byte: the file holds the token.
-(
-  umask 077
-  {
-    echo "# Written by runner-scaler user data. Holds the runner token: keep mode 600."
-    echo "api:"
-    printf '  auth_token: "%s"\n' "$token"
-    if [ -n "$RUNNER_API_URL" ]; then printf '  url: "%s"\n' "$RUNNER_API_URL"; fi
-    echo "runner:"
-    printf '  name: "%s"\n' "$RUNNER_NAME_PREFIX-$INSTANCE_ID"
-    echo "  mode: single-task"
-    printf '  idle_timeout: "%s"\n' "$RUNNER_IDLE_TIMEOUT"
-    printf '  max_run_time: "%s"\n' "$RUNNER_MAX_RUN_TIME"
-    printf '  working_directory: "%s"\n' "$RUNNER_WORKING_DIR"
-    echo "  cleanup_working_directory: true"
-    printf '  task_agent_directory: "%s"\n' "$RUNNER_TASK_AGENT_DIR"
-    printf '  command_prefix: ["sudo", "-niHu", "%s", "--"]\n' "$RUNNER_USER"
-    echo "logging:"
-    echo '  format: "text"'
-  } > "$ROOT$CONFIG_FILE"
-)
-chmod 600 "$ROOT$CONFIG_FILE"
-# The service runs as root (drop-in): jobs, as $RUNNER_USER, cannot read the token.
-chown root:root "$ROOT$CONFIG_FILE"
-unset token RUNNER_TOKEN_INLINE
-
+# The boot phase's last part: the runner starts once in service.
+start_in_service() {
 step "enable $START_UNIT"
 # For later boots (a warm-pool start); systemd has read the unit already.
 systemctl enable --no-reload "$START_UNIT"
@@ -323,15 +256,16 @@ if [[ "$STATE" == Warmed:* ]] && [ -n "$LIFECYCLE_HOOK_NAME" ]; then
 fi
 }
 
-# == Main
+# == Main (the script's last line calls it)
+main() {
 KEY="$(install_key)"
 baked="$(sed -n 's/^key=//p' "$ROOT$IMAGE_FILE" 2>/dev/null || true)"
 case "$PHASE" in
   install)
     install_phase
     step "mark the image baked"
-    printf '# Baked by runner-scaler user data (RUNNER_SCALER_PHASE=install).\nkey=%s\ncircleci_runner=%s\nbaked_at=%s\n' \
-      "$KEY" "$(dpkg-query -W -f '${Version}' circleci-runner)" "$(date -u +%FT%TZ)" > "$ROOT$IMAGE_FILE"
+    printf '# Baked by runner-scaler user data (RUNNER_SCALER_PHASE=install).\nkey=%s\n%s=%s\nbaked_at=%s\n' \
+      "$KEY" "${AGENT//-/_}" "$(dpkg-query -W -f '${Version}' "$AGENT")" "$(date -u +%FT%TZ)" > "$ROOT$IMAGE_FILE"
     ;;
   auto)
     boot_identity
@@ -345,5 +279,98 @@ case "$PHASE" in
     ;;
   *) die "RUNNER_SCALER_PHASE must be auto or install, not '$PHASE'" ;;
 esac
-
 step "done"
+}
+# <<< userdata/shared.sh
+
+# == Install phase: the same on every instance, so an image can hold it.
+install_phase() {
+install_common sudo
+
+step "install CircleCI machine runner 3"
+local repo_script
+repo_script="$(mktemp)"
+curl -fsSL --retry 5 "$RUNNER_REPO_SCRIPT_URL" -o "$repo_script"
+bash "$repo_script"
+rm -f "$repo_script"
+apt_get install circleci-runner
+# The package may start it with a placeholder config.
+systemctl stop circleci-runner.service 2>/dev/null || true
+
+step "create job user $RUNNER_USER"
+id -u "$RUNNER_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$RUNNER_USER"
+# `sudo -i` (command_prefix) needs a login shell; the package's account may have nologin.
+usermod --shell /bin/bash "$RUNNER_USER"
+install -d -m 755 "$ROOT/var/lib/circleci-runner" "$ROOT$RUNNER_TASK_AGENT_DIR"
+install -d -m 750 "$ROOT$RUNNER_WORKING_DIR"
+chown "$RUNNER_USER:" "$ROOT$RUNNER_WORKING_DIR"
+
+# ----------------------------------------
+# BUILD ENVIRONMENT: add what your jobs need here (as root, before the runner
+# ever starts). Examples: userdata/README.md, "The build environment".
+# ----------------------------------------
+step "build environment"
+# (nothing by default)
+
+step "install systemd units"
+install -d -m 755 "$(dirname "$ROOT$DROPIN_FILE")"
+cat > "$ROOT$DROPIN_FILE" <<EOF
+# Written by runner-scaler user data.
+[Service]
+# One job, then the instance goes away.
+Restart=no
+# As CircleCI documents for single-task; jobs run as $RUNNER_USER (command_prefix).
+User=root
+# After every exit (job done, idle timeout, crash): leave, lowering desired capacity.
+ExecStopPost=$LEAVE_SCRIPT
+EOF
+chmod 644 "$ROOT$DROPIN_FILE"
+install_start_unit
+}
+
+# The install phase's code and settings: an image serves only if baked with the same.
+install_key() {
+  { declare -f apt_get install_aws_cli install_common install_start_unit install_phase
+    declare -p RUNNER_USER RUNNER_WORKING_DIR RUNNER_TASK_AGENT_DIR RUNNER_REPO_SCRIPT_URL ROOT AGENT \
+      LEAVE_SCRIPT LIFECYCLE_SCRIPT START_UNIT MARKER ENV_FILE DROPIN_FILE
+  } | sha256sum | cut -c1-64
+}
+
+# == Boot phase
+boot_phase() {
+local token
+fetch_token
+
+step "write runner config"
+install -d -m 755 "$ROOT/etc/circleci-runner"
+# Created 600 from the first byte: the file holds the token.
+(
+  umask 077
+  {
+    echo "# Written by runner-scaler user data. Holds the runner token: keep mode 600."
+    echo "api:"
+    printf '  auth_token: "%s"\n' "$token"
+    if [ -n "$RUNNER_API_URL" ]; then printf '  url: "%s"\n' "$RUNNER_API_URL"; fi
+    cat <<EOF
+runner:
+  name: "$RUNNER_NAME_PREFIX-$INSTANCE_ID"
+  mode: single-task
+  idle_timeout: "$RUNNER_IDLE_TIMEOUT"
+  max_run_time: "$RUNNER_MAX_RUN_TIME"
+  working_directory: "$RUNNER_WORKING_DIR"
+  cleanup_working_directory: true
+  task_agent_directory: "$RUNNER_TASK_AGENT_DIR"
+  command_prefix: ["sudo", "-niHu", "$RUNNER_USER", "--"]
+logging:
+  format: "text"
+EOF
+  } > "$ROOT$CONFIG_FILE"
+)
+chmod 600 "$ROOT$CONFIG_FILE"
+# The service runs as root (drop-in): jobs, as $RUNNER_USER, cannot read the token.
+chown root:root "$ROOT$CONFIG_FILE"
+unset token
+start_in_service
+}
+
+main

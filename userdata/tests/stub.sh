@@ -26,6 +26,7 @@ case "$name" in
         if [ "$n" -ge "${#states[@]}" ]; then n=$((${#states[@]} - 1)); fi
         if [ "${states[n]}" = none ]; then exit 22; fi # what curl -f does on a 404
         echo "${states[n]}" ;;
+      *keys.openpgp.org*) echo "-----BEGIN PGP PUBLIC KEY BLOCK----- (stub)" ;; # Buildkite's key
       *packagecloud.io*)
         # The repository setup script: write a harmless one where -o points.
         while [ $# -gt 0 ]; do
@@ -48,7 +49,10 @@ case "$name" in
   systemctl)
     if [ "${1:-}" = "is-system-running" ]; then echo "${STUB_SYSTEM_STATE:-running}"; fi ;;
   id) exit "${STUB_ID_RC:-1}" ;;
-  dpkg-query) echo "3.1.0-stub" ;; # the installed circleci-runner's version
+  # The installed package's version.
+  dpkg-query) case "$args" in *buildkite-agent*) echo "3.120.0-stub" ;; *) echo "3.1.0-stub" ;; esac ;;
+  # A keyring from an armored key.
+  gpg) if [ "${1:-}" = --dearmor ]; then echo "stub keyring from: $(cat)"; fi ;;
   *) ;; # apt-get, useradd, usermod, chown, logger, sleep, unzip, snap: log only
 esac
 exit 0
