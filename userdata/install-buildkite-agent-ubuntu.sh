@@ -1,27 +1,26 @@
 #!/bin/bash
-# EC2 user data for runner-scaler: the Buildkite agent, ONE job per instance,
-# then runner-leave-group terminates the instance AND lowers the group's desired
-# capacity. Ubuntu 22.04/24.04, amd64/arm64, run as root by cloud-init.
-# Two phases: install (what an image bakes) and boot (this instance's).
-# userdata/README.md says more, and what IAM the instance role needs.
-# Never add `set -x`: the agent token would be printed to the console log.
+# EC2 user data for runner-scaler: the Buildkite agent, ONE job per instance, then
+# the instance leaves its group, lowering desired capacity. Ubuntu 22.04/24.04,
+# amd64/arm64, as root. Phases: install (an image bakes it) and boot. See userdata/README.md.
+# Never add `set -x`: it would print the token to the console log.
 set -euo pipefail
 
-# == Settings, each explained in userdata/README.md. Edit here, or export them first.
+# == Settings (userdata/README.md). Edit here, or export them first.
 PHASE="${RUNNER_SCALER_PHASE:-auto}" # auto | install (bake an image)
 RUNNER_TOKEN_SOURCE="${RUNNER_TOKEN_SOURCE:-ssm}" # ssm | secretsmanager | inline
 RUNNER_TOKEN_NAME="${RUNNER_TOKEN_NAME:-/runner-scaler/buildkite-agent-token}"
 RUNNER_TOKEN_REGION="${RUNNER_TOKEN_REGION:-}"
-# WARNING: readable by anyone who can describe the launch template, and by jobs.
+# WARNING: seen by whoever can describe the launch template, and by jobs.
 RUNNER_TOKEN_INLINE="${RUNNER_TOKEN_INLINE:-}"
 RUNNER_NAME_PREFIX="${RUNNER_NAME_PREFIX:-runner-scaler}"
 BUILDKITE_QUEUE="${BUILDKITE_QUEUE:-default}" # the agent's queue tag
 BUILDKITE_AGENT_TAGS="${BUILDKITE_AGENT_TAGS:-}" # more tags: key=value,...
-BUILDKITE_IDLE_TIMEOUT="${BUILDKITE_IDLE_TIMEOUT:-300}" # seconds without a job, then it leaves
+BUILDKITE_IDLE_TIMEOUT="${BUILDKITE_IDLE_TIMEOUT:-300}" # seconds idle, then it leaves
 BUILDKITE_APT_CHANNEL="${BUILDKITE_APT_CHANNEL:-stable}" # stable | unstable | experimental
 AWS_REGION_OVERRIDE="${AWS_REGION_OVERRIDE:-}"
 LEAVE_ATTEMPTS="${LEAVE_ATTEMPTS:-5}"
 LEAVE_RETRY_DELAY="${LEAVE_RETRY_DELAY:-5}"
+LEAVE_AT_MINIMUM="${LEAVE_AT_MINIMUM:-replace}" # replace | retry
 ON_FAILURE="${ON_FAILURE:-leave}" # leave | stay
 AUTO_SCALING_GROUP_NAME="${AUTO_SCALING_GROUP_NAME:-}"
 LIFECYCLE_HOOK_NAME="${LIFECYCLE_HOOK_NAME:-}"
@@ -39,21 +38,21 @@ LEAVE_SCRIPT="/usr/local/bin/runner-leave-group"
 LIFECYCLE_SCRIPT="/usr/local/bin/runner-lifecycle"
 START_UNIT="runner-scaler-start.service"
 MARKER="/var/lib/runner-scaler/runner-started" # the runner has started here
-ENV_FILE="/etc/runner-scaler/instance.env"     # this instance, written at boot
-IMAGE_FILE="/etc/runner-scaler/image"          # a bake's last write
+ENV_FILE="/etc/runner-scaler/instance.env" # this instance, written at boot
+IMAGE_FILE="/etc/runner-scaler/image" # a bake's last write
 export DEBIAN_FRONTEND=noninteractive
 
 # == Helpers
 STEP="start"
 step() { STEP="$1"; echo "==> [runner-scaler] $STEP"; }
-# On a failure, name the step (never the command line: it may hold the token).
+# On failure, name the step (not the command: it may hold the token).
 on_exit() {
   local rc=$?
   if [ "$rc" -eq 0 ]; then return; fi
   echo "[runner-scaler] FAILED during step: $STEP (exit $rc)" >&2
-  # Leaving needs the identity, which baking never reads.
+  # Leaving needs the identity (never read when baking).
   [ "$ON_FAILURE" = leave ] && [ -e "$ROOT$ENV_FILE" ] || return 0
-  # With a hook the launch waits on it: ABANDON, and Auto Scaling terminates it.
+  # With a hook the launch waits on it: ABANDON, and it is terminated.
   if [ -n "$LIFECYCLE_HOOK_NAME" ] && [ -x "$ROOT$LIFECYCLE_SCRIPT" ]; then
     echo "[runner-scaler] ON_FAILURE=leave: abandoning the launch" >&2
     "$ROOT$LIFECYCLE_SCRIPT" complete ABANDON || true
@@ -65,10 +64,10 @@ on_exit() {
 trap on_exit EXIT
 die() { echo "[runner-scaler] $*" >&2; exit 1; }
 
-# Wait for dpkg's lock: unattended-upgrades often holds it during first boot.
+# Wait for dpkg's lock (unattended-upgrades, at first boot).
 apt_get() { apt-get -o DPkg::Lock::Timeout=600 -y -q "$@"; }
 
-# AWS's CLI v2 bundle: one route everywhere (why: userdata/README.md).
+# AWS's CLI v2 bundle (why: userdata/README.md).
 install_aws_cli() {
   local tmp
   tmp="$(mktemp -d)"
@@ -78,7 +77,7 @@ install_aws_cli() {
   rm -rf "$tmp"
 }
 
-# == Install phase, first part: prerequisites (and "$@"), our scripts, the AWS CLI.
+# == Install phase, first part: packages (and "$@"), our scripts, the AWS CLI.
 install_common() {
 step "install prerequisites"
 apt_get update
@@ -88,14 +87,14 @@ step "install $LEAVE_SCRIPT"
 install -d -m 755 "$ROOT/usr/local/bin" "$ROOT${MARKER%/*}" "$ROOT${ENV_FILE%/*}"
 {
   echo "#!/bin/bash"
-  echo "# Written by runner-scaler user data: leave the Auto Scaling group once the runner exits."
+  echo "# Written by runner-scaler user data: leave the group once the runner exits."
   printf '# shellcheck source=/dev/null\n. %q\n' "$ROOT$ENV_FILE"
   cat <<'EOF'
 set -uo pipefail
 log() { logger -t runner-leave-group -- "$*"; echo "$*" >&2; }
 
 log "runner exited (result=${SERVICE_RESULT:-?} status=${EXIT_STATUS:-?}); leaving the group"
-# Already shutting down (scale-in, spot, manual stop): nothing left to do.
+# Already shutting down (scale-in, spot, stop): nothing to do.
 if [ "$(systemctl is-system-running 2>/dev/null)" = "stopping" ]; then
   log "system is already stopping; not calling Auto Scaling"
   exit 0
@@ -103,16 +102,24 @@ fi
 
 # The decrement is the point: without it the group launches a replacement.
 for attempt in $(seq 1 "$ATTEMPTS"); do
-  if aws autoscaling terminate-instance-in-auto-scaling-group --region "$REGION" \
-       --instance-id "$INSTANCE_ID" --should-decrement-desired-capacity >/dev/null; then
+  if err="$(aws autoscaling terminate-instance-in-auto-scaling-group --region "$REGION" \
+       --instance-id "$INSTANCE_ID" --should-decrement-desired-capacity 2>&1 >/dev/null)"; then
     log "terminate-instance-in-auto-scaling-group accepted for $INSTANCE_ID (attempt $attempt)"
     exit 0
   fi
+  [ -z "$err" ] || echo "${err:0:500}" >&2
   log "terminate-instance-in-auto-scaling-group failed (attempt $attempt/$ATTEMPTS)"
+  # At the minimum (refused): AT_MINIMUM=replace terminates without it.
+  if [ "$AT_MINIMUM" = replace ] && [[ "$err" == *"desiredSize equals minSize"* ]]; then
+    log "at the group's minimum: terminating without the decrement"
+    aws autoscaling terminate-instance-in-auto-scaling-group --region "$REGION" \
+      --instance-id "$INSTANCE_ID" --no-should-decrement-desired-capacity >/dev/null && exit 0
+    break
+  fi
   if [ "$attempt" -lt "$ATTEMPTS" ]; then sleep "$DELAY"; DELAY=$((DELAY * 2)); fi
 done
 
-# The launch template terminates on shutdown: replaced, but no longer billed.
+# The launch template terminates on shutdown: replaced, not billed.
 log "giving up on Auto Scaling; powering off"
 systemctl poweroff
 EOF
@@ -128,7 +135,7 @@ step "install $LIFECYCLE_SCRIPT"
 set -uo pipefail
 I=http://169.254.169.254/latest
 log() { logger -t runner-lifecycle -- "$*"; echo "$*" >&2; }
-# A new IMDSv2 token per read: a stop or hibernation outlives any token.
+# A new IMDSv2 token per read: a stop outlives any token.
 read_state() {
   local t s
   t="$(curl -fsS -m 5 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" $I/api/token)" &&
@@ -147,17 +154,17 @@ complete() {
 }
 start() {
   local state last=""
-  # One job per instance: the runner started here before, so leave.
+  # One job per instance: it ran here before, so leave.
   if [ -e "$MARKER" ]; then log "the runner already ran here; leaving"; exec "$LEAVE"; fi
-  # No state at all: in no group's lifecycle (or IMDS is broken); start anyway.
+  # No state (no group, or IMDS broken): start anyway.
   state="$(wait_state)" || { log "WARNING: no target lifecycle state; starting as in service"; state=InService; }
-  # Wait while Warmed:* (across a stop or hibernation), Standby...; a failed read keeps the state.
+  # Wait while Warmed:*, Standby...; a failed read keeps the state.
   until [ "$state" = InService ]; do
     [ "$state" = "$last" ] || log "target lifecycle state $state: runner not started"
     last="$state"; sleep 5
     state="$(read_state)" || state="$last"
   done
-  # Until the hook completes, the instance is not in service: it could not leave.
+  # Until the hook completes it is not in service, and could not leave.
   if [ -n "$HOOK" ] && ! complete CONTINUE; then log "hook not completed; leaving"; exec "$LEAVE"; fi
   : > "$MARKER"
   log "in service: starting $UNIT"
@@ -177,8 +184,8 @@ step "install AWS CLI"
 command -v aws >/dev/null || install_aws_cli
 }
 
-# == Install phase, last part: the one way the runner starts, once in service;
-# the boot phase enables it. Never by itself: a warm-pool instance takes no job.
+# == Install phase, last part: the one way the runner starts, once in service
+# (never by itself: a warm-pool instance takes no job); the boot phase enables it.
 install_start_unit() {
 cat > "$ROOT/etc/systemd/system/$START_UNIT" <<EOF
 [Unit]
@@ -194,7 +201,7 @@ systemctl daemon-reload
 systemctl disable "$AGENT.service"
 }
 
-# == Boot phase: this instance. Nothing it writes may end up in an image.
+# == Boot phase: this instance; nothing it writes may be baked.
 boot_identity() {
 step "read instance identity (IMDSv2)"
 local t
@@ -205,6 +212,7 @@ INSTANCE_ID="$(imds instance-id)"
 REGION="${AWS_REGION_OVERRIDE:-$(imds placement/region)}"
 [[ "$INSTANCE_ID" =~ ^i-[0-9a-f]+$ ]] || die "unexpected instance id from IMDS: $INSTANCE_ID"
 [ -n "$REGION" ] || die "could not determine the region"
+[[ "$LEAVE_AT_MINIMUM" =~ ^(retry|replace)$ ]] || die "LEAVE_AT_MINIMUM: retry or replace, not '$LEAVE_AT_MINIMUM'"
 echo "instance $INSTANCE_ID in $REGION"
 install -d -m 755 "$ROOT${ENV_FILE%/*}"
 {
@@ -212,7 +220,8 @@ install -d -m 755 "$ROOT${ENV_FILE%/*}"
   printf 'INSTANCE_ID=%q\nREGION=%q\nGROUP=%q\nHOOK=%q\n' "$INSTANCE_ID" "$REGION" \
     "$AUTO_SCALING_GROUP_NAME" "$LIFECYCLE_HOOK_NAME"
   # shellcheck disable=SC2016  # expanded when sourced
-  printf 'ATTEMPTS="${LEAVE_ATTEMPTS:-%s}"\nDELAY="${LEAVE_RETRY_DELAY:-%s}"\n' "$LEAVE_ATTEMPTS" "$LEAVE_RETRY_DELAY"
+  printf 'ATTEMPTS="${LEAVE_ATTEMPTS:-%s}"\nDELAY="${LEAVE_RETRY_DELAY:-%s}"\nAT_MINIMUM="${LEAVE_AT_MINIMUM:-%s}"\n' \
+    "$LEAVE_ATTEMPTS" "$LEAVE_RETRY_DELAY" "$LEAVE_AT_MINIMUM"
 } > "$ROOT$ENV_FILE"
 }
 
@@ -237,17 +246,17 @@ esac
 unset RUNNER_TOKEN_INLINE
 }
 
-# The boot phase's last part: the runner starts once in service.
+# The boot phase's last part.
 start_in_service() {
 step "enable $START_UNIT"
-# For later boots (a warm-pool start); systemd has read the unit already.
+# For later boots (a warm-pool start).
 systemctl enable --no-reload "$START_UNIT"
 # No-block: in a warm pool, it waits for service.
 systemctl start --no-block "$START_UNIT"
 
 step "read the target lifecycle state"
 STATE="$("$ROOT$LIFECYCLE_SCRIPT" state)" || echo "WARNING: no target lifecycle state" >&2
-# Set up in a warm pool: Auto Scaling may now stop or hibernate the instance.
+# Set up in a warm pool: it may now be stopped or hibernated.
 if [[ "$STATE" == Warmed:* ]] && [ -n "$LIFECYCLE_HOOK_NAME" ]; then
   step "complete the warm-pool launch ($STATE)"
   "$ROOT$LIFECYCLE_SCRIPT" complete CONTINUE
@@ -281,7 +290,7 @@ step "done"
 }
 # <<< userdata/shared.sh
 
-# == Install phase: the same on every instance, so an image can hold it.
+# == Install phase: the same everywhere, so an image can hold it.
 install_phase() {
 install_common gpg
 
@@ -307,10 +316,10 @@ install -d -m 755 "$(dirname "$ROOT$DROPIN_FILE")"
 cat > "$ROOT$DROPIN_FILE" <<EOF
 # Written by runner-scaler user data.
 [Service]
-# One job (disconnect-after-job), then the instance goes away.
+# One job (disconnect-after-job), then it leaves.
 Restart=no
 RestartForceExitStatus=
-# After every exit (job done, idle timeout, crash): leave, lowering desired capacity.
+# After every exit (job, idle timeout, crash): leave the group.
 # "+": as root, not as $AGENT, for the power-off.
 ExecStopPost=+$LEAVE_SCRIPT
 EOF
@@ -318,7 +327,7 @@ chmod 644 "$ROOT$DROPIN_FILE"
 install_start_unit
 }
 
-# The install phase's code and settings: an image serves only if baked with the same.
+# An image serves only if baked by the same install phase and settings.
 install_key() {
   { declare -f apt_get install_aws_cli install_common install_start_unit install_phase
     declare -p BUILDKITE_APT_CHANNEL KEY_URL KEYRING ROOT AGENT \
@@ -338,7 +347,7 @@ fetch_token
 
 step "write agent config"
 install -d -m 755 "$ROOT${CONFIG_FILE%/*}"
-# Created 600 from the first byte (not the package's): the file holds the token.
+# Ours, 600 from the first byte: it holds the token.
 rm -f "$ROOT$CONFIG_FILE"
 (
   umask 077
@@ -356,7 +365,7 @@ plugins-path="/etc/buildkite-agent/plugins"
 EOF
   } > "$ROOT$CONFIG_FILE"
 )
-# The agent reads it, as $AGENT; so could its job (userdata/README.md: the token).
+# The agent reads it as $AGENT; so could its job (userdata/README.md).
 chown "root:$AGENT" "$ROOT$CONFIG_FILE"
 chmod 640 "$ROOT$CONFIG_FILE"
 unset token

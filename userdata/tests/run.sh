@@ -336,6 +336,14 @@ eq "backs off between attempts" "$(grep '^sleep' "$d/stub.log" | tr '\n' ,)" "sl
 eq "then powers off" "$(tail -n1 "$d/stub.log")" "systemctl poweroff"
 check "logs the give-up" has_re "$d/stub.log" '^logger .*giving up'
 
+echo "== leave-group hook, at the group's minimum (LEAVE_AT_MINIMUM=retry, CircleCI's default)"
+run_leave leavemin ssm STUB_AWS_AT_MIN=1 LEAVE_ATTEMPTS=3
+d="$TMP/leavemin"
+eq "retries the decrement LEAVE_ATTEMPTS times" "$(count "$d/stub.log" '^aws autoscaling terminate-instance-in-auto-scaling-group .*--should-decrement-desired-capacity$')" 3
+check "never terminates without the decrement" lacks "$d/stub.log" "--no-should-decrement-desired-capacity"
+eq "then powers off" "$(tail -n1 "$d/stub.log")" "systemctl poweroff"
+check "AWS's refusal passed on to the journal" has "$d/err" "desiredSize equals minSize (1)"
+
 echo "== leave-group hook, system already stopping"
 run_leave leavestop ssm STUB_SYSTEM_STATE=stopping
 d="$TMP/leavestop"
@@ -558,10 +566,30 @@ check "marks the runner started" test -e "$TMP/bk/root/$MARKER"
 echo "== Buildkite: the job done, the agent exits (disconnect-after-job) and the instance leaves"
 run_leave bkleave bk
 eq "one call: terminate with decrement" "$(grep '^aws ' "$TMP/bkleave/stub.log")" "$TERMINATE"
-run_leave bkleavemin bk STUB_AWS_FAIL=autoscaling LEAVE_ATTEMPTS=2
-d="$TMP/bkleavemin"
-eq "refused (desired at the group's minimum): retried" "$(count "$d/stub.log" '^aws autoscaling terminate-instance-in-auto-scaling-group ')" 2
+run_leave bkleavefail bk STUB_AWS_FAIL=autoscaling LEAVE_ATTEMPTS=2
+d="$TMP/bkleavefail"
+eq "refused for another reason: retried" "$(count "$d/stub.log" '^aws autoscaling terminate-instance-in-auto-scaling-group ')" 2
+check "never without the decrement" lacks "$d/stub.log" "--no-should-decrement-desired-capacity"
 eq "then powers off" "$(tail -n1 "$d/stub.log")" "systemctl poweroff"
+run_leave bkleavemin bk STUB_AWS_AT_MIN=1
+d="$TMP/bkleavemin"
+eq "at the group's minimum (LEAVE_AT_MINIMUM=replace): the decrement, refused, then at once without it" \
+  "$(grep '^aws ' "$d/stub.log")" "$TERMINATE
+${TERMINATE/--should/--no-should}"
+eq "exits 0" "$(cat "$d/rc")" 0
+check "no retry, no back-off" lacks_re "$d/stub.log" '^sleep'
+check "no power-off" lacks "$d/stub.log" "poweroff"
+check "says why in the journal" has_re "$d/stub.log" "^logger -t runner-leave-group -- at the group's minimum: terminating without the decrement"
+run_leave bkleavemin2 bk STUB_AWS_AT_MIN=both
+d="$TMP/bkleavemin2"
+eq "and if that fails too: two calls" "$(count "$d/stub.log" '^aws autoscaling terminate-instance-in-auto-scaling-group ')" 2
+eq "then powers off" "$(tail -n1 "$d/stub.log")" "systemctl poweroff"
+run_leave bkleaveretry bk STUB_AWS_AT_MIN=1 LEAVE_AT_MINIMUM=retry LEAVE_ATTEMPTS=2
+eq "LEAVE_AT_MINIMUM=retry when the hook runs: CircleCI's way" "$(count "$TMP/bkleaveretry/stub.log" '^aws autoscaling terminate-instance-in-auto-scaling-group .*--should-decrement-desired-capacity$')" 2
+run_install bkbadmin LEAVE_AT_MINIMUM=sometimes
+d="$TMP/bkbadmin"
+eq "LEAVE_AT_MINIMUM neither retry nor replace: refused" "$(cat "$d/rc")" 1
+check "naming the setting" has "$d/err" "LEAVE_AT_MINIMUM: retry or replace, not 'sometimes'"
 run_start bkagain bk
 eq "booted again after its job: leaves instead of a second job" "$(grep '^aws ' "$TMP/bkagain/stub.log")" "$TERMINATE"
 check "and starts no agent" runner_not_started "$TMP/bkagain/stub.log"
