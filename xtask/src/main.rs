@@ -8,14 +8,23 @@
 //!   policy's cases (`runner-scaler policy test`), the user-data
 //!   tests, cfn-lint on the CloudFormation templates (installed from PyPI
 //!   when missing), `packer validate` on the Packer template (Debian's
-//!   packer, installed with apt-get when missing). Chromium (Debian's
-//!   package, installed with apt-get when missing) draws the simulator's
-//!   HTML report in the tests.
+//!   packer, installed with apt-get when missing), the release files with
+//!   their checksums, Prometheus (Debian's, for the rules' and the alerts'
+//!   tests), the systemd unit (`systemd-analyze`) and the container image
+//!   (podman). Chromium (Debian's package, installed with apt-get when
+//!   missing) draws the simulator's HTML report in the tests.
 //! - `policies`: only find the toolchains and build the policies into
 //!   `target/policies/` (what `cargo test` and `cargo bench` read).
 //! - `bundle [--arch x86_64|arm64]`: only build the Lambda bundle, with
 //!   `scripts/package-lambda.sh` (CI builds the x86_64 one in `test`, before
 //!   the tests that check it and deploy it to moto).
+//! - `dist [--arch x86_64|arm64]...`: the release's files in `target/dist/`:
+//!   the `runner-scaler` binary for Linux (the Lambda bundle's bootstrap:
+//!   glibc 2.34 at most), the Lambda zip, the example policies and a
+//!   `SHA256SUMS` over them (CI writes and checks the x86_64 set in `test`,
+//!   from the bundle it builds anyway).
+//! - `packaging`: only the systemd unit's and the container image's checks
+//!   (`systemd-analyze`, podman), against the release files of `dist`.
 //! - `policy-table [--write]`: print the README's table of example policies,
 //!   generated from their params structs (`--write` puts it in README.md; a
 //!   test checks that README.md has it).
@@ -69,10 +78,41 @@ fn main() -> Result<()> {
             build_policies(&root, &toolchain)?;
             build_lambda_bundle(&root, &arch).map(|_| ())
         }
+        "dist" => {
+            let mut arches = vec![];
+            let mut args = std::env::args().skip(2);
+            while let Some(arg) = args.next() {
+                match (arg.as_str(), args.next()) {
+                    ("--arch", Some(arch)) => arches.push(arch),
+                    _ => bail!("usage: cargo xtask dist [--arch x86_64|arm64]..., not {arg}"),
+                }
+            }
+            if arches.is_empty() {
+                arches.push("x86_64".into());
+            }
+            let toolchain = find_wasm_toolchain()?;
+            build_host()?;
+            let policies = build_policies(&root, &toolchain)?;
+            build_interpreted(&root, &ensure_policy_tools(&root)?, &policies, false)?;
+            let mut bundles = vec![];
+            for arch in &arches {
+                bundles.push((arch.clone(), build_lambda_bundle(&root, arch)?));
+            }
+            dist(&root, &bundles, &policies).map(|_| ())
+        }
+        "packaging" => {
+            let dist = root.join("target/dist");
+            if !dist.join("runner-scaler-linux-x86_64").is_file() {
+                bail!("{} has no x86_64 binary: run `cargo xtask dist` first", dist.display());
+            }
+            build_host()?;
+            check_systemd_unit(&root)?;
+            check_container(&root, &dist)
+        }
         "readme-table" => readme_table(&root),
         "policy-table" => policy_table::run(&root, std::env::args().nth(2).as_deref()),
         _ => bail!(
-            "usage: cargo xtask test | policies | bundle [--arch x86_64|arm64] | policy-table [--write] | readme-table"
+            "usage: cargo xtask test | policies | bundle [--arch x86_64|arm64] | dist [--arch x86_64|arm64]... | packaging | policy-table [--write] | readme-table"
         ),
     }
 }
@@ -103,11 +143,15 @@ fn test(root: &Path) -> Result<()> {
     ensure_aws_cli()?;
     ensure_chromium()?;
     let bundle = build_lambda_bundle(root, "x86_64")?;
+    let dist = dist(root, &[("x86_64".into(), bundle.clone())], &policies)?;
+    let prometheus = ensure_prometheus()?;
     step(
         "tests",
         linted(["test", "--workspace"])
             .env("RUNNER_SCALER_TEST_POLICIES", &policies)
             .env("RUNNER_SCALER_TEST_BUNDLE", &bundle)
+            .env("RUNNER_SCALER_TEST_DIST", &dist)
+            .env("RUNNER_SCALER_TEST_PROMETHEUS", &prometheus)
             .env("RUNNER_SCALER_TEST_WASM_TARGET", toolchain.target)
             .env("RUNNER_SCALER_TEST_WASM_ENV", wasm_env.join(";"))
             .envs(tools.env()),
@@ -126,6 +170,8 @@ fn test(root: &Path) -> Result<()> {
         ]),
     )?;
     validate_packer_template()?;
+    check_systemd_unit(root)?;
+    check_container(root, &dist)?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }
@@ -246,6 +292,310 @@ fn build_lambda_bundle(root: &Path, arch: &str) -> Result<PathBuf> {
             .arg(&zip),
     )?;
     Ok(zip)
+}
+
+/// The release's files in `target/dist/` (emptied first), for each
+/// (architecture, Lambda zip) in `bundles`: `runner-scaler-linux-ARCH`, the
+/// zip's own `bootstrap` (one build, already checked by package-lambda.sh:
+/// its ELF machine, glibc 2.34 at most), and the zip as
+/// `runner-scaler-lambda-ARCH.zip`; then the example policies of
+/// `policies/` as `policies/NAME.wasm`, and `SHA256SUMS` over every file
+/// (`sha256sum --check SHA256SUMS` in the directory checks them, as the
+/// xtask does before it returns the directory).
+fn dist(root: &Path, bundles: &[(String, PathBuf)], policies: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    println!("xtask: == release files");
+    let started = Instant::now();
+    let dir = root.join("target/dist");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir.join("policies"))?;
+    for (arch, zip) in bundles {
+        let binary = dir.join(format!("runner-scaler-linux-{arch}"));
+        let extracted = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, zipfile\nopen(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('bootstrap'))",
+            ])
+            .arg(zip)
+            .arg(&binary)
+            .status()
+            .context("cannot run python3 to read the bundle")?;
+        if !extracted.success() {
+            bail!("cannot take the bootstrap out of {}", zip.display());
+        }
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))?;
+        let target = dir.join(format!("runner-scaler-lambda-{arch}.zip"));
+        std::fs::copy(zip, &target)
+            .with_context(|| format!("cannot copy {} to {}", zip.display(), target.display()))?;
+    }
+    for (example, _) in policy_dirs(&root.join("policies"))? {
+        let name = format!("{}.wasm", dir_name(&example));
+        std::fs::copy(policies.join(&name), dir.join("policies").join(&name)).with_context(
+            || {
+                format!(
+                    "{} is missing: `cargo xtask policies` builds it",
+                    policies.join(&name).display()
+                )
+            },
+        )?;
+    }
+    let mut files = vec![];
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            for inner in std::fs::read_dir(&path)? {
+                files.push(inner?.path());
+            }
+        } else {
+            files.push(path);
+        }
+    }
+    let mut files: Vec<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let sums = Command::new("sha256sum")
+        .arg("--")
+        .args(&files)
+        .current_dir(&dir)
+        .output()
+        .context("cannot run sha256sum (coreutils)")?;
+    if !sums.status.success() {
+        bail!(
+            "sha256sum failed: {}",
+            String::from_utf8_lossy(&sums.stderr)
+        );
+    }
+    std::fs::write(dir.join("SHA256SUMS"), &sums.stdout)?;
+    step(
+        "sha256sum --check SHA256SUMS",
+        Command::new("sha256sum")
+            .args(["--check", "--strict", "--quiet", "SHA256SUMS"])
+            .current_dir(&dir),
+    )?;
+    for file in &files {
+        let size = std::fs::metadata(dir.join(file))?.len();
+        println!("xtask:   {file} ({:.1} MiB)", size as f64 / 1048576.0);
+    }
+    println!(
+        "xtask: release files: {} and SHA256SUMS in {} ({:.1?})",
+        files.len(),
+        dir.display(),
+        started.elapsed()
+    );
+    Ok(dir)
+}
+
+/// Install Debian's `packages` with apt-get (without their recommends),
+/// updating the package lists first only when a first try fails.
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let install = || {
+        step(
+            &format!("apt-get install {}", packages.join(" ")),
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(packages)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    if install().is_err() {
+        step(
+            "apt-get update",
+            Command::new("apt-get").args(["update", "-qq"]),
+        )?;
+        install()?;
+    }
+    Ok(())
+}
+
+/// Whether `program ARGS` runs and succeeds.
+fn runs(program: &str, args: &[&str]) -> bool {
+    output_within(Command::new(program).args(args), Duration::from_secs(60)).is_some()
+}
+
+/// The directory of `prometheus` and `promtool`, Debian's (`apt-get install
+/// prometheus` when missing): the rules' checks and unit tests and the
+/// end-to-end alert test run them (host/tests/it/ops.rs).
+fn ensure_prometheus() -> Result<PathBuf> {
+    if !runs("prometheus", &["--version"]) || !runs("promtool", &["--version"]) {
+        apt_install(&["prometheus"])?;
+    }
+    let version = output_within(
+        Command::new("prometheus").arg("--version"),
+        Duration::from_secs(60),
+    )
+    .context("prometheus does not run after apt-get install prometheus")?;
+    println!(
+        "xtask: using {}",
+        version.lines().next().unwrap_or_default().trim()
+    );
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .find(|dir| dir.join("prometheus").is_file() && dir.join("promtool").is_file())
+        .context("prometheus and promtool are not in one directory on PATH")
+}
+
+/// `ops/systemd/runner-scaler.service` as systemd reads it: `systemd-analyze
+/// verify` (any warning fails: an unknown key is only a warning to systemd)
+/// and `systemd-analyze security --offline` with an exposure of 1.5 at most
+/// (it is 1.1). The unit names the installed binary, `/usr/local/bin`, which
+/// verify requires to exist: the copy checked here names the one just built.
+fn check_systemd_unit(root: &Path) -> Result<()> {
+    if !runs("systemd-analyze", &["--version"]) {
+        apt_install(&["systemd"])?;
+    }
+    let unit = std::fs::read_to_string(root.join("ops/systemd/runner-scaler.service"))?;
+    let installed = "ExecStart=/usr/local/bin/runner-scaler ";
+    if !unit.contains(installed) {
+        bail!("ops/systemd/runner-scaler.service no longer starts {installed}...: update the xtask's check");
+    }
+    let dir = root.join("target/tmp/systemd-unit");
+    std::fs::create_dir_all(&dir)?;
+    let copy = dir.join("runner-scaler.service");
+    let binary = root.join("target/debug/runner-scaler");
+    std::fs::write(
+        &copy,
+        unit.replace(installed, &format!("ExecStart={} ", binary.display())),
+    )?;
+    println!("xtask: == systemd-analyze verify");
+    let started = Instant::now();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .context("cannot run systemd-analyze")?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    if !verify.status.success() || !said.trim().is_empty() {
+        bail!("systemd-analyze verify ops/systemd/runner-scaler.service:\n{said}");
+    }
+    step(
+        "systemd-analyze security --offline",
+        Command::new("systemd-analyze")
+            .args(["security", "--offline=yes", "--threshold=15", "--no-pager"])
+            .arg(&copy)
+            .stdout(Stdio::null()),
+    )?;
+    println!("xtask: systemd unit: ok in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// `ops/container/Containerfile` built with podman from the release files
+/// in `dist` and run (`--version`) as the user it declares. No registry can
+/// be reached from CI, so its pinned base (distroless's cc-debian12) is
+/// replaced by a stand-in made here from what the binary links against on
+/// this Debian 12 machine (glibc and libgcc, the packages cc-debian12 is
+/// made of), passed as `BASE`; the rest of the file is built as written.
+/// podman runs containers with runc (crun refuses a host with both cgroup
+/// versions mounted, as some CI sandboxes are) and with limits no higher
+/// than the caller's (without CAP_SYS_RESOURCE none may be raised).
+fn check_container(root: &Path, dist: &Path) -> Result<()> {
+    if !runs("podman", &["--version"]) || !runs("runc", &["--version"]) {
+        apt_install(&["podman", "runc"])?;
+    }
+    println!("xtask: == container image");
+    let started = Instant::now();
+    let binary = dist.join("runner-scaler-linux-x86_64");
+    let ldd = Command::new("ldd")
+        .arg(&binary)
+        .output()
+        .context("cannot run ldd")?;
+    let libraries: Vec<String> = String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|word| word.starts_with('/'))
+        .map(|path| path.trim_start_matches('/').to_string())
+        .collect();
+    if libraries.is_empty() {
+        bail!(
+            "ldd found no libraries in {}: {}",
+            binary.display(),
+            String::from_utf8_lossy(&ldd.stderr)
+        );
+    }
+    let dir = root.join("target/tmp/container");
+    std::fs::create_dir_all(&dir)?;
+    let base = dir.join("base.tar");
+    step(
+        "container: stand-in base (this machine's glibc and libgcc)",
+        Command::new("tar")
+            .arg("--dereference")
+            .arg("-cf")
+            .arg(&base)
+            .arg("-C")
+            .arg("/")
+            .args(&libraries),
+    )?;
+    let base_image = "localhost/runner-scaler-test-base:latest";
+    let image = "localhost/runner-scaler:test";
+    step(
+        "podman import",
+        Command::new("podman")
+            .args(["import", "--quiet"])
+            .arg(&base)
+            .arg(base_image)
+            .stdout(Stdio::null()),
+    )?;
+    step(
+        "podman build",
+        Command::new("podman")
+            .args(["build", "--quiet", "--pull=never", "--build-arg"])
+            .arg(format!("BASE={base_image}"))
+            .arg("--file")
+            .arg(root.join("ops/container/Containerfile"))
+            .args(["--tag", image])
+            .arg(dist)
+            .stdout(Stdio::null()),
+    )?;
+    let user = output_within(
+        Command::new("podman").args(["image", "inspect", "--format", "{{.Config.User}}", image]),
+        Duration::from_secs(60),
+    )
+    .context("podman image inspect failed")?;
+    let user = user.trim();
+    if user.is_empty() || user == "root" || user.starts_with("0:") || user == "0" {
+        bail!("the image runs as root ({user:?}): the Containerfile must set a non-root USER");
+    }
+    let run = Command::new("podman")
+        .args([
+            "--runtime",
+            "runc",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            image,
+            "--version",
+        ])
+        .output()
+        .context("cannot run podman")?;
+    let said = String::from_utf8_lossy(&run.stdout);
+    let _ = Command::new("podman")
+        .args(["rmi", "--force", image, base_image])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !run.status.success() || !said.starts_with("runner-scaler ") {
+        bail!(
+            "podman run {image} --version: {said}{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    println!(
+        "xtask: container image: built, runs as {user}: {} ({:.1?})",
+        said.trim(),
+        started.elapsed()
+    );
+    Ok(())
 }
 
 /// cfn-lint, which checks the CloudFormation template against AWS's resource
@@ -655,9 +1005,22 @@ fn reports_version(program: &Path, version: &str) -> bool {
 /// and the hostile ones in `host/tests/interpreted/` — into `policies`, with
 /// `runner-scaler policy build` as users do.
 fn build_interpreted_policies(root: &Path, tools: &PolicyTools, policies: &Path) -> Result<()> {
+    build_interpreted(root, tools, policies, true)
+}
+
+/// [`build_interpreted_policies`], the hostile ones only if `hostile`
+/// (what the tests need; a release ships the examples).
+fn build_interpreted(
+    root: &Path,
+    tools: &PolicyTools,
+    policies: &Path,
+    hostile: bool,
+) -> Result<()> {
     let binary = root.join("target/debug/runner-scaler");
     let mut dirs = policy_dirs(&root.join("policies"))?;
-    dirs.extend(policy_dirs(&root.join("host/tests/interpreted"))?);
+    if hostile {
+        dirs.extend(policy_dirs(&root.join("host/tests/interpreted"))?);
+    }
     for (dir, lang) in dirs {
         if lang == Lang::Rust {
             continue;

@@ -16,7 +16,7 @@ use support::fake_lambda::{scheduled_event, FakeLambda, Posted};
 use support::moto::{Moto, TestGroup};
 
 /// Amazon Linux 2023's glibc (provided.al2023).
-const GLIBC_MAX: (u32, u32) = (2, 34);
+pub(crate) const GLIBC_MAX: (u32, u32) = (2, 34);
 /// Lambda takes a zip of at most 50 MB uploaded directly, 250 MB unpacked.
 const ZIP_LIMIT: u64 = 50 * 1000 * 1000;
 const UNPACKED_LIMIT: u64 = 250 * 1000 * 1000;
@@ -52,7 +52,7 @@ fn entries(zip: &Path) -> Vec<(u32, String, u64)> {
 
 /// The newest `GLIBC_x.y` version `binary` requires, from readelf's
 /// version sections.
-fn newest_glibc(binary: &Path) -> Option<(u32, u32)> {
+pub(crate) fn newest_glibc(binary: &Path) -> Option<(u32, u32)> {
     let output = Command::new("readelf")
         .args(["-V", "--wide"])
         .arg(binary)

@@ -716,3 +716,212 @@ fn the_packer_template_runs_the_same_install_phase() {
     }
     assert!(!text.contains("TOKEN"), "no token setting in the bake");
 }
+
+/// The figures `emf.rs` writes, as CloudWatch reads them from one line of a
+/// pool with every figure known (a shadow included): (namespace, the
+/// dimension names, the metric names).
+fn emf_figures() -> (String, Vec<String>, Vec<String>) {
+    use runner_scaler::report::{Action, PoolReport};
+    let mut report = PoolReport::new("ci-runners", "ci-runners", "eu-west-1", "acme/linux", 0, 10);
+    report.queue = Some(runner_scaler::Queue {
+        waiting: 3,
+        running: 1,
+        blocked: None,
+    });
+    report.capacity = Some(runner_scaler::Capacity::default());
+    report.desired = Some(4);
+    report.action = Action::Applied;
+    report.policy_ms = Some(0.02);
+    report.shadow = Some("candidate".into());
+    report.shadow_desired = Some(5);
+    let line: Value = serde_json::from_str(&runner_scaler::emf::line(&report, 0)).unwrap();
+    let directive = &line["_aws"]["CloudWatchMetrics"][0];
+    let names = |value: &Value, field: Option<&str>| -> Vec<String> {
+        value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| match field {
+                Some(field) => v[field].as_str().unwrap().to_string(),
+                None => v.as_str().unwrap().to_string(),
+            })
+            .collect()
+    };
+    (
+        directive["Namespace"].as_str().unwrap().to_string(),
+        names(&directive["Dimensions"][0], None),
+        names(&directive["Metrics"], Some("Name")),
+    )
+}
+
+/// The metrics an alarm reads: its own, or those of its metric math.
+fn alarm_metrics(alarm: &Value) -> Vec<&Value> {
+    match alarm.get("Metrics") {
+        Some(math) => math
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m.get("MetricStat").map(|s| &s["Metric"]))
+            .collect(),
+        None => vec![alarm],
+    }
+}
+
+/// Issue 27: the stack alarms on a held pool and on policy failures with the
+/// figures `emf.rs` writes (its namespace, its `Pool` dimension, which the
+/// environment route fills with the group's name), and on the function's
+/// failed invocations; every alarm notifies `AlarmTopicArn` when it is set,
+/// and nothing when it is empty.
+#[test]
+fn the_alarms_watch_what_the_scaler_emits_and_notify_the_topic_when_one_is_given() {
+    let template = template();
+    let (namespace, dimensions, emitted) = emf_figures();
+    assert_eq!(dimensions, ["Pool"]);
+    let alarms: Vec<(&String, &Value)> = template["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
+        .map(|(name, r)| (name, &r["Properties"]))
+        .collect();
+    let mut watched = vec![];
+    for (name, alarm) in &alarms {
+        for metric in alarm_metrics(alarm) {
+            let metric_name = metric["MetricName"].as_str().unwrap();
+            let dimensions = metric["Dimensions"].as_array().unwrap();
+            assert_eq!(dimensions.len(), 1, "{name}");
+            if metric["Namespace"] == "AWS/Lambda" {
+                assert_eq!(dimensions[0]["Name"], "FunctionName", "{name}");
+                assert_eq!(dimensions[0]["Value"]["Ref"], "ScalerFunction", "{name}");
+            } else {
+                assert_eq!(metric["Namespace"], namespace.as_str(), "{name}");
+                assert!(
+                    emitted.iter().any(|e| e == metric_name),
+                    "{name} watches {metric_name}, which emf.rs does not write ({emitted:?})"
+                );
+                assert_eq!(dimensions[0]["Name"], "Pool", "{name}");
+                // The pool of the environment route is named after its group.
+                assert_eq!(dimensions[0]["Value"]["Ref"], "RunnerGroup", "{name}");
+            }
+            watched.push((metric["Namespace"].as_str().unwrap(), metric_name));
+        }
+        let notify = serde_json::json!({"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]});
+        assert_eq!(alarm["AlarmActions"], notify, "{name}");
+        assert_eq!(alarm["OKActions"], notify, "{name}");
+    }
+    for wanted in [
+        ("RunnerScaler", "Holds"),
+        ("RunnerScaler", "Decisions"),
+        ("RunnerScaler", "PolicyErrors"),
+        ("AWS/Lambda", "Errors"),
+    ] {
+        assert!(watched.contains(&wanted), "no alarm on {wanted:?}");
+    }
+    // Held: ticks held in periods that decided nothing.
+    let held = resource(&template, "PoolHeldAlarm");
+    let expression = held["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["ReturnData"] == true)
+        .unwrap()["Expression"]
+        .as_str()
+        .unwrap();
+    assert_eq!(expression, "IF(decisions == 0, holds, 0)");
+    // The topic is optional.
+    let topic = &template["Parameters"]["AlarmTopicArn"];
+    assert_eq!(topic["Default"], "");
+    assert_eq!(
+        template["Conditions"]["HasAlarmTopic"],
+        serde_json::json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]})
+    );
+}
+
+/// The dashboard's body is JSON once CloudFormation fills it in, and every
+/// graph reads a figure `emf.rs` writes (or one of the function's own).
+#[test]
+fn the_dashboard_graphs_what_the_scaler_emits() {
+    let template = template();
+    let (namespace, _, emitted) = emf_figures();
+    let body = resource(&template, "ScalerDashboard")["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .unwrap()
+        .replace("${AWS::Region}", "eu-west-1")
+        .replace("${AWS::Partition}", "aws")
+        .replace("${AWS::AccountId}", "123456789012")
+        .replace("${AWS::StackName}", "ci")
+        .replace("${RunnerGroup}", "ci-runners")
+        .replace("${ScalerFunction}", "ci-scaler");
+    assert!(!body.contains("${"), "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap_or_else(|err| panic!("{err}: {body}"));
+    let mut graphed = vec![];
+    let mut alarms_shown = vec![];
+    for widget in body["widgets"].as_array().unwrap() {
+        if let Some(alarms) = widget["properties"]["alarms"].as_array() {
+            alarms_shown.extend(alarms.iter().map(|a| a.as_str().unwrap().to_string()));
+        }
+        let Some(metrics) = widget["properties"]["metrics"].as_array() else {
+            continue;
+        };
+        // CloudWatch's shorthand: "." repeats the previous row's value at
+        // that place, "..." the previous row's rest.
+        let mut previous: Vec<Value> = vec![];
+        for row in metrics {
+            let mut full: Vec<Value> = vec![];
+            for (i, cell) in row.as_array().unwrap().iter().enumerate() {
+                match cell.as_str() {
+                    Some(".") => full.push(previous[i].clone()),
+                    Some("...") => full.extend(previous[full.len()..].iter().cloned()),
+                    _ => full.push(cell.clone()),
+                }
+            }
+            full.retain(|cell| !cell.is_object());
+            let (space, name) = (full[0].as_str().unwrap(), full[1].as_str().unwrap());
+            if space == "AWS/Lambda" {
+                assert_eq!(full[2..], ["FunctionName", "ci-scaler"], "{row}");
+            } else {
+                assert_eq!(space, namespace, "{row}");
+                assert!(
+                    emitted.iter().any(|e| e == name),
+                    "{name} is not written by emf.rs"
+                );
+                assert_eq!(full[2..], ["Pool", "ci-runners"], "{row}");
+            }
+            graphed.push(name.to_string());
+            previous = full;
+        }
+    }
+    for wanted in [
+        "Waiting",
+        "Running",
+        "DesiredDecided",
+        "InService",
+        "Holds",
+        "PolicyErrors",
+        "PolicyEvaluationTime",
+        "ShadowDesired",
+        "Errors",
+    ] {
+        assert!(
+            graphed.iter().any(|g| g == wanted),
+            "{wanted} is not graphed"
+        );
+    }
+    // The alarm widget shows every alarm of the stack, by the ARN its name gives.
+    let mut alarms: Vec<String> = template["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"] == "AWS::CloudWatch::Alarm")
+        .map(|r| {
+            let name = r["Properties"]["AlarmName"]["Fn::Sub"].as_str().unwrap();
+            format!(
+                "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{}",
+                name.replace("${AWS::StackName}", "ci")
+            )
+        })
+        .collect();
+    alarms.sort();
+    alarms_shown.sort();
+    assert_eq!(alarms_shown, alarms);
+}

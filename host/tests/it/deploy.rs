@@ -17,7 +17,11 @@
 //! in the template (`tests/cloudformation.rs`), not here; it returns inline
 //! role policies as Python literals; and a stack update fails inside moto
 //! (it resolves the stored image id as a parameter name), so only the
-//! creation is deployed here.
+//! creation is deployed here. moto runs no Lambda code here (that needs
+//! Docker): without it, an invocation answers with the event it received,
+//! which shows that the invoke commands deploy.sh prints and the docs show
+//! are accepted by the AWS CLI deploy.sh installs (v1) and send the event
+//! as the JSON they echo.
 
 use crate::support;
 
@@ -25,7 +29,7 @@ use base64::Engine;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use support::moto::Moto;
 
 const REGION: &str = "eu-west-1";
@@ -59,14 +63,6 @@ fn aws(moto: &Moto, args: &[&str]) -> Value {
 fn env(moto: &Moto) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ENDPOINT_URL", moto.endpoint().to_string()),
-        // `cloudformation deploy --s3-bucket` hands CloudFormation a template
-        // URL made of the S3 endpoint; moto reads a path-style URL only when
-        // it says "localhost" (at 127.0.0.1 it takes "127" for the bucket).
-        // Still the same server, bound to 127.0.0.1.
-        (
-            "AWS_ENDPOINT_URL_S3",
-            moto.endpoint().replace("127.0.0.1", "localhost"),
-        ),
         ("AWS_ACCESS_KEY_ID", "testing".into()),
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
         ("AWS_DEFAULT_REGION", REGION.into()),
@@ -141,8 +137,17 @@ fn physical_id(moto: &Moto, logical: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn one_command_packages_uploads_and_creates_the_stack() {
+/// A moto account ready for the stack: the bucket, the image parameter, a
+/// VPC with a subnet, and the template as moto can take it.
+struct Account {
+    moto: Moto,
+    dir: tempfile::TempDir,
+    vpc: String,
+    subnet: String,
+    template: PathBuf,
+}
+
+fn account() -> Account {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     aws(
@@ -190,46 +195,171 @@ fn one_command_packages_uploads_and_creates_the_stack() {
         .unwrap()
         .to_string();
     let template = template_for_moto(dir.path());
-    let zip = dir.path().join("bundle.zip");
-    let built = support::unpack(&support::bundle_zip());
-    let bootstrap = built.path().join("bootstrap");
+    Account {
+        moto,
+        dir,
+        vpc,
+        subnet,
+        template,
+    }
+}
 
-    let output = Command::new("bash")
-        .arg(repo().join("scripts/deploy.sh"))
-        .args([
-            "--stack", STACK, "--bucket", BUCKET, "--region", REGION, "--arch", "x86_64",
-        ])
-        .arg("--template")
-        .arg(&template)
-        .arg("--out")
-        .arg(&zip)
-        .arg("--binary")
-        .arg(&bootstrap)
-        .args([
-            "ResourceClass=acme/linux-large".to_string(),
+impl Account {
+    /// The stack's required parameters, and a few more.
+    fn parameters(&self) -> Vec<String> {
+        vec![
+            "ResourceClass=acme/linux-large".into(),
             format!("CircleToken={CIRCLE_TOKEN}"),
             "RunnerToken=runner-token".into(),
-            format!("VpcId={vpc}"),
-            format!("Subnets={subnet}"),
+            format!("VpcId={}", self.vpc),
+            format!("Subnets={}", self.subnet),
             format!("ImageId={IMAGE_PARAMETER}"),
             "MaxRunners=6".into(),
             "TimeZone=Europe/Berlin".into(),
             "Policy=policies/business-hours.wasm".into(),
             "PolicyParams=warm=1,hours=08-18".into(),
-        ])
-        .envs(env(&moto))
-        .output()
-        .expect("run scripts/deploy.sh");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        ]
+    }
+
+    /// `scripts/deploy.sh ARGS` for the stack, with `path` as PATH if given:
+    /// its output and everything it printed.
+    fn deploy(&self, args: &[&str], path: Option<&str>) -> (Output, String) {
+        let mut command = Command::new("bash");
+        command
+            .arg(repo().join("scripts/deploy.sh"))
+            .args(["--stack", STACK, "--bucket", BUCKET, "--region", REGION])
+            .arg("--template")
+            .arg(&self.template)
+            .args(args)
+            .args(self.parameters())
+            .envs(env(&self.moto));
+        if let Some(path) = path {
+            command.env("PATH", path);
+        }
+        let output = command.output().expect("run scripts/deploy.sh");
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!log.contains(CIRCLE_TOKEN), "the token leaked: {log}");
+        (output, log)
+    }
+
+    /// moto's Lambda without Docker: an invocation answers a fixed payload.
+    fn lambda_without_docker(&self) {
+        let status = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, urllib.request\nurllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/moto-api/config', data=b'{\"lambda\": {\"use_docker\": false}}', headers={'Content-Type': 'application/json'}))",
+            ])
+            .arg(self.moto.endpoint())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot configure moto's Lambda");
+    }
+
+    /// Run a shell `command` line (an invoke a user copies) against moto,
+    /// which answers with the event it received: the event must arrive as
+    /// the JSON the line echoes, not base64 or a refusal of the CLI.
+    fn invoke(&self, command: &str) {
+        let event = command
+            .strip_prefix("echo '")
+            .and_then(|rest| rest.split_once("' |"))
+            .map(|(event, _)| event)
+            .unwrap_or_else(|| {
+                panic!("not an `echo '<event>' | aws lambda invoke` line: {command}")
+            });
+        assert!(!command.contains("--cli-binary-format"), "{command}");
+        let answer = self.run_line(command);
+        assert!(
+            answer.contains("\"StatusCode\": 200"),
+            "{command}: {answer}"
+        );
+        assert!(
+            answer.contains(event),
+            "{command}: moto received another event: {answer}"
+        );
+    }
+
+    /// Run a shell `command` line against moto: what it printed.
+    fn run_line(&self, command: &str) -> String {
+        let output = Command::new("bash")
+            .args(["-c", command])
+            .envs(env(&self.moto))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{command}:\n{text}");
+        text
+    }
+}
+
+/// The lines deploy.sh prints after `label`.
+fn printed<'a>(log: &'a str, label: &str) -> &'a str {
+    log.lines()
+        .find_map(|line| line.strip_prefix(label))
+        .unwrap_or_else(|| panic!("deploy.sh printed no {label:?}: {log}"))
+        .trim()
+}
+
+/// The invoke commands of `docs/deploying.md`, continuation lines joined,
+/// comments dropped.
+fn documented_invokes() -> Vec<String> {
+    let doc = std::fs::read_to_string(repo().join("docs/deploying.md")).unwrap();
+    let mut commands = vec![];
+    let mut current = String::new();
+    for line in doc.lines() {
+        let line = line.trim();
+        if current.is_empty()
+            && !(line.starts_with("echo '{") && line.contains("aws lambda invoke"))
+        {
+            continue;
+        }
+        let code = line.split(" #").next().unwrap().trim_end();
+        match code.strip_suffix('\\') {
+            Some(part) => current.push_str(part),
+            None => {
+                current.push_str(code);
+                commands.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    commands
+}
+
+#[test]
+fn one_command_packages_uploads_and_creates_the_stack() {
+    let account = account();
+    let moto = &account.moto;
+    let zip = account.dir.path().join("bundle.zip");
+    let built = support::unpack(&support::bundle_zip());
+    let bootstrap = built.path().join("bootstrap");
+    let (output, log) = account.deploy(
+        &[
+            "--arch",
+            "x86_64",
+            "--out",
+            zip.to_str().unwrap(),
+            "--binary",
+            bootstrap.to_str().unwrap(),
+        ],
+        None,
     );
     assert!(output.status.success(), "{log}");
-    assert!(!log.contains(CIRCLE_TOKEN), "the token leaked: {log}");
+    // Its progress, as it went.
+    assert!(log.contains("change set deploy-"), "{log}");
+    assert!(
+        log.contains(&format!("stack {STACK}: CREATE_COMPLETE")),
+        "{log}"
+    );
 
     let stack = aws(
-        &moto,
+        moto,
         &["cloudformation", "describe-stacks", "--stack-name", STACK],
     );
     assert_eq!(
@@ -245,35 +375,20 @@ fn one_command_packages_uploads_and_creates_the_stack() {
         "runner-scaler/runner-scaler-lambda-x86_64-{}.zip",
         &hex[..16]
     );
-    // Next to it, the template: too large for CloudFormation inline.
-    let objects = aws(&moto, &["s3api", "list-objects-v2", "--bucket", BUCKET]);
-    let contents = objects["Contents"].as_array().cloned().unwrap_or_default();
-    let bundle = contents
+    let objects = aws(moto, &["s3api", "list-objects-v2", "--bucket", BUCKET]);
+    let object = objects["Contents"]
+        .as_array()
+        .unwrap()
         .iter()
         .find(|o| o["Key"] == key.as_str())
         .unwrap_or_else(|| panic!("no {key}: {objects}"));
-    assert_eq!(bundle["Size"], bytes.len() as u64);
-    let others: Vec<&str> = contents
-        .iter()
-        .filter_map(|o| o["Key"].as_str())
-        .filter(|k| *k != key)
-        .collect();
-    assert!(
-        others.len() == 1
-            && others[0].starts_with("runner-scaler/")
-            && others[0].ends_with(".template"),
-        "{objects}"
-    );
+    assert_eq!(object["Size"], bytes.len() as u64);
 
     // The function runs that zip, as the bootstrap of provided.al2023.
+    let function_name = physical_id(moto, "ScalerFunction");
     let function = aws(
-        &moto,
-        &[
-            "lambda",
-            "get-function",
-            "--function-name",
-            &physical_id(&moto, "ScalerFunction"),
-        ],
+        moto,
+        &["lambda", "get-function", "--function-name", &function_name],
     );
     let config = &function["Configuration"];
     assert_eq!(
@@ -305,7 +420,7 @@ fn one_command_packages_uploads_and_creates_the_stack() {
     assert_eq!(parameter("CodeKey"), Some(Value::from(key.as_str())));
 
     // The roles carry their scoped statements.
-    let scaler = statements(&moto, &physical_id(&moto, "ScalerRole"), "scaler");
+    let scaler = statements(moto, &physical_id(moto, "ScalerRole"), "scaler");
     let resource_of = |statements: &[Value], action: &str| -> Value {
         statements
             .iter()
@@ -326,12 +441,11 @@ fn one_command_packages_uploads_and_creates_the_stack() {
         "autoscaling:UpdateAutoScalingGroup",
         "autoscaling:CreateOrUpdateTags",
         "autoscaling:DeleteTags",
-        "autoscaling:PutWarmPool",
     ] {
         assert_eq!(resource_of(&scaler, write), GROUP_ARN, "{write}");
     }
     resource_of(&scaler, "secretsmanager:GetSecretValue");
-    let runner = statements(&moto, &physical_id(&moto, "RunnerRole"), "runner");
+    let runner = statements(moto, &physical_id(moto, "RunnerRole"), "runner");
     assert_eq!(
         resource_of(&runner, "autoscaling:TerminateInstanceInAutoScalingGroup"),
         GROUP_ARN
@@ -339,7 +453,7 @@ fn one_command_packages_uploads_and_creates_the_stack() {
 
     // The group the roles are scoped to exists, bounded by MaxRunners.
     let groups = aws(
-        &moto,
+        moto,
         &[
             "autoscaling",
             "describe-auto-scaling-groups",
@@ -350,4 +464,141 @@ fn one_command_packages_uploads_and_creates_the_stack() {
     let group = &groups["AutoScalingGroups"][0];
     assert_eq!(group["MaxSize"], 6, "{groups}");
     assert_eq!(group["NewInstancesProtectedFromScaleIn"], true);
+
+    // The dashboard exists, its body JSON as CloudFormation filled it in.
+    let dashboard = aws(
+        moto,
+        &[
+            "cloudwatch",
+            "get-dashboard",
+            "--dashboard-name",
+            &format!("{STACK}-runner-scaler"),
+        ],
+    );
+    let body: Value = serde_json::from_str(dashboard["DashboardBody"].as_str().unwrap()).unwrap();
+    assert!(
+        body.to_string().contains("\"ci-runners\""),
+        "the dashboard names the group: {body}"
+    );
+
+    // Issue 27: the invoke commands deploy.sh prints, and those the docs
+    // show, work with the AWS CLI it installs (v1 refuses v2's
+    // --cli-binary-format) and send the event they echo, which moto answers.
+    account.lambda_without_docker();
+    for label in ["Try it without a write:", "Check its permissions:"] {
+        account.invoke(printed(&log, label));
+    }
+    let documented = documented_invokes();
+    assert!(documented.len() >= 3, "{documented:?}");
+    for command in documented {
+        account.invoke(
+            &command
+                .replace("ci-runners-scaler", &function_name)
+                .replace("cci-runner-lambda-function", &function_name),
+        );
+    }
+}
+
+/// Issue 27: a downloaded bundle deploys where no Rust is installed
+/// (`--zip` alone, its architecture read from its bootstrap; cargo, rustc
+/// and rustup are stubs on PATH that fail loudly), and deploy.sh no longer
+/// waits in silence and without limit on a stack left in
+/// REVIEW_IN_PROGRESS: with no time left (`--timeout 0`) it stops after
+/// creating its change set, exits 1 and says where the stack is; run again,
+/// it creates the stack that was left in review.
+#[test]
+fn a_downloaded_zip_deploys_without_rust_and_a_timeout_says_where_the_stack_is() {
+    let account = account();
+    let stubs = account.dir.path().join("no-rust");
+    std::fs::create_dir(&stubs).unwrap();
+    for tool in ["cargo", "rustc", "rustup", "cargo-zigbuild"] {
+        let stub = stubs.join(tool);
+        std::fs::write(
+            &stub,
+            format!("#!/bin/sh\necho \"STUB: {tool} was called\" >&2\nexit 99\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    // First on PATH: whatever runs `cargo` runs the stub.
+    let path: Vec<PathBuf> = std::iter::once(stubs.clone())
+        .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap()))
+        .collect();
+    let path = std::env::join_paths(path).unwrap();
+    let path = Some(path.to_str().unwrap());
+    let zip = support::bundle_zip();
+    let zip = zip.to_str().unwrap();
+
+    let (output, log) = account.deploy(&["--zip", zip, "--timeout", "0"], path);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(log.contains("deploy: timed out after 0s"), "{log}");
+    assert!(
+        log.contains(&format!("deploy: stack {STACK} is REVIEW_IN_PROGRESS")),
+        "{log}"
+    );
+    let (output, log) = account.deploy(&["--timeout", "soon", "--zip", zip], path);
+    assert!(!output.status.success());
+    assert!(log.contains("must be a number of seconds"), "{log}");
+    // An --arch that contradicts the zip is refused before anything is sent.
+    let (output, log) = account.deploy(&["--zip", zip, "--arch", "arm64"], path);
+    assert!(!output.status.success());
+    assert!(
+        log.contains("holds an x86_64 bootstrap, not arm64"),
+        "{log}"
+    );
+
+    let (output, log) = account.deploy(&["--zip", zip], path);
+    assert!(output.status.success(), "{log}");
+    assert!(!log.contains("STUB:"), "Rust was called: {log}");
+    assert!(
+        log.contains(&format!("==> stack {STACK}: REVIEW_IN_PROGRESS;")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("stack {STACK}: CREATE_COMPLETE")),
+        "{log}"
+    );
+    // moto keeps the stack left in review beside the one created, and
+    // answers the name with the first: find the created one by its id.
+    let stacks = aws(&account.moto, &["cloudformation", "list-stacks"]);
+    let id = stacks["StackSummaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["StackName"] == STACK && s["StackStatus"] == "CREATE_COMPLETE")
+        .unwrap_or_else(|| panic!("no stack created: {stacks}"))["StackId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stack = aws(
+        &account.moto,
+        &["cloudformation", "describe-stacks", "--stack-name", &id],
+    );
+    let created = &stack["Stacks"][0];
+    let architecture = created["Parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["ParameterKey"] == "Architecture")
+        .map(|p| p["ParameterValue"].clone());
+    assert_eq!(
+        architecture,
+        Some(Value::from("x86_64")),
+        "read from the zip"
+    );
+    let function = aws(
+        &account.moto,
+        &[
+            "lambda",
+            "get-function",
+            "--function-name",
+            &format!("{STACK}-scaler"),
+        ],
+    );
+    let digest = Sha256::digest(std::fs::read(zip).unwrap());
+    assert_eq!(
+        function["Configuration"]["CodeSha256"],
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    );
 }

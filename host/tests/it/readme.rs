@@ -98,3 +98,30 @@ fn the_readme_tables_are_the_output_of_their_commands() {
         );
     }
 }
+
+/// Issue 27: the README said `run` ticks every 60 s; it ticks every
+/// `config::DEFAULT_INTERVAL`. Every "tick every N s" in the README says
+/// the default.
+#[test]
+fn the_readme_gives_the_default_tick_interval() {
+    let text = std::fs::read_to_string(readme()).unwrap();
+    let default = runner_scaler::config::DEFAULT_INTERVAL.as_secs();
+    let said: Vec<u64> = text
+        .match_indices("tick every ")
+        .filter_map(|(at, found)| {
+            let rest = &text[at + found.len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            rest[digits.len()..]
+                .starts_with(" s")
+                .then(|| digits.parse().unwrap())
+        })
+        .collect();
+    assert!(
+        said.len() >= 2,
+        "the README no longer says how often run ticks"
+    );
+    assert!(
+        said.iter().all(|&s| s == default),
+        "the README says ticks every {said:?} s; the default is {default} s"
+    );
+}
