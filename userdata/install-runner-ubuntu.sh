@@ -1,20 +1,17 @@
 #!/bin/bash
 # EC2 user data for runner-scaler: CircleCI machine runner 3, ONE job per instance,
-# then runner-leave-group terminates the instance AND lowers the group's desired
-# capacity. Ubuntu 22.04/24.04, amd64/arm64, run as root by cloud-init.
-# Install phase: packages, runner, our scripts (nothing secret or per instance;
-# what an image bakes). Boot phase: identity, token, runner config, start.
-# userdata/README.md says more, and what IAM the instance role needs.
-# Never add `set -x`: the runner token would be printed to the console log.
+# then the instance leaves its group, lowering desired capacity. Ubuntu 22.04/24.04,
+# amd64/arm64, as root. Phases: install (an image bakes it) and boot. See userdata/README.md.
+# Never add `set -x`: it would print the token to the console log.
 set -euo pipefail
 
-# == Settings, each explained in userdata/README.md. Edit here, or export them first.
-# auto (boot only, on an image baked by this install phase) | install (bake one)
+# == Settings (userdata/README.md). Edit here, or export them first.
+# auto | install (bake an image)
 PHASE="${RUNNER_SCALER_PHASE:-auto}"
 RUNNER_TOKEN_SOURCE="${RUNNER_TOKEN_SOURCE:-ssm}" # ssm | secretsmanager | inline
 RUNNER_TOKEN_NAME="${RUNNER_TOKEN_NAME:-/runner-scaler/runner-token}"
 RUNNER_TOKEN_REGION="${RUNNER_TOKEN_REGION:-}"
-# WARNING: readable by anyone who can describe the launch template, and by jobs.
+# WARNING: seen by whoever can describe the launch template, and by jobs.
 RUNNER_TOKEN_INLINE="${RUNNER_TOKEN_INLINE:-}"
 RUNNER_NAME_PREFIX="${RUNNER_NAME_PREFIX:-runner-scaler}"
 RUNNER_IDLE_TIMEOUT="${RUNNER_IDLE_TIMEOUT:-5m}"
@@ -27,33 +24,37 @@ RUNNER_REPO_SCRIPT_URL="${RUNNER_REPO_SCRIPT_URL:-https://packagecloud.io/instal
 AWS_REGION_OVERRIDE="${AWS_REGION_OVERRIDE:-}"
 LEAVE_ATTEMPTS="${LEAVE_ATTEMPTS:-5}"
 LEAVE_RETRY_DELAY="${LEAVE_RETRY_DELAY:-5}"
+LEAVE_AT_MINIMUM="${LEAVE_AT_MINIMUM:-retry}" # retry | replace
 ON_FAILURE="${ON_FAILURE:-leave}" # leave | stay
 AUTO_SCALING_GROUP_NAME="${AUTO_SCALING_GROUP_NAME:-}"
 LIFECYCLE_HOOK_NAME="${LIFECYCLE_HOOK_NAME:-}"
 ROOT="${RUNNER_SCALER_ROOT:-}" # tests: prefix for every path written
 
-IMDS="http://169.254.169.254/latest"
+AGENT="circleci-runner" # package and service
 CONFIG_FILE="/etc/circleci-runner/circleci-runner-config.yaml"
 DROPIN_FILE="/etc/systemd/system/circleci-runner.service.d/10-single-task.conf"
+
+# >>> userdata/shared.sh: edit it there, then run scripts/sync-template-userdata.sh
+IMDS="http://169.254.169.254/latest"
 LEAVE_SCRIPT="/usr/local/bin/runner-leave-group"
 LIFECYCLE_SCRIPT="/usr/local/bin/runner-lifecycle"
 START_UNIT="runner-scaler-start.service"
 MARKER="/var/lib/runner-scaler/runner-started" # the runner has started here
-ENV_FILE="/etc/runner-scaler/instance.env"     # this instance, written at boot
-IMAGE_FILE="/etc/runner-scaler/image"          # the install phase's last write when baking
+ENV_FILE="/etc/runner-scaler/instance.env" # this instance, written at boot
+IMAGE_FILE="/etc/runner-scaler/image" # a bake's last write
 export DEBIAN_FRONTEND=noninteractive
 
 # == Helpers
 STEP="start"
 step() { STEP="$1"; echo "==> [runner-scaler] $STEP"; }
-# On a failure, name the step (never the command line: it may hold the token).
+# On failure, name the step (not the command: it may hold the token).
 on_exit() {
   local rc=$?
   if [ "$rc" -eq 0 ]; then return; fi
   echo "[runner-scaler] FAILED during step: $STEP (exit $rc)" >&2
-  # Leaving needs the identity, which baking never reads.
+  # Leaving needs the identity (never read when baking).
   [ "$ON_FAILURE" = leave ] && [ -e "$ROOT$ENV_FILE" ] || return 0
-  # With a hook the launch waits on it: ABANDON, and Auto Scaling terminates it.
+  # With a hook the launch waits on it: ABANDON, and it is terminated.
   if [ -n "$LIFECYCLE_HOOK_NAME" ] && [ -x "$ROOT$LIFECYCLE_SCRIPT" ]; then
     echo "[runner-scaler] ON_FAILURE=leave: abandoning the launch" >&2
     "$ROOT$LIFECYCLE_SCRIPT" complete ABANDON || true
@@ -65,11 +66,10 @@ on_exit() {
 trap on_exit EXIT
 die() { echo "[runner-scaler] $*" >&2; exit 1; }
 
-# Wait for dpkg's lock: unattended-upgrades often holds it during first boot.
+# Wait for dpkg's lock (unattended-upgrades, at first boot).
 apt_get() { apt-get -o DPkg::Lock::Timeout=600 -y -q "$@"; }
 
-# AWS's official CLI v2 bundle: one route on 22.04, 24.04 and both architectures
-# (why not apt or snap: userdata/README.md).
+# AWS's CLI v2 bundle (why: userdata/README.md).
 install_aws_cli() {
   local tmp
   tmp="$(mktemp -d)"
@@ -79,24 +79,24 @@ install_aws_cli() {
   rm -rf "$tmp"
 }
 
-# == Install phase: the same on every instance, so an image can hold it.
-install_phase() {
+# == Install phase, first part: packages (and "$@"), our scripts, the AWS CLI.
+install_common() {
 step "install prerequisites"
 apt_get update
-apt_get install curl ca-certificates unzip sudo
+apt_get install curl ca-certificates unzip "$@"
 
 step "install $LEAVE_SCRIPT"
 install -d -m 755 "$ROOT/usr/local/bin" "$ROOT${MARKER%/*}" "$ROOT${ENV_FILE%/*}"
 {
   echo "#!/bin/bash"
-  echo "# Written by runner-scaler user data: leave the Auto Scaling group once the runner exits."
+  echo "# Written by runner-scaler user data: leave the group once the runner exits."
   printf '# shellcheck source=/dev/null\n. %q\n' "$ROOT$ENV_FILE"
   cat <<'EOF'
 set -uo pipefail
 log() { logger -t runner-leave-group -- "$*"; echo "$*" >&2; }
 
 log "runner exited (result=${SERVICE_RESULT:-?} status=${EXIT_STATUS:-?}); leaving the group"
-# Already shutting down (scale-in, spot, manual stop): nothing left to do.
+# Already shutting down (scale-in, spot, stop): nothing to do.
 if [ "$(systemctl is-system-running 2>/dev/null)" = "stopping" ]; then
   log "system is already stopping; not calling Auto Scaling"
   exit 0
@@ -104,16 +104,24 @@ fi
 
 # The decrement is the point: without it the group launches a replacement.
 for attempt in $(seq 1 "$ATTEMPTS"); do
-  if aws autoscaling terminate-instance-in-auto-scaling-group --region "$REGION" \
-       --instance-id "$INSTANCE_ID" --should-decrement-desired-capacity >/dev/null; then
+  if err="$(aws autoscaling terminate-instance-in-auto-scaling-group --region "$REGION" \
+       --instance-id "$INSTANCE_ID" --should-decrement-desired-capacity 2>&1 >/dev/null)"; then
     log "terminate-instance-in-auto-scaling-group accepted for $INSTANCE_ID (attempt $attempt)"
     exit 0
   fi
+  [ -z "$err" ] || echo "${err:0:500}" >&2
   log "terminate-instance-in-auto-scaling-group failed (attempt $attempt/$ATTEMPTS)"
+  # At the minimum (refused): AT_MINIMUM=replace terminates without it.
+  if [ "$AT_MINIMUM" = replace ] && [[ "$err" == *"desiredSize equals minSize"* ]]; then
+    log "at the group's minimum: terminating without the decrement"
+    aws autoscaling terminate-instance-in-auto-scaling-group --region "$REGION" \
+      --instance-id "$INSTANCE_ID" --no-should-decrement-desired-capacity >/dev/null && exit 0
+    break
+  fi
   if [ "$attempt" -lt "$ATTEMPTS" ]; then sleep "$DELAY"; DELAY=$((DELAY * 2)); fi
 done
 
-# The launch template terminates on shutdown: replaced, but no longer billed.
+# The launch template terminates on shutdown: replaced, not billed.
 log "giving up on Auto Scaling; powering off"
 systemctl poweroff
 EOF
@@ -124,12 +132,12 @@ step "install $LIFECYCLE_SCRIPT"
 {
   echo "#!/bin/bash"
   echo "# Written by runner-scaler user data. Usage: runner-lifecycle state | complete CONTINUE|ABANDON | start"
-  printf '# shellcheck source=/dev/null\n. %q\nMARKER=%q\nLEAVE=%q\n' "$ROOT$ENV_FILE" "$ROOT$MARKER" "$ROOT$LEAVE_SCRIPT"
+  printf '# shellcheck source=/dev/null\n. %q\nMARKER=%q\nLEAVE=%q\nUNIT=%q\n' "$ROOT$ENV_FILE" "$ROOT$MARKER" "$ROOT$LEAVE_SCRIPT" "$AGENT.service"
   cat <<'EOF'
 set -uo pipefail
 I=http://169.254.169.254/latest
 log() { logger -t runner-lifecycle -- "$*"; echo "$*" >&2; }
-# A new IMDSv2 token per read: a stop or hibernation outlives any token.
+# A new IMDSv2 token per read: a stop outlives any token.
 read_state() {
   local t s
   t="$(curl -fsS -m 5 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" $I/api/token)" &&
@@ -148,21 +156,21 @@ complete() {
 }
 start() {
   local state last=""
-  # One job per instance: the runner started here before, so leave.
+  # One job per instance: it ran here before, so leave.
   if [ -e "$MARKER" ]; then log "the runner already ran here; leaving"; exec "$LEAVE"; fi
-  # No state at all: in no group's lifecycle (or IMDS is broken); start anyway.
+  # No state (no group, or IMDS broken): start anyway.
   state="$(wait_state)" || { log "WARNING: no target lifecycle state; starting as in service"; state=InService; }
-  # Wait while Warmed:* (across a stop or hibernation), Standby...; a failed read keeps the state.
+  # Wait while Warmed:*, Standby...; a failed read keeps the state.
   until [ "$state" = InService ]; do
     [ "$state" = "$last" ] || log "target lifecycle state $state: runner not started"
     last="$state"; sleep 5
     state="$(read_state)" || state="$last"
   done
-  # Until the hook completes, the instance is not in service: it could not leave.
+  # Until the hook completes it is not in service, and could not leave.
   if [ -n "$HOOK" ] && ! complete CONTINUE; then log "hook not completed; leaving"; exec "$LEAVE"; fi
   : > "$MARKER"
-  log "in service: starting circleci-runner"
-  systemctl start --no-block circleci-runner.service
+  log "in service: starting $UNIT"
+  systemctl start --no-block "$UNIT"
 }
 case "${1:-}" in
   state) wait_state ;;
@@ -176,6 +184,117 @@ chmod 755 "$ROOT$LIFECYCLE_SCRIPT"
 
 step "install AWS CLI"
 command -v aws >/dev/null || install_aws_cli
+}
+
+# == Install phase, last part: the one way the runner starts, once in service
+# (never by itself: a warm-pool instance takes no job); the boot phase enables it.
+install_start_unit() {
+cat > "$ROOT/etc/systemd/system/$START_UNIT" <<EOF
+[Unit]
+Description=runner-scaler: start $AGENT once in service
+Wants=network-online.target
+After=network-online.target
+[Service]
+ExecStart=$LIFECYCLE_SCRIPT start
+[Install]
+WantedBy=multi-user.target
+EOF
+systemctl daemon-reload
+systemctl disable "$AGENT.service"
+}
+
+# == Boot phase: this instance; nothing it writes may be baked.
+boot_identity() {
+step "read instance identity (IMDSv2)"
+local t
+t="$(curl -fsS --retry 5 --retry-connrefused -X PUT \
+  -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$IMDS/api/token")"
+imds() { curl -fsS --retry 5 --retry-connrefused -H "X-aws-ec2-metadata-token: $t" "$IMDS/meta-data/$1"; }
+INSTANCE_ID="$(imds instance-id)"
+REGION="${AWS_REGION_OVERRIDE:-$(imds placement/region)}"
+[[ "$INSTANCE_ID" =~ ^i-[0-9a-f]+$ ]] || die "unexpected instance id from IMDS: $INSTANCE_ID"
+[ -n "$REGION" ] || die "could not determine the region"
+[[ "$LEAVE_AT_MINIMUM" =~ ^(retry|replace)$ ]] || die "LEAVE_AT_MINIMUM: retry or replace, not '$LEAVE_AT_MINIMUM'"
+echo "instance $INSTANCE_ID in $REGION"
+install -d -m 755 "$ROOT${ENV_FILE%/*}"
+{
+  echo "# Written by runner-scaler user data at boot."
+  printf 'INSTANCE_ID=%q\nREGION=%q\nGROUP=%q\nHOOK=%q\n' "$INSTANCE_ID" "$REGION" \
+    "$AUTO_SCALING_GROUP_NAME" "$LIFECYCLE_HOOK_NAME"
+  # shellcheck disable=SC2016  # expanded when sourced
+  printf 'ATTEMPTS="${LEAVE_ATTEMPTS:-%s}"\nDELAY="${LEAVE_RETRY_DELAY:-%s}"\nAT_MINIMUM="${LEAVE_AT_MINIMUM:-%s}"\n' \
+    "$LEAVE_ATTEMPTS" "$LEAVE_RETRY_DELAY" "$LEAVE_AT_MINIMUM"
+} > "$ROOT$ENV_FILE"
+}
+
+# Sets the caller's local `token`, checked without printing it.
+fetch_token() {
+step "fetch the token ($RUNNER_TOKEN_SOURCE)"
+local region="${RUNNER_TOKEN_REGION:-$REGION}"
+case "$RUNNER_TOKEN_SOURCE" in
+  ssm)
+    token="$(aws ssm get-parameter --region "$region" --name "$RUNNER_TOKEN_NAME" \
+      --with-decryption --query Parameter.Value --output text)" ;;
+  secretsmanager)
+    token="$(aws secretsmanager get-secret-value --region "$region" \
+      --secret-id "$RUNNER_TOKEN_NAME" --query SecretString --output text)" ;;
+  inline)
+    echo "WARNING: using an inline token from the user data (see RUNNER_TOKEN_INLINE)" >&2
+    token="$RUNNER_TOKEN_INLINE" ;;
+  *) die "RUNNER_TOKEN_SOURCE must be ssm, secretsmanager or inline, not '$RUNNER_TOKEN_SOURCE'" ;;
+esac
+# Also keeps it safe to put inside the config's quotes.
+[[ "$token" =~ ^[A-Za-z0-9._~+/=-]+$ ]] || die "the token is empty or has unexpected characters"
+unset RUNNER_TOKEN_INLINE
+}
+
+# The boot phase's last part.
+start_in_service() {
+step "enable $START_UNIT"
+# For later boots (a warm-pool start).
+systemctl enable --no-reload "$START_UNIT"
+# No-block: in a warm pool, it waits for service.
+systemctl start --no-block "$START_UNIT"
+
+step "read the target lifecycle state"
+STATE="$("$ROOT$LIFECYCLE_SCRIPT" state)" || echo "WARNING: no target lifecycle state" >&2
+# Set up in a warm pool: it may now be stopped or hibernated.
+if [[ "$STATE" == Warmed:* ]] && [ -n "$LIFECYCLE_HOOK_NAME" ]; then
+  step "complete the warm-pool launch ($STATE)"
+  "$ROOT$LIFECYCLE_SCRIPT" complete CONTINUE
+fi
+}
+
+# == Main (the script's last line calls it)
+main() {
+KEY="$(install_key)"
+baked="$(sed -n 's/^key=//p' "$ROOT$IMAGE_FILE" 2>/dev/null || true)"
+case "$PHASE" in
+  install)
+    install_phase
+    step "mark the image baked"
+    printf '# Baked by runner-scaler user data (RUNNER_SCALER_PHASE=install).\nkey=%s\n%s=%s\nbaked_at=%s\n' \
+      "$KEY" "${AGENT//-/_}" "$(dpkg-query -W -f '${Version}' "$AGENT")" "$(date -u +%FT%TZ)" > "$ROOT$IMAGE_FILE"
+    ;;
+  auto)
+    boot_identity
+    if [ "$baked" = "$KEY" ]; then
+      echo "baked image ($(grep -v '^[#k]' "$ROOT$IMAGE_FILE" | paste -sd ' ')): boot phase only"
+    else
+      [ -z "$baked" ] || echo "WARNING: image baked by another install phase (key $baked): installing; rebuild it" >&2
+      install_phase
+    fi
+    boot_phase
+    ;;
+  *) die "RUNNER_SCALER_PHASE must be auto or install, not '$PHASE'" ;;
+esac
+step "done"
+}
+# <<< userdata/shared.sh
+
+# == Install phase: the same everywhere, so an image can hold it.
+install_phase() {
+install_common sudo
 
 step "install CircleCI machine runner 3"
 local repo_script
@@ -195,10 +314,10 @@ install -d -m 755 "$ROOT/var/lib/circleci-runner" "$ROOT$RUNNER_TASK_AGENT_DIR"
 install -d -m 750 "$ROOT$RUNNER_WORKING_DIR"
 chown "$RUNNER_USER:" "$ROOT$RUNNER_WORKING_DIR"
 
-# ------------------------------------------------------------------------------
+# ----------------------------------------
 # BUILD ENVIRONMENT: add what your jobs need here (as root, before the runner
 # ever starts). Examples: userdata/README.md, "The build environment".
-# ------------------------------------------------------------------------------
+# ----------------------------------------
 step "build environment"
 # (nothing by default)
 
@@ -211,74 +330,25 @@ cat > "$ROOT$DROPIN_FILE" <<EOF
 Restart=no
 # As CircleCI documents for single-task; jobs run as $RUNNER_USER (command_prefix).
 User=root
-# After every exit (job done, idle timeout, crash): leave, lowering desired capacity.
+# After every exit (job, idle timeout, crash): leave the group.
 ExecStopPost=$LEAVE_SCRIPT
 EOF
 chmod 644 "$ROOT$DROPIN_FILE"
-# The one way the runner starts: once in service, at this boot or when a
-# warm-pool instance starts or resumes. The boot phase enables it.
-cat > "$ROOT/etc/systemd/system/$START_UNIT" <<EOF
-[Unit]
-Description=runner-scaler: start circleci-runner once in service
-Wants=network-online.target
-After=network-online.target
-[Service]
-ExecStart=$LIFECYCLE_SCRIPT start
-[Install]
-WantedBy=multi-user.target
-EOF
-systemctl daemon-reload
-# Never by itself at boot: a warm-pool instance must not take a job.
-systemctl disable circleci-runner.service
+install_start_unit
 }
 
-# The install phase's code and settings: an image serves only if baked with the same.
+# An image serves only if baked by the same install phase and settings.
 install_key() {
-  { declare -f apt_get install_aws_cli install_phase
-    declare -p RUNNER_USER RUNNER_WORKING_DIR RUNNER_TASK_AGENT_DIR RUNNER_REPO_SCRIPT_URL ROOT \
+  { declare -f apt_get install_aws_cli install_common install_start_unit install_phase
+    declare -p RUNNER_USER RUNNER_WORKING_DIR RUNNER_TASK_AGENT_DIR RUNNER_REPO_SCRIPT_URL ROOT AGENT \
       LEAVE_SCRIPT LIFECYCLE_SCRIPT START_UNIT MARKER ENV_FILE DROPIN_FILE
   } | sha256sum | cut -c1-64
 }
 
-# == Boot phase: this instance. Nothing it writes may end up in an image.
-boot_identity() {
-step "read instance identity (IMDSv2)"
-local t
-t="$(curl -fsS --retry 5 --retry-connrefused -X PUT \
-  -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$IMDS/api/token")"
-imds() { curl -fsS --retry 5 --retry-connrefused -H "X-aws-ec2-metadata-token: $t" "$IMDS/meta-data/$1"; }
-INSTANCE_ID="$(imds instance-id)"
-REGION="${AWS_REGION_OVERRIDE:-$(imds placement/region)}"
-[[ "$INSTANCE_ID" =~ ^i-[0-9a-f]+$ ]] || die "unexpected instance id from IMDS: $INSTANCE_ID"
-[ -n "$REGION" ] || die "could not determine the region"
-echo "instance $INSTANCE_ID in $REGION"
-install -d -m 755 "$ROOT${ENV_FILE%/*}"
-{
-  echo "# Written by runner-scaler user data at boot."
-  printf 'INSTANCE_ID=%q\nREGION=%q\nGROUP=%q\nHOOK=%q\n' "$INSTANCE_ID" "$REGION" \
-    "$AUTO_SCALING_GROUP_NAME" "$LIFECYCLE_HOOK_NAME"
-  # shellcheck disable=SC2016  # expanded when sourced
-  printf 'ATTEMPTS="${LEAVE_ATTEMPTS:-%s}"\nDELAY="${LEAVE_RETRY_DELAY:-%s}"\n' "$LEAVE_ATTEMPTS" "$LEAVE_RETRY_DELAY"
-} > "$ROOT$ENV_FILE"
-}
-
+# == Boot phase
 boot_phase() {
-step "fetch runner auth token ($RUNNER_TOKEN_SOURCE)"
-local token region="${RUNNER_TOKEN_REGION:-$REGION}"
-case "$RUNNER_TOKEN_SOURCE" in
-  ssm)
-    token="$(aws ssm get-parameter --region "$region" --name "$RUNNER_TOKEN_NAME" \
-      --with-decryption --query Parameter.Value --output text)" ;;
-  secretsmanager)
-    token="$(aws secretsmanager get-secret-value --region "$region" \
-      --secret-id "$RUNNER_TOKEN_NAME" --query SecretString --output text)" ;;
-  inline)
-    echo "WARNING: using an inline runner token from the user data (see RUNNER_TOKEN_INLINE)" >&2
-    token="$RUNNER_TOKEN_INLINE" ;;
-  *) die "RUNNER_TOKEN_SOURCE must be ssm, secretsmanager or inline, not '$RUNNER_TOKEN_SOURCE'" ;;
-esac
-# Checked without printing it; also keeps it safe to put inside YAML quotes.
-[[ "$token" =~ ^[A-Za-z0-9._~+/=-]+$ ]] || die "runner token is empty or has unexpected characters"
+local token
+fetch_token
 
 step "write runner config"
 install -d -m 755 "$ROOT/etc/circleci-runner"
@@ -290,60 +360,26 @@ install -d -m 755 "$ROOT/etc/circleci-runner"
     echo "api:"
     printf '  auth_token: "%s"\n' "$token"
     if [ -n "$RUNNER_API_URL" ]; then printf '  url: "%s"\n' "$RUNNER_API_URL"; fi
-    echo "runner:"
-    printf '  name: "%s"\n' "$RUNNER_NAME_PREFIX-$INSTANCE_ID"
-    echo "  mode: single-task"
-    printf '  idle_timeout: "%s"\n' "$RUNNER_IDLE_TIMEOUT"
-    printf '  max_run_time: "%s"\n' "$RUNNER_MAX_RUN_TIME"
-    printf '  working_directory: "%s"\n' "$RUNNER_WORKING_DIR"
-    echo "  cleanup_working_directory: true"
-    printf '  task_agent_directory: "%s"\n' "$RUNNER_TASK_AGENT_DIR"
-    printf '  command_prefix: ["sudo", "-niHu", "%s", "--"]\n' "$RUNNER_USER"
-    echo "logging:"
-    echo '  format: "text"'
+    cat <<EOF
+runner:
+  name: "$RUNNER_NAME_PREFIX-$INSTANCE_ID"
+  mode: single-task
+  idle_timeout: "$RUNNER_IDLE_TIMEOUT"
+  max_run_time: "$RUNNER_MAX_RUN_TIME"
+  working_directory: "$RUNNER_WORKING_DIR"
+  cleanup_working_directory: true
+  task_agent_directory: "$RUNNER_TASK_AGENT_DIR"
+  command_prefix: ["sudo", "-niHu", "$RUNNER_USER", "--"]
+logging:
+  format: "text"
+EOF
   } > "$ROOT$CONFIG_FILE"
 )
 chmod 600 "$ROOT$CONFIG_FILE"
-# The service runs as root (drop-in): jobs, as $RUNNER_USER, cannot read the token.
+# The service runs as root (drop-in): jobs, as $RUNNER_USER, cannot read it.
 chown root:root "$ROOT$CONFIG_FILE"
-unset token RUNNER_TOKEN_INLINE
-
-step "enable $START_UNIT"
-# For later boots (a warm-pool start); systemd has read the unit already.
-systemctl enable --no-reload "$START_UNIT"
-# No-block: in a warm pool, it waits for service.
-systemctl start --no-block "$START_UNIT"
-
-step "read the target lifecycle state"
-STATE="$("$ROOT$LIFECYCLE_SCRIPT" state)" || echo "WARNING: no target lifecycle state" >&2
-# Set up in a warm pool: Auto Scaling may now stop or hibernate the instance.
-if [[ "$STATE" == Warmed:* ]] && [ -n "$LIFECYCLE_HOOK_NAME" ]; then
-  step "complete the warm-pool launch ($STATE)"
-  "$ROOT$LIFECYCLE_SCRIPT" complete CONTINUE
-fi
+unset token
+start_in_service
 }
 
-# == Main
-KEY="$(install_key)"
-baked="$(sed -n 's/^key=//p' "$ROOT$IMAGE_FILE" 2>/dev/null || true)"
-case "$PHASE" in
-  install)
-    install_phase
-    step "mark the image baked"
-    printf '# Baked by runner-scaler user data (RUNNER_SCALER_PHASE=install).\nkey=%s\ncircleci_runner=%s\nbaked_at=%s\n' \
-      "$KEY" "$(dpkg-query -W -f '${Version}' circleci-runner)" "$(date -u +%FT%TZ)" > "$ROOT$IMAGE_FILE"
-    ;;
-  auto)
-    boot_identity
-    if [ "$baked" = "$KEY" ]; then
-      echo "baked image ($(grep -v '^[#k]' "$ROOT$IMAGE_FILE" | paste -sd ' ')): boot phase only"
-    else
-      [ -z "$baked" ] || echo "WARNING: image baked by another install phase (key $baked): installing; rebuild it" >&2
-      install_phase
-    fi
-    boot_phase
-    ;;
-  *) die "RUNNER_SCALER_PHASE must be auto or install, not '$PHASE'" ;;
-esac
-
-step "done"
+main

@@ -2,7 +2,9 @@
 # One stub for every command the user data touches; run.sh links it under each
 # command's name. It appends "name args..." to $STUB_LOG and prints canned answers.
 # Knobs: STUB_AWS_FAIL (a service, ssm|secretsmanager|autoscaling, or one call,
-# e.g. "autoscaling complete-lifecycle-action"), STUB_SSM_VALUE,
+# e.g. "autoscaling complete-lifecycle-action"), STUB_AWS_AT_MIN (1: a decrement
+# is refused as at the group's minimum; both: and the call without it fails),
+# STUB_SSM_VALUE,
 # STUB_ID_RC (exit code of `id`, 1 = user missing), STUB_SYSTEM_STATE,
 # STUB_LIFECYCLE (the target lifecycle states that successive reads answer,
 # comma-separated, the last one repeating; "none" = HTTP 404; default InService),
@@ -26,6 +28,7 @@ case "$name" in
         if [ "$n" -ge "${#states[@]}" ]; then n=$((${#states[@]} - 1)); fi
         if [ "${states[n]}" = none ]; then exit 22; fi # what curl -f does on a 404
         echo "${states[n]}" ;;
+      *keys.openpgp.org*) echo "-----BEGIN PGP PUBLIC KEY BLOCK----- (stub)" ;; # Buildkite's key
       *packagecloud.io*)
         # The repository setup script: write a harmless one where -o points.
         while [ $# -gt 0 ]; do
@@ -40,6 +43,16 @@ case "$name" in
       echo "An error occurred (AccessDeniedException) when calling the $service API (stub)" >&2
       exit 254
     fi
+    # AWS's refusal at the group's minimum, for a decrement.
+    if [ -n "${STUB_AWS_AT_MIN:-}" ] && [[ "$args" == *" terminate-instance-in-auto-scaling-group "*" --should-decrement-desired-capacity "* ]]; then
+      echo "An error occurred (ValidationError) when calling the TerminateInstanceInAutoScalingGroup operation: Currently, desiredSize equals minSize (1). Terminating instance without replacement will violate group's min size constraint. Either set shouldDecrementDesiredCapacity flag to false or lower group's min size." >&2
+      exit 254
+    fi
+    # STUB_AWS_AT_MIN=both: the call without the decrement fails too.
+    if [ "${STUB_AWS_AT_MIN:-}" = both ] && [[ "$args" == *" --no-should-decrement-desired-capacity "* ]]; then
+      echo "An error occurred (Throttling) when calling the TerminateInstanceInAutoScalingGroup operation: Rate exceeded (stub)" >&2
+      exit 254
+    fi
     case "$service" in
       ssm) echo "${STUB_SSM_VALUE:-runner-token-from-ssm}" ;;
       secretsmanager) echo "runner-token-from-secretsmanager" ;;
@@ -48,7 +61,10 @@ case "$name" in
   systemctl)
     if [ "${1:-}" = "is-system-running" ]; then echo "${STUB_SYSTEM_STATE:-running}"; fi ;;
   id) exit "${STUB_ID_RC:-1}" ;;
-  dpkg-query) echo "3.1.0-stub" ;; # the installed circleci-runner's version
+  # The installed package's version.
+  dpkg-query) case "$args" in *buildkite-agent*) echo "3.120.0-stub" ;; *) echo "3.1.0-stub" ;; esac ;;
+  # A keyring from an armored key.
+  gpg) if [ "${1:-}" = --dearmor ]; then echo "stub keyring from: $(cat)"; fi ;;
   *) ;; # apt-get, useradd, usermod, chown, logger, sleep, unzip, snap: log only
 esac
 exit 0

@@ -70,6 +70,11 @@ fn is_star(resource: &Value) -> bool {
     }
 }
 
+/// `Fn::If: [IsBuildkite, {Ref: buildkite}, {Ref: circleci}]`.
+fn by_source(buildkite: &str, circleci: &str) -> Value {
+    serde_json::json!({"Fn::If": ["IsBuildkite", {"Ref": buildkite}, {"Ref": circleci}]})
+}
+
 /// The only action the APIs force onto `*`.
 const DESCRIBE: &str = "autoscaling:DescribeAutoScalingGroups";
 const GROUP_ARN: &str = "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:autoScalingGroupName/${AWS::StackName}-runners";
@@ -103,9 +108,13 @@ fn the_scaler_role_has_no_write_on_star_and_each_grant_is_scoped() {
     ] {
         assert_eq!(granted(write)["Fn::Sub"], GROUP_ARN, "{write}");
     }
+    // One secret: the original tool's (CircleCI), or the agent token's,
+    // which the instances read too (Buildkite). The one SECRET_NAME names.
+    let secret = granted("secretsmanager:GetSecretValue");
+    assert_eq!(secret, by_source("RunnerTokenSecret", "ScalerSecret"));
     assert_eq!(
-        granted("secretsmanager:GetSecretValue")["Ref"],
-        "ScalerSecret"
+        resource(&template, "ScalerFunction")["Environment"]["Variables"]["SECRET_NAME"],
+        secret
     );
     assert_eq!(
         granted("logs:PutLogEvents")["Fn::GetAtt"],
@@ -161,22 +170,35 @@ fn the_launch_template_carries_the_user_data_and_the_safety_settings() {
     ] {
         assert!(settings.contains(variable), "{variable}: {settings}");
     }
-    let script = std::fs::read_to_string(repo().join("userdata/install-runner-ubuntu.sh")).unwrap();
-    assert!(
-        parts[1].as_str() == Some(script.as_str()),
-        "the template's user data differs from userdata/install-runner-ubuntu.sh: run scripts/sync-template-userdata.sh"
-    );
-    // EC2 takes at most 16 KiB of user data before base64. Count the settings
-    // as CloudFormation fills them in, for the longest stack name (128) and a
-    // generous secret ARN.
-    let filled = settings
-        .replace("${AWS::StackName}", &"s".repeat(128))
-        .replace("${AWS::Region}", "ap-southeast-4")
-        .replace("${RunnerTokenSecret}", &"a".repeat(200))
-        .replace("${LaunchHook}", "runner-ready");
-    assert!(!filled.contains("${"), "{filled}");
-    let size = filled.len() + script.len();
-    assert!(size <= 16 * 1024, "user data of {size} bytes");
+    // Source's script: Buildkite's, or CircleCI's.
+    let scripts = &parts[1]["Fn::If"];
+    assert_eq!(scripts[0], "IsBuildkite");
+    for (branch, name) in [
+        (1, "install-buildkite-agent-ubuntu.sh"),
+        (2, "install-runner-ubuntu.sh"),
+    ] {
+        let script = std::fs::read_to_string(repo().join("userdata").join(name)).unwrap();
+        assert!(
+            scripts[branch].as_str() == Some(script.as_str()),
+            "the template's user data differs from userdata/{name}: run scripts/sync-template-userdata.sh"
+        );
+        // EC2 takes at most 16 KiB of user data before base64. Count the
+        // settings as CloudFormation fills them in, for the longest stack
+        // name (128), a generous secret ARN and the longest queue.
+        let queue_max = template["Parameters"]["BuildkiteQueue"]["MaxLength"]
+            .as_u64()
+            .unwrap() as usize;
+        let filled = settings
+            .replace("${AWS::StackName}", &"s".repeat(128))
+            .replace("${AWS::Region}", "ap-southeast-4")
+            .replace("${RunnerTokenSecret}", &"a".repeat(200))
+            .replace("${LaunchHook}", "runner-ready")
+            .replace("${BuildkiteQueue}", &"q".repeat(queue_max));
+        assert!(!filled.contains("${"), "{filled}");
+        let size = filled.len() + script.len();
+        assert!(size <= 16 * 1024, "{name}: user data of {size} bytes");
+        println!("{name}: at most {size} bytes of user data, of 16384");
+    }
 
     let group = resource(&template, "RunnerGroup");
     assert_eq!(group["NewInstancesProtectedFromScaleIn"], true);
@@ -263,6 +285,105 @@ fn the_warm_pool_is_optional_keeps_its_size_and_never_takes_a_used_runner_back()
         serde_json::json!({"Fn::If": ["HibernatedPool", {"Configured": true}, {"Ref": "AWS::NoValue"}]})
     );
     assert_eq!(data["BlockDeviceMappings"][0]["Ebs"]["Encrypted"], true);
+}
+
+/// The value of the first `[[ "$NAME" =~ ^...$ ]]` test in a script: what
+/// it accepts for that setting.
+fn script_pattern(script: &str, name: &str) -> String {
+    let prefix = format!("[[ \"${name}\" =~ ^");
+    let start = script.find(&prefix).unwrap_or_else(|| panic!("{name}")) + prefix.len();
+    script[start..].split("$ ]]").next().unwrap().to_string()
+}
+
+#[test]
+fn the_source_picks_the_user_data_the_secret_and_the_scalers_variables() {
+    let template = template();
+    let parameters = &template["Parameters"];
+    assert_eq!(parameters["Source"]["Default"], "circleci");
+    assert_eq!(
+        parameters["Source"]["AllowedValues"],
+        serde_json::json!(["circleci", "buildkite"])
+    );
+    for (condition, source) in [("IsBuildkite", "buildkite"), ("IsCircleCI", "circleci")] {
+        assert_eq!(
+            template["Conditions"][condition],
+            serde_json::json!({"Fn::Equals": [{"Ref": "Source"}, source]})
+        );
+    }
+
+    // What each source needs is refused before anything is created: the
+    // parameters that only one source takes default to empty.
+    let required = |rule: &str| -> (Value, Vec<String>) {
+        let rule = &template["Rules"][rule];
+        let asserted = rule["Assertions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|assertion| {
+                let not_empty = &assertion["Assert"]["Fn::Not"][0]["Fn::Equals"];
+                assert_eq!(not_empty[1], "", "{assertion}");
+                assert!(assertion["AssertDescription"].is_string(), "{assertion}");
+                not_empty[0]["Ref"].as_str().unwrap().to_string()
+            })
+            .collect();
+        (rule["RuleCondition"].clone(), asserted)
+    };
+    let (when, needs) = required("CircleCINeedsAResourceClassAndAToken");
+    assert_eq!(when, template["Conditions"]["IsCircleCI"]);
+    assert_eq!(needs, ["ResourceClass", "CircleToken"]);
+    let (when, needs) = required("BuildkiteNeedsAQueue");
+    assert_eq!(when, template["Conditions"]["IsBuildkite"]);
+    assert_eq!(needs, ["BuildkiteQueue"]);
+    for name in ["ResourceClass", "CircleToken", "BuildkiteQueue"] {
+        assert_eq!(parameters[name]["Default"], "", "{name}");
+    }
+    // RunnerToken serves both: the instances register with it.
+    assert_eq!(parameters["RunnerToken"]["MinLength"], 1);
+
+    // The queue goes into the user data's settings, in single quotes, and the
+    // script accepts every name the parameter does.
+    let queue = &parameters["BuildkiteQueue"];
+    let buildkite =
+        std::fs::read_to_string(repo().join("userdata/install-buildkite-agent-ubuntu.sh")).unwrap();
+    assert_eq!(
+        queue["AllowedPattern"],
+        format!("|{}", script_pattern(&buildkite, "BUILDKITE_QUEUE"))
+    );
+    assert!(!queue["AllowedPattern"].as_str().unwrap().contains('\''));
+    let data = &resource(&template, "RunnerLaunchTemplate")["LaunchTemplateData"];
+    let settings = data["UserData"]["Fn::Base64"]["Fn::Join"][1][0]["Fn::Sub"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        settings.contains("\nexport BUILDKITE_QUEUE='${BuildkiteQueue}'\n"),
+        "{settings}"
+    );
+
+    // The original tool's secret exists for CircleCI only; with Buildkite the
+    // scaler reads the agent token, the instances' own secret.
+    let scaler_secret = &template["Resources"]["ScalerSecret"];
+    assert_eq!(scaler_secret["Condition"], "IsCircleCI");
+    assert!(template["Resources"]["RunnerTokenSecret"]
+        .get("Condition")
+        .is_none());
+    let variables = &resource(&template, "ScalerFunction")["Environment"]["Variables"];
+    assert_eq!(
+        variables["SECRET_NAME"],
+        by_source("RunnerTokenSecret", "ScalerSecret")
+    );
+    // The scaler's source and queue, for Buildkite only: a CircleCI stack's
+    // function has the original tool's variables and no other.
+    assert_eq!(
+        variables["RUNNER_SCALER_SOURCE"],
+        serde_json::json!({"Fn::If": ["IsBuildkite", "buildkite", {"Ref": "AWS::NoValue"}]})
+    );
+    assert_eq!(
+        variables["RUNNER_SCALER_QUEUE"],
+        serde_json::json!({"Fn::If": ["IsBuildkite", {"Ref": "BuildkiteQueue"}, {"Ref": "AWS::NoValue"}]})
+    );
+    assert!(variables.get("RUNNER_SCALER_RESOURCE_CLASS").is_none());
+    // The instances read the one token secret, whatever the source: their
+    // role is the same (the_runner_role_... checks it).
 }
 
 #[test]

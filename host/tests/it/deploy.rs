@@ -441,7 +441,6 @@ fn one_command_packages_uploads_and_creates_the_stack() {
         "autoscaling:UpdateAutoScalingGroup",
         "autoscaling:CreateOrUpdateTags",
         "autoscaling:DeleteTags",
-        "autoscaling:PutWarmPool",
     ] {
         assert_eq!(resource_of(&scaler, write), GROUP_ARN, "{write}");
     }

@@ -28,5 +28,6 @@ mod readme;
 mod report;
 mod sdk;
 mod simulate;
+mod stack_sources;
 mod tick;
 mod trace;
