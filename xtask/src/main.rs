@@ -10,7 +10,8 @@
 //!   when missing), `packer validate` on the Packer template (Debian's
 //!   packer, installed with apt-get when missing). Chromium (Debian's
 //!   package, installed with apt-get when missing) draws the simulator's
-//!   HTML report in the tests.
+//!   HTML report in the tests; jq (Debian's, the same way) runs the docs'
+//!   `jq` examples on recorded decision records.
 //! - `policies`: only find the toolchains and build the policies into
 //!   `target/policies/` (what `cargo test` and `cargo bench` read).
 //! - `bundle [--arch x86_64|arm64]`: only build the Lambda bundle, with
@@ -102,6 +103,7 @@ fn test(root: &Path) -> Result<()> {
     ensure_moto()?;
     ensure_aws_cli()?;
     ensure_chromium()?;
+    ensure_jq()?;
     let bundle = build_lambda_bundle(root, "x86_64")?;
     step(
         "tests",
@@ -228,6 +230,38 @@ fn ensure_chromium() -> Result<()> {
     )?;
     if !works() {
         bail!("chromium is installed but `chromium --version` fails");
+    }
+    Ok(())
+}
+
+/// jq, which `host/tests/it/decision_record.rs` runs on recorded decision
+/// records to check the docs' `jq` examples: Debian's package (jq 1.6 on
+/// bookworm, with libjq1 and libonig5, about 0.5 MB) with apt-get when
+/// missing.
+fn ensure_jq() -> Result<()> {
+    let works = || {
+        Command::new("jq")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if works() {
+        return Ok(());
+    }
+    step(
+        "apt-get update",
+        Command::new("apt-get").args(["update", "-qq"]),
+    )?;
+    step(
+        "install jq",
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends", "jq"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    if !works() {
+        bail!("jq is installed but `jq --version` fails");
     }
     Ok(())
 }

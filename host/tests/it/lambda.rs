@@ -79,7 +79,7 @@ fn lambda_env(
 
 /// Start the bootstrap as Lambda does: no arguments, a clean environment
 /// plus `env`, a fresh compile cache (an empty /tmp).
-fn bootstrap(env: &[(String, String)], cache: &Path) -> tokio::process::Child {
+pub(crate) fn bootstrap(env: &[(String, String)], cache: &Path) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -95,7 +95,7 @@ fn bootstrap(env: &[(String, String)], cache: &Path) -> tokio::process::Child {
 }
 
 /// Stop the process (Lambda would freeze it) and return its output.
-async fn stop(mut child: tokio::process::Child) -> String {
+pub(crate) async fn stop(mut child: tokio::process::Child) -> String {
     let _ = child.start_kill();
     let _ = child.wait().await;
     let mut text = String::new();
