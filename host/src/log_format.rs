@@ -142,7 +142,7 @@ mod tests {
         assert_eq!(lines[1]["fields"]["message"], "ready", "{text}");
 
         let text = logged(false, || crate::report::log(&report));
-        assert!(text.contains("action=would_apply"), "{text}");
+        assert!(text.contains("action=\"would_apply\""), "{text}");
         assert!(text.contains("3 jobs\\nINFO forged"), "{text}");
         assert!(!text.contains("decision_record"), "{text}");
         assert_eq!(text.lines().count(), 1, "{text}");

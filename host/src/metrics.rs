@@ -40,7 +40,8 @@ struct PolicyErrorLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
-    /// The policy contracts (WIT packages) this build runs, newest first.
+    /// The policy contracts (WIT packages) this build runs, newest first,
+    /// separated by spaces.
     contracts: String,
 }
 
@@ -169,7 +170,8 @@ impl Metrics {
                     .iter()
                     .map(|(contract, _)| *contract)
                     .collect::<Vec<_>>()
-                    .join(","),
+                    // Not a comma: naive exposition parsers split on it.
+                    .join(" "),
             })
             .set(1);
         r.register(
@@ -337,12 +339,12 @@ impl Metrics {
                 &self.source_errors,
                 &self.apply_errors,
             ] {
-                counter.get_or_create(&label);
+                let _ = counter.get_or_create(&label);
             }
-            self.policy_seconds.get_or_create(&label);
+            let _ = self.policy_seconds.get_or_create(&label);
             let errors = |family: &Family<PolicyErrorLabels, Counter>| {
                 for kind in DECISION_ERROR_KINDS {
-                    family.get_or_create(&PolicyErrorLabels {
+                    let _ = family.get_or_create(&PolicyErrorLabels {
                         pool: pool.name.clone(),
                         kind: kind.into(),
                     });
@@ -351,8 +353,8 @@ impl Metrics {
             errors(&self.policy_errors);
             let mut roles = vec![("policy", &pool.policy)];
             if let Some(shadow) = &pool.shadow {
-                self.shadow_disagreements.get_or_create(&label);
-                self.shadow_difference.get_or_create(&label);
+                let _ = self.shadow_disagreements.get_or_create(&label);
+                let _ = self.shadow_difference.get_or_create(&label);
                 errors(&self.shadow_errors);
                 roles.push(("shadow", &shadow.policy));
             }
@@ -650,14 +652,17 @@ mod tests {
             assert!(text.contains(&line), "{line}\n{text}");
         }
         assert!(text.contains(&format!(
-            "runner_scaler_build_info{{version=\"{}\",contracts=\"runner-scaler:policy@0.2.0,runner-scaler:policy@0.1.0\"}} 1",
+            "runner_scaler_build_info{{version=\"{}\",contracts=\"runner-scaler:policy@0.2.0 runner-scaler:policy@0.1.0\"}} 1",
             env!("CARGO_PKG_VERSION")
         )));
         let info = |text: &str| -> Vec<String> {
-            text.lines()
+            let mut lines: Vec<String> = text
+                .lines()
                 .filter(|l| l.starts_with("runner_scaler_policy_info{"))
                 .map(String::from)
-                .collect()
+                .collect();
+            lines.sort();
+            lines
         };
         assert_eq!(
             info(&text),

@@ -135,7 +135,7 @@ async fn counters_start_at_zero_and_the_info_metrics_follow_the_live_policy() {
     assert_eq!(build[0].0["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(
         build[0].0["contracts"],
-        "runner-scaler:policy@0.2.0,runner-scaler:policy@0.1.0"
+        "runner-scaler:policy@0.2.0 runner-scaler:policy@0.1.0"
     );
     let info = |body: &str| {
         let mut info = samples(body, "runner_scaler_policy_info");
