@@ -123,7 +123,7 @@ fn main() {
                     pool.group.clone(),
                     GroupState {
                         desired: 3,
-                        max: 100,
+                        max_size: 100,
                         new_instances_protected: true,
                         ..GroupState::default()
                     },

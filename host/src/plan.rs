@@ -64,8 +64,11 @@ pub fn plan(decision: &Decision, group: &GroupState, bounds: Bounds) -> Plan {
     if desired != group.desired {
         // EC2 refuses a desired capacity outside the group's own bounds: widen
         // them to the pool's in the same call.
-        if desired < group.min || desired > group.max {
-            let (min, max) = (group.min.min(bounds.min), group.max.max(bounds.max));
+        if desired < group.min_size || desired > group.max_size {
+            let (min, max) = (
+                group.min_size.min(bounds.min),
+                group.max_size.max(bounds.max),
+            );
             widened = Some(widening(group, min, max, desired));
             writes.push(Write::DesiredAndBounds { desired, min, max });
         } else {
@@ -136,11 +139,11 @@ fn plan_warm(
 /// MaxSize 0 → 5 to hold desired 5`.
 fn widening(group: &GroupState, min: u32, max: u32, desired: u32) -> String {
     let mut changes = Vec::new();
-    if min != group.min {
-        changes.push(format!("MinSize {} → {min}", group.min));
+    if min != group.min_size {
+        changes.push(format!("MinSize {} → {min}", group.min_size));
     }
-    if max != group.max {
-        changes.push(format!("MaxSize {} → {max}", group.max));
+    if max != group.max_size {
+        changes.push(format!("MaxSize {} → {max}", group.max_size));
     }
     format!(
         "widened the group's {} to hold desired {desired}",
@@ -245,8 +248,8 @@ mod tests {
     fn group(desired: u32, min: u32, max: u32) -> GroupState {
         GroupState {
             desired,
-            min,
-            max,
+            min_size: min,
+            max_size: max,
             in_service: desired,
             protected: desired,
             new_instances_protected: true,
@@ -715,8 +718,8 @@ mod tests {
             let g = GroupState {
                 // AWS keeps desired within the group's bounds.
                 desired: rng.random_range(group_min..=group_max),
-                min: group_min,
-                max: group_max,
+                min_size: group_min,
+                max_size: group_max,
                 pending,
                 in_service: instances - pending,
                 protected: instances - unprotected,
@@ -742,7 +745,7 @@ mod tests {
             let context = format!("case {case}: {g:?} {bounds:?} wanted {wanted}: {p:?}");
             for write in &p.writes {
                 match *write {
-                    Write::Desired(d) => assert!(g.min <= d && d <= g.max, "{context}"),
+                    Write::Desired(d) => assert!(g.min_size <= d && d <= g.max_size, "{context}"),
                     Write::DesiredAndBounds { desired, min, max } => {
                         assert!(min <= desired && desired <= max, "{context}")
                     }

@@ -240,7 +240,7 @@ pub(crate) fn log(r: &PoolReport) {
                 region = %r.region,
                 source = r.source.name(),
                 queue = %r.queue,
-                resource_class = r.resource_class.as_ref().map(tracing::field::display),
+                resource_class = r.resource_class.as_deref().map(tracing::field::display),
                 min = r.min,
                 max = r.max,
                 waiting = r.jobs.map(|q| q.waiting),

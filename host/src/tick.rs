@@ -349,7 +349,7 @@ fn cut_short(pool: &Pool, stage: Stage, reads: &Reads, cut: Cut) -> PoolReport {
                 ),
                 (None, _) => (
                     held_because,
-                    format!("held: {cut} passed before its queue ({}) could be read; nothing was written", pool.queue),
+                    format!("held: {cut} passed before its queue ({}) could be read; nothing was written", pool.queue.name),
                 ),
                 (_, None) => (
                     held_because,

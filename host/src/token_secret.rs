@@ -7,6 +7,8 @@
 use crate::aws::{error_message, refusal, AwsOptions};
 use crate::iam::{Action, Call};
 use crate::secret::Secret;
+use aws_sdk_ssm::config::http::HttpResponse;
+use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use base64::Engine;
 use serde_json::Value;
 
@@ -138,26 +140,7 @@ pub async fn read_token_secret(
             let not_found = err
                 .as_service_error()
                 .is_some_and(|service| service.is_resource_not_found_exception());
-            let call = Call::new(Action::GetSecretValue, region, Some(name));
-            if not_found {
-                SecretError::NotFound {
-                    name: name.into(),
-                    region: region.into(),
-                }
-            } else if let Some(refusal) = refusal(&err, &call) {
-                SecretError::Refused {
-                    what: "the secret",
-                    name: name.into(),
-                    region: region.into(),
-                    message: refusal.explain(&call),
-                }
-            } else {
-                SecretError::Read {
-                    name: name.into(),
-                    region: region.into(),
-                    message: error_message(&err),
-                }
-            }
+            read_failure(Store::Secret, &err, not_found, name, region)
         })?;
     let not_text = || SecretError::NotText {
         name: name.into(),
@@ -170,6 +153,59 @@ pub async fn read_token_secret(
         (None, None) => return Err(not_text()),
     };
     parse_token_secret(format, name, region, &text)
+}
+
+/// Where a token is kept in AWS.
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    /// A Secrets Manager secret.
+    Secret,
+    /// An SSM parameter.
+    Parameter,
+}
+
+/// Why reading `name` in `region` from `store` failed: it does not exist
+/// (`not_found`, as the service's own error says), AWS refused it (with the
+/// statement to add), or another failure. The one mapping of both stores'
+/// errors.
+fn read_failure<E>(
+    store: Store,
+    err: &SdkError<E, HttpResponse>,
+    not_found: bool,
+    name: &str,
+    region: &str,
+) -> SecretError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let (name, region) = (name.to_string(), region.to_string());
+    let (action, what) = match store {
+        Store::Secret => (Action::GetSecretValue, "the secret"),
+        Store::Parameter => (Action::GetParameter, "the SSM parameter"),
+    };
+    let call = Call::new(action, &region, Some(&name));
+    if let Some(refusal) = refusal(err, &call).filter(|_| !not_found) {
+        return SecretError::Refused {
+            what,
+            message: refusal.explain(&call),
+            name,
+            region,
+        };
+    }
+    match (store, not_found) {
+        (Store::Secret, true) => SecretError::NotFound { name, region },
+        (Store::Parameter, true) => SecretError::ParameterNotFound { name, region },
+        (Store::Secret, false) => SecretError::Read {
+            message: error_message(err),
+            name,
+            region,
+        },
+        (Store::Parameter, false) => SecretError::ParameterRead {
+            message: error_message(err),
+            name,
+            region,
+        },
+    }
 }
 
 /// The text of a binary secret. The original tool base64-decoded
@@ -206,26 +242,7 @@ pub async fn read_token_parameter(
             let not_found = err
                 .as_service_error()
                 .is_some_and(|service| service.is_parameter_not_found());
-            let call = Call::new(Action::GetParameter, region, Some(name));
-            if not_found {
-                SecretError::ParameterNotFound {
-                    name: name.into(),
-                    region: region.into(),
-                }
-            } else if let Some(refusal) = refusal(&err, &call) {
-                SecretError::Refused {
-                    what: "the SSM parameter",
-                    name: name.into(),
-                    region: region.into(),
-                    message: refusal.explain(&call),
-                }
-            } else {
-                SecretError::ParameterRead {
-                    name: name.into(),
-                    region: region.into(),
-                    message: error_message(&err),
-                }
-            }
+            read_failure(Store::Parameter, &err, not_found, name, region)
         })?;
     let parameter = answer.parameter();
     if let Some(kind) = parameter.and_then(|p| p.r#type()) {

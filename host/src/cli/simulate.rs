@@ -87,7 +87,7 @@ pub struct SimulateArgs {
     warm_start: Option<u64>,
     /// What a stopped instance in the warm pool costs per hour (its EBS
     /// volume; the default is 30 GiB of gp3).
-    #[arg(long, default_value_t = crate::simulate::experiment::STOPPED_PRICE_PER_HOUR)]
+    #[arg(long, default_value_t = crate::simulate::world::STOPPED_PRICE_PER_HOUR)]
     stopped_price_per_hour: f64,
     /// An instance whose runner gets no job in this time leaves.
     #[arg(long, default_value = "5m", value_parser = seconds)]

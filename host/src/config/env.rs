@@ -211,6 +211,9 @@ pub(super) fn config(
                     region: set("SECRET_REGION").unwrap_or_else(|| group_region.clone()),
                 }),
             ),
+            // A Buildkite pool may take its agent token from its own
+            // variable (BUILDKITE_AGENT_TOKEN), as a file's section does.
+            (None, None) if source != SourceKind::CircleCi => (None, None),
             (None, None) => return Err(get("SECRET_NAME").unwrap_err()),
         };
     let params = set(POLICY_PARAMS)
@@ -444,6 +447,29 @@ mod tests {
                 .to_string();
             assert!(err.contains(words), "{name}: {err}");
         }
+    }
+
+    /// A Buildkite pool needs no secret: its agent token may come from
+    /// `BUILDKITE_AGENT_TOKEN`, as a file's `[buildkite]` section allows;
+    /// a CircleCI pool still needs `SECRET_NAME` (the original tool's).
+    #[test]
+    fn a_buildkite_pool_from_the_environment_may_read_its_token_from_a_variable() {
+        let config = Config::from_seed_env(
+            &seed_env(&[
+                ("SECRET_NAME", ""),
+                (env::SOURCE, "buildkite"),
+                (env::QUEUE, "linux"),
+            ]),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(config.pools[0].source, SourceKind::Buildkite);
+        assert_eq!(config.pools[0].queue.as_deref(), Some("linux"));
+        assert_eq!(
+            config.source(SourceKind::Buildkite).unwrap().token,
+            TokenSource::Env("BUILDKITE_AGENT_TOKEN".into())
+        );
+        assert!(config.source(SourceKind::CircleCi).is_none());
     }
 
     #[test]

@@ -263,8 +263,8 @@ fn group_state(group: &AutoScalingGroup) -> GroupState {
     let size = |value: Option<i32>| value.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
     let mut state = GroupState {
         desired: size(group.desired_capacity()),
-        min: size(group.min_size()),
-        max: size(group.max_size()),
+        min_size: size(group.min_size()),
+        max_size: size(group.max_size()),
         new_instances_protected: group.new_instances_protected_from_scale_in() == Some(true),
         policy_state: group
             .tags()
@@ -369,8 +369,8 @@ mod tests {
             group_state(&group),
             GroupState {
                 desired: 9,
-                min: 1,
-                max: 20,
+                min_size: 1,
+                max_size: 20,
                 pending: 3,
                 in_service: 2,
                 terminating: 5,

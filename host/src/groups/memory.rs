@@ -170,7 +170,7 @@ impl Groups for MemoryGroups {
                     message: "no such group".into(),
                 })?;
             let bounded = match *write {
-                Write::Desired(desired) => Some((desired, state.min, state.max)),
+                Write::Desired(desired) => Some((desired, state.min_size, state.max_size)),
                 Write::DesiredAndBounds { desired, min, max } => Some((desired, min, max)),
                 Write::State(ref kept) => {
                     state.policy_state = kept.clone();
@@ -200,7 +200,7 @@ impl Groups for MemoryGroups {
                         ),
                     });
                 }
-                (state.desired, state.min, state.max) = (desired, min, max);
+                (state.desired, state.min_size, state.max_size) = (desired, min, max);
                 // Scale-in: the difference, among the unprotected instances.
                 let count = state.pending + state.in_service;
                 let terminated = count.saturating_sub(desired).min(state.unprotected);

@@ -33,9 +33,10 @@ impl std::fmt::Display for GroupId {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupState {
     pub desired: u32,
-    /// The group's own bounds; the host widens them to the pool's when it must.
-    pub min: u32,
-    pub max: u32,
+    /// The group's own bounds (`MinSize`, `MaxSize`); the host widens them
+    /// to the pool's when it must. Named apart from a pool's `min`/`max`.
+    pub min_size: u32,
+    pub max_size: u32,
     /// Instances launching (`Pending*`).
     pub pending: u32,
     /// Instances in service (`InService`).

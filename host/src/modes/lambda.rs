@@ -344,7 +344,7 @@ mod tests {
         );
         let groups = crate::groups::MemoryGroups::new();
         let state = GroupState {
-            max: 10,
+            max_size: 10,
             new_instances_protected: true,
             ..GroupState::default()
         };

@@ -341,7 +341,7 @@ mod tests {
         };
         let protected = GroupState {
             desired: 4,
-            max: 10,
+            max_size: 10,
             in_service: 4,
             protected: 4,
             new_instances_protected: true,

@@ -6,16 +6,12 @@
 use super::report::{self, Summary};
 use super::run::{run, Run, Scenario};
 use super::trace::Trace;
-use super::world::{Boot, Exit, Protection, WarmPool, WorldSettings};
+use super::world::{Boot, Exit, Protection, WarmPool, WorldSettings, STOPPED_PRICE_PER_HOUR};
 use crate::policy::{
     BuiltinRule, CompileCache, Limits, Policy, PolicyEngine, PolicyLoader, PolicyRef,
 };
 use anyhow::Context;
 use std::path::Path;
-
-/// A stopped instance's price per hour: its 30 GiB gp3 root volume at
-/// $0.08 per GiB-month (us-east-1), about $0.0033.
-pub const STOPPED_PRICE_PER_HOUR: f64 = 30.0 * 0.08 / 730.0;
 
 /// Everything about a simulation but the trace and the policies; the
 /// defaults are `runner-scaler simulate`'s.

@@ -13,6 +13,7 @@
 //! - [`report`]: the figures and the side-by-side table;
 //! - [`chart`]: the SVG;
 //! - [`html`]: the self-contained HTML report;
+//! - [`stats`]: the percentiles the report and the trace share;
 //! - [`window`]: the part of a run a report counts (`--report-from`);
 //! - [`experiment`]: a simulation set up by names, as the command line,
 //!   the README's tables and the policy tests set it up.
@@ -22,6 +23,7 @@ pub mod experiment;
 pub mod html;
 pub mod report;
 pub mod run;
+pub mod stats;
 pub mod trace;
 pub mod window;
 pub mod world;

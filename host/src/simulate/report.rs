@@ -1,10 +1,10 @@
 //! The numbers of a run ([`Summary`]) and the table that shows several runs
 //! side by side.
 
-use super::experiment::STOPPED_PRICE_PER_HOUR;
 use super::run::Run;
+use super::stats::percentile;
 use super::trace::Trace;
-use super::world::{InstanceRecord, PoolRecord, BILLING_MINIMUM};
+use super::world::{InstanceRecord, PoolRecord, BILLING_MINIMUM, STOPPED_PRICE_PER_HOUR};
 
 /// What a run cost and how long its jobs waited.
 #[derive(Debug, Clone, PartialEq)]
@@ -201,15 +201,6 @@ pub fn pool_running_between(pool: &PoolRecord, from: u64, to: u64) -> u64 {
     } else {
         seconds
     }
-}
-
-/// The nearest-rank `p`th percentile of sorted `values` (0 when empty).
-pub fn percentile(sorted: &[u64], p: u64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = (p * sorted.len() as u64).div_ceil(100).max(1);
-    sorted[rank as usize - 1]
 }
 
 /// Seconds as `45s`, `2m30s`, `1h05m`.
@@ -472,16 +463,6 @@ fn markdown_table(labels: &[String], rows: &[(String, Vec<String>)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<u64> = (1..=20).collect();
-        assert_eq!(percentile(&v, 50), 10);
-        assert_eq!(percentile(&v, 95), 19);
-        assert_eq!(percentile(&v, 100), 20);
-        assert_eq!(percentile(&[7], 95), 7);
-        assert_eq!(percentile(&[], 50), 0);
-    }
 
     #[test]
     fn durations_read_like_durations() {

@@ -402,7 +402,7 @@ impl Trace {
             bursts.push((i - first + 1) as u64);
         }
         bursts.sort_unstable();
-        super::report::percentile(&bursts, 95) as u32
+        super::stats::percentile(&bursts, 95) as u32
     }
 }
 

@@ -168,6 +168,10 @@ pub struct WorldSettings {
     pub seed: u64,
 }
 
+/// A stopped instance's price per hour: its 30 GiB gp3 root volume at
+/// $0.08 per GiB-month (us-east-1), about $0.0033.
+pub const STOPPED_PRICE_PER_HOUR: f64 = 30.0 * 0.08 / 730.0;
+
 /// EC2's least billed time per instance (per-second billing, Linux).
 pub const BILLING_MINIMUM: u64 = 60;
 
@@ -739,8 +743,8 @@ impl State {
         let protected = count(&|id| self.instances[id].protected);
         GroupState {
             desired: self.desired,
-            min: self.min,
-            max: self.max,
+            min_size: self.min,
+            max_size: self.max,
             pending: booting,
             in_service: self.alive.len() as u32 - booting,
             terminating: 0,

@@ -159,7 +159,13 @@ fn read(answer: &Answer) -> Reading<(Queue, Duration)> {
         Ok::<_, String>(Queue {
             waiting: super::http::count(&jobs, "scheduled")?,
             running: super::http::count(&jobs, "running")?,
-            blocked: Some(super::http::count(&jobs, "waiting")?),
+            // Older answers have no `waiting` (buildkite-agent-metrics'
+            // own test answers lack it): unknown, not a malformed answer.
+            blocked: if jobs.contains_key("waiting") {
+                Some(super::http::count(&jobs, "waiting")?)
+            } else {
+                None
+            },
         })
     })();
     match counted {
@@ -225,6 +231,19 @@ mod tests {
             panic!("not read")
         };
         assert_eq!(wait, Duration::ZERO);
+        let Reading::Value((queue, _)) =
+            answer(r#"{"jobs":{"scheduled":3,"running":1,"total":4}}"#, None)
+        else {
+            panic!("an answer without `waiting` was not read")
+        };
+        assert_eq!(
+            queue,
+            Queue {
+                waiting: 3,
+                running: 1,
+                blocked: None
+            }
+        );
     }
 
     #[test]
@@ -237,6 +256,11 @@ mod tests {
                 "scheduled",
             ),
             (r#"{"jobs":{"running":0,"waiting":0}}"#, None, "scheduled"),
+            (
+                r#"{"jobs":{"scheduled":0,"running":0,"waiting":-2}}"#,
+                None,
+                "waiting",
+            ),
             (r#"{"jobs":3}"#, None, "not an object"),
             (r#"{"agents":{}}"#, None, "jobs"),
             (

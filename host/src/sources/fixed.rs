@@ -65,7 +65,7 @@ mod tests {
         groups.insert(
             group.clone(),
             GroupState {
-                max: 10,
+                max_size: 10,
                 new_instances_protected: true,
                 ..GroupState::default()
             },

@@ -93,8 +93,8 @@ async fn describe_counts_instances_protection_and_the_state_tag() {
         described["protected"],
         GroupState {
             desired: 3,
-            min: 1,
-            max: 8,
+            min_size: 1,
+            max_size: 8,
             pending: 0,
             in_service: 3,
             terminating: 0,
@@ -109,8 +109,8 @@ async fn describe_counts_instances_protection_and_the_state_tag() {
         described["plain"],
         GroupState {
             desired: 2,
-            min: 0,
-            max: 10,
+            min_size: 0,
+            max_size: 10,
             pending: 0,
             in_service: 2,
             terminating: 1,
@@ -186,7 +186,7 @@ async fn each_write_changes_what_describe_sees() {
         .await
         .unwrap();
     let state = describe_one(&groups, "pool").await;
-    assert_eq!((state.desired, state.min, state.max), (8, 2, 12));
+    assert_eq!((state.desired, state.min_size, state.max_size), (8, 2, 12));
     assert_eq!(state.in_service, 8);
 
     // Scaling that group in to 0 takes its MinSize (2) down too: AWS
@@ -217,7 +217,7 @@ async fn each_write_changes_what_describe_sees() {
     );
     groups.apply(&pool, &writes[0]).await.unwrap();
     let state = describe_one(&groups, "pool").await;
-    assert_eq!((state.desired, state.min, state.max), (0, 0, 12));
+    assert_eq!((state.desired, state.min_size, state.max_size), (0, 0, 12));
     // Every instance is protected: as on AWS, none is terminated.
     assert_eq!(state.in_service, 8);
 

@@ -442,7 +442,7 @@ fn many_pools(fake: &FakeCircleCi, n: usize) -> (Vec<Pool>, MemoryGroups) {
             pool.group.clone(),
             GroupState {
                 desired: 3,
-                max: 10,
+                max_size: 10,
                 new_instances_protected: true,
                 ..GroupState::default()
             },

@@ -486,7 +486,10 @@ async fn a_refused_token_is_reported_without_the_token() {
     let records: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let record = records[0].as_object().unwrap();
     assert_eq!(record["action"], "held");
-    assert!(!record.contains_key("waiting"), "{record:?}");
+    assert!(
+        !record.contains_key("waiting"),
+        "no queue was read: {record:?}"
+    );
     assert!(!record.contains_key("desired"), "{record:?}");
     assert_eq!(record["capacity"]["desired"], 2, "the group was read");
     let log = String::from_utf8_lossy(&output.stderr);

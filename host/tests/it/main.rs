@@ -7,6 +7,7 @@
 mod support;
 
 mod asg;
+mod buildkite;
 mod bundle;
 mod circleci;
 mod claims;

@@ -13,8 +13,8 @@ use std::time::Duration;
 fn group(desired: u32) -> GroupState {
     GroupState {
         desired,
-        min: 0,
-        max: 10,
+        min_size: 0,
+        max_size: 10,
         in_service: desired,
         protected: desired,
         new_instances_protected: true,
@@ -246,7 +246,15 @@ async fn a_group_whose_instances_are_all_protected_scales_in_though_its_flag_is_
 #[tokio::test]
 async fn the_group_is_widened_when_the_pool_allows_more() {
     let w = InMemory::new(vec![support::pool("a", QUEUE)]);
-    w.set(0, 4, 0, GroupState { max: 0, ..group(0) });
+    w.set(
+        0,
+        4,
+        0,
+        GroupState {
+            max_size: 0,
+            ..group(0)
+        },
+    );
     w.tick(false).await;
     assert_eq!(
         w.groups.writes()[0].1,

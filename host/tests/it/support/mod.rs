@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 pub mod aws_proxy;
 pub mod binary;
+pub mod fake_buildkite;
 pub mod fake_circleci;
 pub mod fake_lambda;
 pub mod fake_usage_api;
