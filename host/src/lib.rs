@@ -15,6 +15,7 @@ pub mod emf;
 pub mod groups;
 pub mod iam;
 pub mod input_file;
+pub mod log_format;
 pub mod metrics;
 pub mod modes;
 pub mod observation;

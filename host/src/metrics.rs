@@ -6,14 +6,22 @@
 //! read (a held pool's queue, say) is dropped from the exposition, not left
 //! at its last reading, and `last_decision_timestamp_seconds` says when the
 //! pool was last decided.
+//!
+//! A counter is there from the first scrape: each pool's label sets start
+//! at 0 when the pools load or reload ([`Metrics::set_pools`]), so a rate
+//! or an alert has a value before the first event. `build_info` and
+//! `policy_info` (each pool's live policy and shadow, with their digests)
+//! say what is running.
 
 use crate::report::{Action, HeldBecause, PoolReport};
+use crate::tick::Pool;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -29,9 +37,46 @@ struct PolicyErrorLabels {
     kind: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    /// The policy contracts (WIT packages) this build runs, newest first,
+    /// separated by spaces.
+    contracts: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyInfoLabels {
+    pool: String,
+    /// `policy` (the live one) or `shadow`.
+    role: String,
+    /// The policy's name (its file's stem, or the built-in rule).
+    policy: String,
+    /// The SHA-256 of its file; empty for a built-in rule.
+    sha256: String,
+}
+
+/// The kinds a decision can fail with (`PolicyError::kind` of a policy that
+/// loaded): each pool's `policy_errors` and `shadow_errors` start at 0 for
+/// each. Another kind, should one come, is counted from its first failure.
+pub const DECISION_ERROR_KINDS: [&str; 5] =
+    ["deadline", "out_of_memory", "trap", "refused", "bad_output"];
+
+/// The pools the metrics were last told of ([`Metrics::set_pools`]).
+#[derive(Default)]
+struct Known {
+    /// Each pool's name and whether it has a shadow.
+    pools: HashMap<String, bool>,
+    /// The `policy_info` label sets now shown.
+    info: Vec<PolicyInfoLabels>,
+}
+
 /// The scaler's metrics.
 pub struct Metrics {
     registry: Registry,
+    build_info: Family<BuildLabels, Gauge>,
+    policy_info: Family<PolicyInfoLabels, Gauge>,
+    known: Mutex<Known>,
     waiting: Family<PoolLabel, Gauge>,
     running: Family<PoolLabel, Gauge>,
     in_service: Family<PoolLabel, Gauge>,
@@ -73,6 +118,9 @@ impl Metrics {
     pub fn new(unhealthy_after: u32, interval: Duration) -> Metrics {
         let mut registry = Registry::with_prefix("runner_scaler");
         let m = Metrics {
+            build_info: Family::default(),
+            policy_info: Family::default(),
+            known: Mutex::default(),
             waiting: Family::default(),
             running: Family::default(),
             in_service: Family::default(),
@@ -110,6 +158,27 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
+        r.register(
+            "build_info",
+            "1, labelled with this build's version and the policy contracts it runs",
+            m.build_info.clone(),
+        );
+        m.build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+                contracts: crate::policy::CONTRACTS
+                    .iter()
+                    .map(|(contract, _)| *contract)
+                    .collect::<Vec<_>>()
+                    // Not a comma: naive exposition parsers split on it.
+                    .join(" "),
+            })
+            .set(1);
+        r.register(
+            "policy_info",
+            "1 for each pool's live policy and shadow (role), with the SHA-256 of its file (empty for a built-in rule)",
+            m.policy_info.clone(),
+        );
         r.register(
             "queue_waiting",
             "Jobs waiting for a runner",
@@ -237,6 +306,117 @@ impl Metrics {
             m.last_tick.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// The pools now configured, at start and after each reload: their
+    /// counters start at 0 (those already counting go on), `policy_info`
+    /// shows their policies in place of the previous ones, and the series
+    /// of pools no longer configured (or of a shadow removed) go.
+    pub fn set_pools(&self, pools: &[Pool]) {
+        let mut known = self.known.lock().unwrap();
+        for labels in known.info.drain(..) {
+            self.policy_info.remove(&labels);
+        }
+        let now: HashMap<String, bool> = pools
+            .iter()
+            .map(|p| (p.name.clone(), p.shadow.is_some()))
+            .collect();
+        for (name, had_shadow) in &known.pools {
+            match now.get(name) {
+                None => self.forget(name, false),
+                Some(false) if *had_shadow => self.forget(name, true),
+                Some(_) => {}
+            }
+        }
+        for pool in pools {
+            let label = PoolLabel {
+                pool: pool.name.clone(),
+            };
+            for counter in [
+                &self.decisions,
+                &self.holds,
+                &self.unknown_outcomes,
+                &self.source_errors,
+                &self.apply_errors,
+            ] {
+                let _ = counter.get_or_create(&label);
+            }
+            let _ = self.policy_seconds.get_or_create(&label);
+            let errors = |family: &Family<PolicyErrorLabels, Counter>| {
+                for kind in DECISION_ERROR_KINDS {
+                    let _ = family.get_or_create(&PolicyErrorLabels {
+                        pool: pool.name.clone(),
+                        kind: kind.into(),
+                    });
+                }
+            };
+            errors(&self.policy_errors);
+            let mut roles = vec![("policy", &pool.policy)];
+            if let Some(shadow) = &pool.shadow {
+                let _ = self.shadow_disagreements.get_or_create(&label);
+                let _ = self.shadow_difference.get_or_create(&label);
+                errors(&self.shadow_errors);
+                roles.push(("shadow", &shadow.policy));
+            }
+            for (role, policy) in roles {
+                let labels = PolicyInfoLabels {
+                    pool: pool.name.clone(),
+                    role: role.into(),
+                    policy: policy.name().into(),
+                    sha256: policy.sha256().unwrap_or_default().into(),
+                };
+                self.policy_info.get_or_create(&labels).set(1);
+                known.info.push(labels);
+            }
+        }
+        known.pools = now;
+    }
+
+    /// Drop every series of the pool `name` (only its shadow's, with
+    /// `shadow_only`).
+    fn forget(&self, name: &str, shadow_only: bool) {
+        let label = PoolLabel { pool: name.into() };
+        // The known kinds (a kind outside them, which no policy that loaded
+        // fails with today, would stay).
+        let kinds = |family: &Family<PolicyErrorLabels, Counter>| {
+            for kind in DECISION_ERROR_KINDS {
+                family.remove(&PolicyErrorLabels {
+                    pool: name.into(),
+                    kind: kind.into(),
+                });
+            }
+        };
+        self.shadow_desired.remove(&label);
+        self.shadow_disagreements.remove(&label);
+        self.shadow_difference.remove(&label);
+        kinds(&self.shadow_errors);
+        if shadow_only {
+            return;
+        }
+        for gauge in [
+            &self.waiting,
+            &self.running,
+            &self.in_service,
+            &self.pending,
+            &self.decided_desired,
+            &self.applied_desired,
+            &self.warm_pool_size,
+            &self.warm_pool_instances,
+        ] {
+            gauge.remove(&label);
+        }
+        self.last_decision.remove(&label);
+        for counter in [
+            &self.decisions,
+            &self.holds,
+            &self.unknown_outcomes,
+            &self.source_errors,
+            &self.apply_errors,
+        ] {
+            counter.remove(&label);
+        }
+        self.policy_seconds.remove(&label);
+        kinds(&self.policy_errors);
     }
 
     /// A reload took effect.
@@ -436,6 +616,82 @@ mod tests {
                 | prometheus_parse::Value::Untyped(v) => Some(v),
                 _ => None,
             })
+    }
+
+    #[test]
+    fn pools_counters_start_at_zero_and_a_reload_replaces_what_went() {
+        use crate::policy::{BuiltinRule, Policy};
+        use crate::tick::Shadow;
+        let metrics = Metrics::new(3, Duration::from_secs(60));
+        let mut a = Pool::example("a", Policy::Builtin(BuiltinRule::Queue));
+        a.shadow = Some(Shadow::new(Policy::Builtin(BuiltinRule::Hold), vec![]));
+        let b = Pool::example("b", Policy::Builtin(BuiltinRule::Hold));
+        metrics.set_pools(&[a.clone(), b.clone()]);
+        let text = metrics.encode();
+        for pool in ["a", "b"] {
+            for name in [
+                "runner_scaler_decisions_total",
+                "runner_scaler_holds_total",
+                "runner_scaler_unknown_outcomes_total",
+                "runner_scaler_source_errors_total",
+                "runner_scaler_apply_errors_total",
+            ] {
+                assert_eq!(value(&text, name, pool), Some(0.0), "{name} {pool}");
+            }
+        }
+        assert_eq!(
+            value(&text, "runner_scaler_shadow_disagreements_total", "a"),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(&text, "runner_scaler_shadow_disagreements_total", "b"),
+            None
+        );
+        for kind in DECISION_ERROR_KINDS {
+            let line = format!("runner_scaler_policy_errors_total{{pool=\"b\",kind=\"{kind}\"}} 0");
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
+        assert!(text.contains(&format!(
+            "runner_scaler_build_info{{version=\"{}\",contracts=\"runner-scaler:policy@0.2.0 runner-scaler:policy@0.1.0\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        let info = |text: &str| -> Vec<String> {
+            let mut lines: Vec<String> = text
+                .lines()
+                .filter(|l| l.starts_with("runner_scaler_policy_info{"))
+                .map(String::from)
+                .collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(
+            info(&text),
+            [
+                r#"runner_scaler_policy_info{pool="a",role="policy",policy="queue",sha256=""} 1"#,
+                r#"runner_scaler_policy_info{pool="a",role="shadow",policy="hold",sha256=""} 1"#,
+                r#"runner_scaler_policy_info{pool="b",role="policy",policy="hold",sha256=""} 1"#,
+            ]
+        );
+
+        // A counts on; b goes; a's shadow goes; a's policy changes.
+        metrics.record(&[report("a", Action::Applied, None)], Duration::ZERO);
+        let a = Pool::example("a", Policy::Builtin(BuiltinRule::Hold));
+        metrics.set_pools(&[a]);
+        let text = metrics.encode();
+        assert_eq!(
+            value(&text, "runner_scaler_decisions_total", "a"),
+            Some(1.0)
+        );
+        assert_eq!(value(&text, "runner_scaler_decisions_total", "b"), None);
+        assert_eq!(value(&text, "runner_scaler_policy_errors_total", "b"), None);
+        assert_eq!(
+            value(&text, "runner_scaler_shadow_disagreements_total", "a"),
+            None
+        );
+        assert_eq!(
+            info(&text),
+            [r#"runner_scaler_policy_info{pool="a",role="policy",policy="hold",sha256=""} 1"#]
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@ use serde::Serialize;
 /// `None`, and absent from the JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct PoolReport {
+    /// When the tick decided (the time its policies saw), RFC 3339 in UTC.
+    pub time: jiff::Timestamp,
     pub pool: String,
     pub group: String,
     pub region: String,
@@ -33,6 +35,10 @@ pub struct PoolReport {
     /// The policy (or fallback) that decided, its answer and its reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
+    /// The SHA-256 of the pool's policy file (what `policy_sha256` pins);
+    /// absent for a built-in rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_desired: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,6 +75,10 @@ pub struct PoolReport {
     /// failed, and its time. Never applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow: Option<String>,
+    /// The SHA-256 of the shadow's policy file; absent for a built-in rule
+    /// or no shadow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow_desired: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,6 +141,7 @@ impl PoolReport {
         max: u32,
     ) -> PoolReport {
         PoolReport {
+            time: jiff::Timestamp::now(),
             pool: pool.into(),
             group: group.into(),
             region: region.into(),
@@ -142,6 +153,7 @@ impl PoolReport {
             jobs: None,
             capacity: None,
             decided_by: None,
+            policy_sha256: None,
             policy_desired: None,
             reason: None,
             policy_error: None,
@@ -154,6 +166,7 @@ impl PoolReport {
             why: None,
             policy_ms: None,
             shadow: None,
+            shadow_sha256: None,
             shadow_desired: None,
             shadow_reason: None,
             shadow_error: None,
@@ -188,10 +201,36 @@ impl PoolReport {
     }
 }
 
-/// The decision record as one structured log line (JSON fields with
-/// `--log-format json`). A value that is not known is left out, never
-/// written as 0.
+/// The `tracing` target of decision records.
+pub const TARGET: &str = "decision";
+
+/// The field of a decision's log event that carries the whole record as
+/// JSON: the JSON log format writes it as the line (see
+/// [`crate::log_format`]), the text format leaves it out.
+pub const RECORD_FIELD: &str = "decision_record";
+
+impl Action {
+    /// Its name in the record (`would_apply`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Applied => "applied",
+            Action::Unchanged => "unchanged",
+            Action::WouldApply => "would_apply",
+            Action::Held => "held",
+            Action::Unknown => "unknown",
+        }
+    }
+}
+
+/// The decision record as one log line: with `--log-format json`, the
+/// record itself (the object `once --json` prints, plus `level` and
+/// `target`); in text, the main fields after the reason. A value that is
+/// not known is left out, never written as 0.
 pub(crate) fn log(r: &PoolReport) {
+    // Serializing a struct of strings and numbers cannot fail; should it,
+    // the line says so rather than going missing.
+    let record = serde_json::to_string(r)
+        .unwrap_or_else(|err| format!("{{\"pool\":{:?},\"error\":{:?}}}", r.pool, err.to_string()));
     macro_rules! record {
         ($level:ident) => {
             tracing::$level!(
@@ -212,7 +251,7 @@ pub(crate) fn log(r: &PoolReport) {
                 desired = r.desired,
                 policy_warm = r.policy_warm,
                 warm = r.warm,
-                action = ?r.action,
+                action = r.action.name(),
                 policy_error = r.policy_error.as_deref(),
                 why = r.why.as_deref(),
                 shadow = r.shadow.as_deref(),
@@ -220,6 +259,7 @@ pub(crate) fn log(r: &PoolReport) {
                 shadow_reason = r.shadow_reason.as_deref(),
                 shadow_error = r.shadow_error.as_deref(),
                 duration_ms = r.duration_ms,
+                decision_record = record.as_str(),
                 "{}",
                 r.reason.as_deref().unwrap_or("no decision")
             )

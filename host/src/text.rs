@@ -195,7 +195,12 @@ impl EscapingVisitor<'_> {
     fn write(&mut self, field: &Field, value: &str) {
         // `log` records carry their metadata as `log.*` fields, which the
         // line already shows; the default formatter skips them too.
-        if self.result.is_err() || field.name().starts_with("log.") {
+        // A decision's whole record, for the JSON format, is not repeated
+        // after its fields.
+        if self.result.is_err()
+            || field.name().starts_with("log.")
+            || field.name() == crate::report::RECORD_FIELD
+        {
             return;
         }
         let separator = if self.first { "" } else { " " };

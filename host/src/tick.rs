@@ -159,7 +159,7 @@ pub async fn tick_until<Q: QueueSource, G: Groups>(
             // that hangs holds only the pools that need it.
             let (queue, group) = futures::join!(reads.queue(pool), reads.group(pool));
             let report = decide_and_apply(pool, &queue, &group, groups, now, options, stage).await;
-            *stage.lock().unwrap() = Stage::Done(finish(report, started));
+            *stage.lock().unwrap() = Stage::Done(finish(report, started, now));
         },
     );
     let work = async {
@@ -194,7 +194,7 @@ pub async fn tick_until<Q: QueueSource, G: Groups>(
         .zip(stages)
         .map(|(pool, stage)| match (stage.into_inner().unwrap(), cut) {
             (Stage::Done(report), _) => report,
-            (stage, Some(cut)) => finish(cut_short(pool, stage, &reads, cut), started),
+            (stage, Some(cut)) => finish(cut_short(pool, stage, &reads, cut), started, now),
             (_, None) => unreachable!("a tick that was not cut finished every pool"),
         })
         .collect()
@@ -421,6 +421,8 @@ impl QueueSource for NoQueues {
 fn empty_report(pool: &Pool, jobs: Option<Queue>) -> PoolReport {
     PoolReport {
         jobs,
+        policy_sha256: pool.policy.sha256().map(String::from),
+        shadow_sha256: (pool.shadow.as_ref()).and_then(|s| s.policy.sha256().map(String::from)),
         ..PoolReport::new(
             &pool.name,
             &pool.group.name,
@@ -454,8 +456,9 @@ fn capacity(pool: &Pool, group: &GroupState) -> Capacity {
     }
 }
 
-/// Stamp the record's duration and log it.
-fn finish(mut report: PoolReport, started: Instant) -> PoolReport {
+/// Stamp the record's time (the tick's) and duration, and log it.
+fn finish(mut report: PoolReport, started: Instant, now: jiff::Timestamp) -> PoolReport {
+    report.time = now;
     report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     report::log(&report);
     report

@@ -12,7 +12,8 @@
 //!   their checksums, Prometheus (Debian's, for the rules' and the alerts'
 //!   tests), the systemd unit (`systemd-analyze`) and the container image
 //!   (podman). Chromium (Debian's package, installed with apt-get when
-//!   missing) draws the simulator's HTML report in the tests.
+//!   missing) draws the simulator's HTML report in the tests; jq (Debian's,
+//!   the same way) runs the docs' `jq` examples on recorded decision records.
 //! - `policies`: only find the toolchains and build the policies into
 //!   `target/policies/` (what `cargo test` and `cargo bench` read).
 //! - `bundle [--arch x86_64|arm64]`: only build the Lambda bundle, with
@@ -142,6 +143,7 @@ fn test(root: &Path) -> Result<()> {
     ensure_moto()?;
     ensure_aws_cli()?;
     ensure_chromium()?;
+    ensure_jq()?;
     let bundle = build_lambda_bundle(root, "x86_64")?;
     let dist = dist(root, &[("x86_64".into(), bundle.clone())], &policies)?;
     let prometheus = ensure_prometheus()?;
@@ -274,6 +276,20 @@ fn ensure_chromium() -> Result<()> {
     )?;
     if !works() {
         bail!("chromium is installed but `chromium --version` fails");
+    }
+    Ok(())
+}
+
+/// jq, which `host/tests/it/decision_record.rs` runs on recorded decision
+/// records to check the docs' `jq` examples: Debian's package (jq 1.6 on
+/// bookworm, with libjq1 and libonig5, about 0.5 MB) with apt-get when
+/// missing.
+fn ensure_jq() -> Result<()> {
+    if !runs("jq", &["--version"]) {
+        apt_install(&["jq"])?;
+    }
+    if !runs("jq", &["--version"]) {
+        bail!("jq is installed but `jq --version` fails");
     }
     Ok(())
 }

@@ -165,7 +165,11 @@ fn init_logging(format: LogFormat, default_filter: &str) {
             .with_ansi(colours_wanted())
             .fmt_fields(crate::text::EscapedFields)
             .init(),
-        LogFormat::Json => builder.json().init(),
+        // Decision records flat, as `once --json` prints them.
+        LogFormat::Json => builder
+            .json()
+            .event_format(crate::log_format::JsonLines::default())
+            .init(),
     }
 }
 

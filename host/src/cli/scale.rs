@@ -115,6 +115,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<ExitCode> {
     );
     modes::warn_unprotected(&scaler).await;
     let metrics = Arc::new(Metrics::new(config.daemon.unhealthy_after, scaler.interval));
+    metrics.set_pools(&scaler.pools);
     let listen = args.listen.unwrap_or(config.daemon.listen);
     let listener = http::bind(listen).await.with_context(|| {
         format!(
@@ -188,6 +189,7 @@ async fn reload_on_triggers(
                     );
                 }
                 triggers.watch(reload::files_of(args.config.as_deref(), &new_config));
+                metrics.set_pools(&scaler.pools);
                 current.set(scaler);
                 config = new_config;
                 metrics.reloaded();

@@ -64,6 +64,15 @@ impl Policy {
         }
     }
 
+    /// The SHA-256 of the file a WebAssembly policy was loaded from (what
+    /// `policy_sha256` pins); `None` for a built-in rule.
+    pub fn sha256(&self) -> Option<&str> {
+        match self {
+            Policy::Wasm(policy) => Some(policy.sha256()),
+            Policy::Builtin(_) => None,
+        }
+    }
+
     /// Ask the policy, and keep what it logged.
     pub async fn evaluate(&self, observation: &Observation) -> Evaluation {
         let started = Instant::now();

@@ -397,9 +397,10 @@ async fn the_decision_line_records_the_resource_class_the_bounds_and_a_widening(
     let line: serde_json::Value = log
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|l| l["target"] == "decision" && l["fields"]["pool"] == "widen")
+        .find(|l| l["target"] == "decision" && l["pool"] == "widen")
         .unwrap_or_else(|| panic!("no decision line: {log}"));
-    let fields = &line["fields"];
+    // The record's keys at the top of the line (issue 27).
+    let fields = &line;
     assert_eq!(fields["group"], "ci-widen", "{fields}");
     assert_eq!(fields["region"], REGION, "{fields}");
     assert_eq!(fields["resource_class"], "acme/widen", "{fields}");
@@ -495,12 +496,14 @@ async fn a_refused_token_is_reported_without_the_token() {
     let line: serde_json::Value = log
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|l| l["target"] == "decision" && l["fields"]["pool"] == "deny")
+        .find(|l| l["target"] == "decision" && l["pool"] == "deny")
         .unwrap_or_else(|| panic!("no decision line: {log}"));
-    let fields = line["fields"].as_object().unwrap();
+    // The line is the record, as printed (issue 27).
+    let fields = line.as_object().unwrap();
     assert!(!fields.contains_key("waiting"), "{fields:?}");
     assert!(!fields.contains_key("running"), "{fields:?}");
-    assert_eq!(fields["desired_before"], 2, "{fields:?}");
+    assert_eq!(fields["capacity"]["desired"], 2, "{fields:?}");
+    assert_eq!(fields["level"], "WARN", "{fields:?}");
 }
 
 /// The reported bug: AWS made the write, the client timed out waiting for
@@ -942,8 +945,9 @@ async fn run_serves_metrics_and_health() {
     std::fs::write(file.path(), format!("{settings}{text}")).unwrap();
     let listen = free_listen();
     let mut child = start_daemon(file.path(), &listen);
+    // The counters are there, at 0, from the start: wait for a decision.
     let body = wait_until(&listen, "/metrics", |_, body| {
-        body.contains("runner_scaler_decisions_total{pool=\"watched\"}")
+        sample(body, "watched", "runner_scaler_decisions_total").is_some_and(|n| n >= 1.0)
     })
     .await;
     let value = |body: &str, name: &str| sample(body, "watched", name);
@@ -1106,7 +1110,11 @@ async fn run_reloads_on_file_changes_and_sighup_and_keeps_the_old_on_a_broken_on
         &std::fs::read(support::policy_file("refuses")).unwrap(),
     );
     let body = wait_until(&listen, "/metrics", |_, body| {
-        sample(body, "reload", "runner_scaler_policy_errors_total").is_some()
+        body.lines().any(|l| {
+            l.strip_prefix("runner_scaler_policy_errors_total{pool=\"reload\",kind=\"refused\"} ")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .is_some_and(|n| n >= 1.0)
+        })
     })
     .await;
     assert!(

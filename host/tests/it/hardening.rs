@@ -351,7 +351,7 @@ async fn a_slow_reload_stalls_neither_health_nor_ticks_nor_sigterm() {
         }
     };
     wait_until(&listen, "/metrics", |_, body| {
-        body.contains("runner_scaler_decisions_total")
+        sample(body, "slow", "runner_scaler_decisions_total").is_some_and(|n| n >= 1.0)
     })
     .await;
     assert_eq!(cached(), 1, "queue-depth's code");
