@@ -155,7 +155,7 @@ fn main() {
             groups.0.writes().len(),
             changed,
             sum(|r| r.policy_ms),
-            sum(|r| r.shadow_ms),
+            sum(|r| r.shadow.as_ref().and_then(|s| s.ms)),
         );
     }
 }

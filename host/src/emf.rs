@@ -59,10 +59,12 @@ fn figures(r: &PoolReport) -> Vec<(&'static str, &'static str, f64)> {
         figures.push((
             "ShadowErrors",
             "Count",
-            f64::from(u8::from(r.shadow_error_kind.is_some())),
+            f64::from(u8::from(
+                r.shadow.as_ref().is_some_and(|s| s.error_kind.is_some()),
+            )),
         ));
     }
-    if let Some(shadow) = r.shadow_desired {
+    if let Some(shadow) = r.shadow.as_ref().and_then(|s| s.desired) {
         figures.push(("ShadowDesired", "Count", shadow.into()));
         if let Some(live) = r.desired {
             figures.push((

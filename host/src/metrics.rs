@@ -472,8 +472,9 @@ impl Metrics {
                     .get_or_create(&pool)
                     .observe(ms / 1000.0);
             }
-            show(&self.shadow_desired, r.shadow_desired);
-            if let (Some(shadow), Some(live)) = (r.shadow_desired, r.desired) {
+            let shadow_desired = r.shadow.as_ref().and_then(|s| s.desired);
+            show(&self.shadow_desired, shadow_desired);
+            if let (Some(shadow), Some(live)) = (shadow_desired, r.desired) {
                 // Created at 0 so that "never disagreed" is a value.
                 let disagreements = self.shadow_disagreements.get_or_create(&pool);
                 let difference = self.shadow_difference.get_or_create(&pool);
@@ -482,7 +483,7 @@ impl Metrics {
                     difference.inc_by(shadow.abs_diff(live).into());
                 }
             }
-            if let Some(kind) = r.shadow_error_kind {
+            if let Some(kind) = r.shadow.as_ref().and_then(|s| s.error_kind) {
                 let labels = PolicyErrorLabels {
                     pool: r.pool.clone(),
                     kind: kind.into(),
@@ -698,9 +699,12 @@ mod tests {
     fn a_shadow_shows_beside_the_live_decision() {
         let metrics = Metrics::new(3, Duration::from_secs(60));
         let shadowed = |shadow: Option<u32>, error: Option<&'static str>| PoolReport {
-            shadow: Some("candidate".into()),
-            shadow_desired: shadow,
-            shadow_error_kind: error,
+            shadow: Some(crate::report::ShadowReport {
+                policy: "candidate".into(),
+                desired: shadow,
+                error_kind: error,
+                ..Default::default()
+            }),
             ..report("a", Action::Applied, None)
         };
         // Live 4 each tick; the shadow says 6, then 4, then fails.

@@ -70,26 +70,35 @@ pub struct PoolReport {
     /// Time the policy (or fallback) took to decide.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_ms: Option<f64>,
-    /// The shadow policy, if the pool has one; what it would have set
-    /// (after the same clamp and safety rules), its reason, or why it
-    /// failed, and its time. Never applied.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shadow: Option<String>,
     /// The SHA-256 of the shadow's policy file; absent for a built-in rule
     /// or no shadow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow_sha256: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shadow_desired: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shadow_reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shadow_error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shadow_error_kind: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shadow_ms: Option<f64>,
+    /// The shadow policy's decision, if the pool has one and it was asked
+    /// (its fields flat in the record, `shadow_*`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowReport>,
     pub duration_ms: f64,
+}
+
+/// What a pool's shadow policy would have done: its decision after the same
+/// clamp and safety rules, its reason, or why it failed, and its time.
+/// Never applied.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShadowReport {
+    /// The shadow's name.
+    #[serde(rename = "shadow")]
+    pub policy: String,
+    #[serde(rename = "shadow_desired", skip_serializing_if = "Option::is_none")]
+    pub desired: Option<u32>,
+    #[serde(rename = "shadow_reason", skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(rename = "shadow_error", skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(rename = "shadow_error_kind", skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<&'static str>,
+    #[serde(rename = "shadow_ms", skip_serializing_if = "Option::is_none")]
+    pub ms: Option<f64>,
 }
 
 /// Which input or output failed for a held pool.
@@ -165,13 +174,8 @@ impl PoolReport {
             held_because: None,
             why: None,
             policy_ms: None,
-            shadow: None,
             shadow_sha256: None,
-            shadow_desired: None,
-            shadow_reason: None,
-            shadow_error: None,
-            shadow_error_kind: None,
-            shadow_ms: None,
+            shadow: None,
             duration_ms: 0.0,
         }
     }
@@ -189,6 +193,23 @@ impl PoolReport {
             0,
             10,
         )
+    }
+
+    /// Held for `because`: nothing was written (`why` says what stopped it).
+    /// The one place of a held record's wording.
+    pub fn hold(&mut self, because: HeldBecause, why: impl std::fmt::Display) {
+        self.action = Action::Held;
+        self.held_because = Some(because);
+        self.why = Some(format!("held: {why}"));
+    }
+
+    /// A write's outcome is not known (`why`): the group may or may not have
+    /// changed. The one place of that wording.
+    pub fn unknown(&mut self, why: impl std::fmt::Display) {
+        self.action = Action::Unknown;
+        self.why = Some(format!(
+            "unknown outcome: {why}; the next tick reads the group again before deciding"
+        ));
     }
 
     /// Whether the pool got a decision whose outcome is known (the tick's
@@ -254,10 +275,10 @@ pub(crate) fn log(r: &PoolReport) {
                 action = r.action.name(),
                 policy_error = r.policy_error.as_deref(),
                 why = r.why.as_deref(),
-                shadow = r.shadow.as_deref(),
-                shadow_desired = r.shadow_desired,
-                shadow_reason = r.shadow_reason.as_deref(),
-                shadow_error = r.shadow_error.as_deref(),
+                shadow = r.shadow.as_ref().map(|s| s.policy.as_str()),
+                shadow_desired = r.shadow.as_ref().and_then(|s| s.desired),
+                shadow_reason = r.shadow.as_ref().and_then(|s| s.reason.as_deref()),
+                shadow_error = r.shadow.as_ref().and_then(|s| s.error.as_deref()),
                 duration_ms = r.duration_ms,
                 decision_record = record.as_str(),
                 "{}",

@@ -9,20 +9,24 @@
 //! nothing was written, [`Action::Unknown`] where a write was under way —
 //! and so is a write whose answer was lost. Reports say only what is known.
 
-use crate::groups::{GroupError, GroupId, GroupState, Groups};
-use crate::observation::{Capacity, Clock, Observation, Queue, WarmPool};
-use crate::plan::{self, Bounds};
+mod decide;
+mod reads;
+
+use crate::groups::{GroupId, GroupState, Groups};
+use crate::plan::Bounds;
 use crate::policy::{BuiltinRule, Policy};
 use crate::report;
-use crate::sources::{QueueId, QueueSource, SourceError};
-use futures::future::{BoxFuture, FutureExt, Shared};
+use crate::sources::{QueueId, QueueSource};
+use decide::{capacity, decide_and_apply, empty_report};
 use futures::stream::{self, StreamExt};
+use reads::{NoQueues, Reads};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use crate::report::{Action, HeldBecause, PoolReport};
+pub use reads::PARALLEL_POOLS;
 
 /// A pool, ready to tick: its configuration with the policy loaded and the
 /// queue known.
@@ -200,111 +204,6 @@ pub async fn tick_until<Q: QueueSource, G: Groups>(
         .collect()
 }
 
-/// Pools decided (and written) at once: enough to hide API latency, few
-/// enough to stay under Auto Scaling's request rate.
-pub const PARALLEL_POOLS: usize = 32;
-
-/// What a read gave: the value, or why there is none.
-type Read<T> = Result<T, String>;
-
-/// A read every pool that needs it awaits, made once.
-type SharedRead<'a, T> = Shared<BoxFuture<'a, Arc<Read<T>>>>;
-
-/// The tick's reads: each queue (source and name) once, and each region's
-/// groups in one describe (batched by the adapter), made by
-/// [`Reads::make_all`] and awaited by every pool that needs them.
-struct Reads<'a> {
-    queues: HashMap<&'a QueueId, SharedRead<'a, Queue>>,
-    /// The queues in the order of the pools.
-    order: Vec<&'a QueueId>,
-    regions: HashMap<&'a str, SharedRead<'a, HashMap<String, GroupState>>>,
-}
-
-impl<'a> Reads<'a> {
-    fn new<Q: QueueSource, G: Groups>(pools: &'a [Pool], queues: &'a Q, groups: &'a G) -> Self {
-        let mut by_region: HashMap<&str, Vec<String>> = HashMap::new();
-        for pool in pools {
-            let names = by_region.entry(&pool.group.region).or_default();
-            if !names.contains(&pool.group.name) {
-                names.push(pool.group.name.clone());
-            }
-        }
-        let regions = by_region
-            .into_iter()
-            .map(|(region, names)| {
-                let read = async move {
-                    let answer = groups.describe(region, &names).await;
-                    Arc::new(answer.map_err(|err| err.to_string()))
-                };
-                (region, read.boxed().shared())
-            })
-            .collect();
-        let mut order: Vec<&QueueId> = Vec::new();
-        let mut reads = HashMap::new();
-        for pool in pools {
-            let queue = &pool.queue;
-            reads.entry(queue).or_insert_with(|| {
-                order.push(queue);
-                let read = async move {
-                    let read = queues.queue(queue).await;
-                    Arc::new(read.map_err(|err: SourceError| err.to_string()))
-                };
-                read.boxed().shared()
-            });
-        }
-        Reads {
-            queues: reads,
-            order,
-            regions,
-        }
-    }
-
-    /// Make every read: each region's describe at once, the queues
-    /// [`PARALLEL_POOLS`] at a time in the order of the pools, so that each
-    /// pool's inputs are in as early as they can be.
-    async fn make_all(&self) {
-        let queues = stream::iter(&self.order)
-            .map(|queue| self.queues[queue].clone())
-            .buffer_unordered(PARALLEL_POOLS)
-            .for_each(|_| async {});
-        let regions = futures::future::join_all(self.regions.values().cloned());
-        futures::join!(queues, regions);
-    }
-
-    async fn queue(&self, pool: &Pool) -> Result<Queue, String> {
-        let read = self.queues[&pool.queue].clone().await;
-        (*read).clone()
-    }
-
-    async fn group(&self, pool: &Pool) -> Result<GroupState, String> {
-        let read = self.regions[pool.group.region.as_str()].clone().await;
-        group_of(pool, &read)
-    }
-
-    /// The pool's queue and group, each if it was read by now.
-    fn read_so_far(&self, pool: &Pool) -> (Option<Read<Queue>>, Option<Read<GroupState>>) {
-        let queue = self.queues[&pool.queue].peek().map(|read| (**read).clone());
-        let group = self.regions[pool.group.region.as_str()]
-            .peek()
-            .map(|read| group_of(pool, read));
-        (queue, group)
-    }
-}
-
-/// The pool's group in its region's describe.
-fn group_of(
-    pool: &Pool,
-    described: &Result<HashMap<String, GroupState>, String>,
-) -> Result<GroupState, String> {
-    let (name, region) = (&pool.group.name, &pool.group.region);
-    match described {
-        Ok(found) => found.get(name).cloned().ok_or_else(|| {
-            format!("the Auto Scaling group {name} does not exist in {region}; check the pool's group and region")
-        }),
-        Err(err) => Err(err.clone()),
-    }
-}
-
 /// Where one pool's work stands.
 enum Stage {
     /// Its inputs are being read.
@@ -334,41 +233,37 @@ fn cut_short(pool: &Pool, stage: Stage, reads: &Reads, cut: Cut) -> PoolReport {
                 .clone()
                 .and_then(Result::ok)
                 .map(|g| capacity(pool, &g));
-            let (because, why) = match (queue, group) {
-                (Some(Err(err)), _) => (
-                    HeldBecause::Queue,
-                    format!("held: the queue could not be read: {err}"),
-                ),
-                (_, Some(Err(err))) => (
-                    HeldBecause::Group,
-                    format!("held: the group could not be read: {err}"),
-                ),
-                (None, None) => (
+            let passed = |before: String| format!("{cut} passed {before}; nothing was written");
+            match (queue, group) {
+                (Some(Err(err)), _) => report.hold(HeldBecause::Queue, unread("queue", err)),
+                (_, Some(Err(err))) => report.hold(HeldBecause::Group, unread("group", err)),
+                (None, None) => report.hold(
                     held_because,
-                    format!("held: {cut} passed before its queue and its group could be read; nothing was written"),
+                    passed("before its queue and its group could be read".into()),
                 ),
-                (None, _) => (
+                (None, _) => report.hold(
                     held_because,
-                    format!("held: {cut} passed before its queue ({}) could be read; nothing was written", pool.queue.name),
+                    passed(format!(
+                        "before its queue ({}) could be read",
+                        pool.queue.name
+                    )),
                 ),
-                (_, None) => (
+                (_, None) => report.hold(
                     held_because,
-                    format!("held: {cut} passed before its group could be read; nothing was written"),
+                    passed("before its group could be read".into()),
                 ),
-                (Some(Ok(_)), Some(Ok(_))) => (
+                (Some(Ok(_)), Some(Ok(_))) => report.hold(
                     held_because,
-                    format!("held: {cut} passed before the pool's turn to be decided; nothing was written"),
+                    passed("before the pool's turn to be decided".into()),
                 ),
-            };
-            report.held_because = Some(because);
-            report.why = Some(why);
+            }
             report
         }
         Stage::Deciding(mut report) => {
-            report.held_because = Some(held_because);
-            report.why = Some(format!(
-                "held: {cut} passed while the policy was deciding; nothing was written"
-            ));
+            report.hold(
+                held_because,
+                format!("{cut} passed while the policy was deciding; nothing was written"),
+            );
             report
         }
         Stage::Writing { mut report, made } => {
@@ -376,19 +271,26 @@ fn cut_short(pool: &Pool, stage: Stage, reads: &Reads, cut: Cut) -> PoolReport {
                 0 => String::new(),
                 n => format!(", {n} write(s) made before the one under way"),
             };
-            report.action = Action::Unknown;
-            report.why = Some(format!(
-                "unknown outcome: {cut} passed while writing the group{earlier}; the next tick reads the group again before deciding"
-            ));
+            report.unknown(format!("{cut} passed while writing the group{earlier}"));
             report
         }
         // The live decision stands; only the shadow's is missing.
         Stage::Shadowing(mut report) => {
-            report.shadow_error = Some(format!("{cut} passed while the shadow was deciding"));
-            report.shadow_error_kind = Some("deadline");
+            let name = pool.shadow.as_ref().map(|s| s.policy.name().to_string());
+            report.shadow = Some(report::ShadowReport {
+                policy: name.unwrap_or_default(),
+                error: Some(format!("{cut} passed while the shadow was deciding")),
+                error_kind: Some("deadline"),
+                ..Default::default()
+            });
             report
         }
     }
+}
+
+/// Why a pool is held when its `input` ("queue", "group") could not be read.
+fn unread(input: &str, err: String) -> String {
+    format!("the {input} could not be read: {err}")
 }
 
 /// Every pool's group, described in one batch per region (what `run` checks
@@ -408,229 +310,12 @@ pub(crate) async fn read_groups<G: Groups>(
     .collect()
 }
 
-/// A queue source for reads that need no queue.
-struct NoQueues;
-
-impl QueueSource for NoQueues {
-    async fn queue(&self, _queue: &QueueId) -> Result<Queue, SourceError> {
-        unreachable!("read_groups reads no queue")
-    }
-}
-
-/// A record of `pool` with only its identity (and its queue, if known).
-fn empty_report(pool: &Pool, jobs: Option<Queue>) -> PoolReport {
-    PoolReport {
-        jobs,
-        policy_sha256: pool.policy.sha256().map(String::from),
-        shadow_sha256: (pool.shadow.as_ref()).and_then(|s| s.policy.sha256().map(String::from)),
-        ..PoolReport::new(
-            &pool.name,
-            &pool.group.name,
-            &pool.group.region,
-            &pool.queue,
-            pool.bounds.min,
-            pool.bounds.max,
-        )
-    }
-}
-
-/// The capacity the policy sees: the group's counts, the pool's bounds.
-fn capacity(pool: &Pool, group: &GroupState) -> Capacity {
-    Capacity {
-        desired: group.desired,
-        min: pool.bounds.min,
-        max: pool.bounds.max,
-        pending: group.pending,
-        in_service: group.in_service,
-        terminating: group.terminating,
-        protected: group.protected,
-        warm_pool: group
-            .warm_pool
-            .as_ref()
-            .filter(|warm| !warm.deleting)
-            .map(|warm| WarmPool {
-                instances: warm.instances,
-                size: warm.size(),
-                max: pool.bounds.warm_max,
-            }),
-    }
-}
-
 /// Stamp the record's time (the tick's) and duration, and log it.
 fn finish(mut report: PoolReport, started: Instant, now: jiff::Timestamp) -> PoolReport {
     report.time = now;
     report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     report::log(&report);
     report
-}
-
-/// One pool's tick from its inputs on, `stage` kept up to date.
-async fn decide_and_apply<G: Groups>(
-    pool: &Pool,
-    queue: &Result<Queue, String>,
-    group: &Result<GroupState, String>,
-    groups: &G,
-    now: jiff::Timestamp,
-    options: TickOptions,
-    stage: &Mutex<Stage>,
-) -> PoolReport {
-    let mut report = empty_report(pool, queue.as_ref().ok().copied());
-    // What was read is reported, held or not.
-    report.capacity = group.as_ref().ok().map(|g| capacity(pool, g));
-    let (queue, group) = match (queue, group) {
-        (Ok(queue), Ok(group)) => (*queue, group),
-        (Err(err), _) => {
-            report.held_because = Some(HeldBecause::Queue);
-            report.why = Some(format!("held: the queue could not be read: {err}"));
-            return report;
-        }
-        (_, Err(err)) => {
-            report.held_because = Some(HeldBecause::Group);
-            report.why = Some(format!("held: the group could not be read: {err}"));
-            return report;
-        }
-    };
-
-    let observation = Observation {
-        pool: pool.name.clone(),
-        queue,
-        capacity: capacity(pool, group),
-        clock: Clock::at(now, &pool.time_zone),
-        params: pool.params.clone(),
-        state: usable_state(pool, group),
-    };
-    *stage.lock().unwrap() = Stage::Deciding(report.clone());
-    let outcome = pool
-        .policy
-        .decide_or_fallback(&observation, pool.fallback)
-        .await;
-    report.policy_ms = Some(outcome.elapsed.as_secs_f64() * 1000.0);
-    report.decided_by = Some(outcome.decided_by);
-    report.policy_desired = Some(outcome.decision.desired);
-    report.policy_warm = outcome.decision.warm;
-    report.reason = Some(outcome.decision.reason.clone());
-    if let Some(err) = &outcome.error {
-        report.policy_error = Some(err.to_string());
-        report.policy_error_kind = Some(err.kind());
-    }
-
-    let plan = plan::plan(&outcome.decision, group, pool.bounds);
-    report.desired = Some(plan.desired);
-    report.warm = plan.warm;
-    report.why = plan.why();
-    report.action = if plan.writes.is_empty() {
-        Action::Unchanged
-    } else if options.dry_run {
-        Action::WouldApply
-    } else {
-        *stage.lock().unwrap() = Stage::Writing {
-            report: report.clone(),
-            made: 0,
-        };
-        let made = |n: usize| {
-            if let Stage::Writing { made, .. } = &mut *stage.lock().unwrap() {
-                *made = n;
-            }
-        };
-        match apply(groups, &pool.group, &plan.writes, made).await {
-            Ok(()) => Action::Applied,
-            Err((made, err)) => {
-                let earlier = match made {
-                    0 => String::new(),
-                    n => format!(" ({n} of {} writes made before it)", plan.writes.len()),
-                };
-                if err.outcome_unknown() {
-                    report.why = Some(format!(
-                        "unknown outcome: {err}{earlier}; the next tick reads the group again before deciding"
-                    ));
-                    Action::Unknown
-                } else {
-                    report.held_because = Some(HeldBecause::Apply);
-                    report.why = Some(format!("held: {err}{earlier}"));
-                    Action::Held
-                }
-            }
-        }
-    };
-    if let Some(shadow) = &pool.shadow {
-        *stage.lock().unwrap() = Stage::Shadowing(report.clone());
-        shadow_decides(shadow, pool, &observation, group, &mut report).await;
-    }
-    report
-}
-
-/// The shadow's decision on the live observation, with its own params and
-/// state, put in `report` beside the live one: what it would have set
-/// (after the same clamp and safety rules), its reason, or its failure.
-async fn shadow_decides(
-    shadow: &Shadow,
-    pool: &Pool,
-    live: &Observation,
-    group: &GroupState,
-    report: &mut PoolReport,
-) {
-    let observation = Observation {
-        params: shadow.params.clone(),
-        state: shadow.state.lock().unwrap().clone(),
-        ..live.clone()
-    };
-    let name = shadow.policy.name();
-    let evaluation = shadow.policy.evaluate(&observation).await;
-    evaluation.log.emit(&pool.name, name);
-    report.shadow = Some(name.to_string());
-    report.shadow_ms = Some(evaluation.elapsed.as_secs_f64() * 1000.0);
-    match evaluation.result {
-        Ok(decision) => {
-            report.shadow_desired = Some(plan::plan(&decision, group, pool.bounds).desired);
-            report.shadow_reason = Some(decision.reason);
-            *shadow.state.lock().unwrap() = decision.state;
-        }
-        Err(error) => {
-            tracing::warn!(
-                pool = %pool.name,
-                shadow = name,
-                kind = error.kind(),
-                "the shadow policy failed: {error}; the live decision stands"
-            );
-            report.shadow_error = Some(error.to_string());
-            report.shadow_error_kind = Some(error.kind());
-        }
-    }
-}
-
-/// The state in the group's tag, unless it is one the host could not have
-/// written (set by hand, too long, corrupt): then the policy decides without
-/// state, with a warning, and its decision replaces the tag. A bad tag costs
-/// the pool its state, never its decisions.
-fn usable_state(pool: &Pool, group: &GroupState) -> Option<String> {
-    let state = group.policy_state.as_deref()?;
-    match crate::state::state_problem(state) {
-        None => Some(state.to_string()),
-        Some(problem) => {
-            tracing::warn!(
-                pool = %pool.name,
-                group = %pool.group,
-                "the group's {} tag cannot be used ({problem}); the policy decides without state and its decision replaces the tag",
-                crate::state::STATE_TAG
-            );
-            None
-        }
-    }
-}
-
-/// Make the writes in order, stopping at the first failure; `made` hears
-/// how many are done. A failure comes with the number made before it.
-async fn apply<G: Groups>(
-    groups: &G,
-    group: &GroupId,
-    writes: &[crate::groups::Write],
-    made: impl Fn(usize),
-) -> Result<(), (usize, GroupError)> {
-    for (n, write) in writes.iter().enumerate() {
-        groups.apply(group, write).await.map_err(|err| (n, err))?;
-        made(n + 1);
-    }
-    Ok(())
 }
 
 /// A duration for people: "60 s", "1.5 s", "300 ms".

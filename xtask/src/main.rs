@@ -711,19 +711,32 @@ struct WasmToolchain {
 fn find_wasm_toolchain() -> Result<WasmToolchain> {
     // A rustup target, if one is installed (asked with a timeout: rustup may
     // try the network).
-    if let Some(installed) = output_within(
-        Command::new("rustup").args(["target", "list", "--installed"]),
-        Duration::from_secs(20),
-    ) {
-        for target in ["wasm32-wasip2", "wasm32-unknown-unknown"] {
-            if installed.lines().any(|line| line.trim() == target) {
-                println!("xtask: using rustup's {target}");
-                return Ok(WasmToolchain {
-                    target,
-                    env: vec![],
-                });
-            }
-        }
+    let rustup_target = || {
+        let list = output_within(
+            Command::new("rustup").args(["target", "list", "--installed"]),
+            Duration::from_secs(20),
+        )?;
+        ["wasm32-wasip2", "wasm32-unknown-unknown"]
+            .into_iter()
+            .find(|target| list.lines().any(|line| line.trim() == *target))
+    };
+    let mut target = rustup_target();
+    if target.is_none() && runs("rustup", &["--version"]) {
+        // Added with a timeout (about 3 s here; it once hung without a
+        // network); if that fails, Debian's route below.
+        println!("xtask: adding rustup's wasm32-unknown-unknown");
+        output_within(
+            Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]),
+            Duration::from_secs(120),
+        );
+        target = rustup_target();
+    }
+    if let Some(target) = target {
+        println!("xtask: using rustup's {target}");
+        return Ok(WasmToolchain {
+            target,
+            env: vec![],
+        });
     }
     let debian_ready = || {
         Path::new("/usr/bin/rustc").exists()

@@ -43,9 +43,10 @@ pub fn summary(reports: &[PoolReport], dry_run: bool) -> String {
             text::escape(&reason),
         );
         if let Some(shadow) = &r.shadow {
+            let name = &shadow.policy;
             // What the shadow would have set, under the pool's row: never
             // applied.
-            let said = match (&r.shadow_error, r.shadow_desired) {
+            let said = match (&shadow.error, shadow.desired) {
                 (Some(err), _) => format!("failed: {err}"),
                 (None, Some(desired)) => format!(
                     "would set {desired}{}: {}",
@@ -53,14 +54,14 @@ pub fn summary(reports: &[PoolReport], dry_run: bool) -> String {
                         Some(live) if live != desired => " (disagrees)",
                         _ => "",
                     },
-                    r.shadow_reason.as_deref().unwrap_or_default()
+                    shadow.reason.as_deref().unwrap_or_default()
                 ),
                 (None, None) => "not asked (the pool was not decided)".to_string(),
             };
             let _ = writeln!(
                 out,
                 "  ↳ shadow {}: {}",
-                text::escape(shadow),
+                text::escape(name),
                 text::escape(&said)
             );
         }
@@ -93,6 +94,7 @@ pub fn summary(reports: &[PoolReport], dry_run: bool) -> String {
 mod tests {
     use super::*;
     use crate::observation::{Capacity, Queue};
+    use crate::report::ShadowReport;
 
     fn report(pool: &str, action: Action) -> PoolReport {
         PoolReport {
@@ -132,13 +134,19 @@ mod tests {
     fn a_shadow_shows_under_its_pool_and_says_when_it_disagrees() {
         let mut live = report("a", Action::Applied);
         live.desired = Some(3);
-        live.shadow = Some("cooldown".into());
-        live.shadow_desired = Some(5);
-        live.shadow_reason = Some("2 jobs, 3 warm\nforged".into());
+        live.shadow = Some(ShadowReport {
+            policy: "cooldown".into(),
+            desired: Some(5),
+            reason: Some("2 jobs, 3 warm\nforged".into()),
+            ..Default::default()
+        });
         let mut failed = report("b", Action::Unchanged);
         failed.desired = Some(1);
-        failed.shadow = Some("spin".into());
-        failed.shadow_error = Some("policy spin ran past its deadline".into());
+        failed.shadow = Some(ShadowReport {
+            policy: "spin".into(),
+            error: Some("policy spin ran past its deadline".into()),
+            ..Default::default()
+        });
         let table = summary(&[live, failed], false);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(

@@ -120,7 +120,7 @@ pub async fn run(trace: &Trace, scenario: &Scenario, on_tick: &mut dyn FnMut()) 
                 policy_errors += 1;
                 first_policy_error.get_or_insert(err);
             }
-            if let Some(shadow) = report.shadow_desired {
+            if let Some(shadow) = report.shadow.as_ref().and_then(|s| s.desired) {
                 shadow_decisions += 1;
                 shadow_disagreements += u64::from(Some(shadow) != report.desired);
             }

@@ -509,8 +509,11 @@ fn emf_figures() -> (String, Vec<String>, Vec<String>) {
     report.desired = Some(4);
     report.action = Action::Applied;
     report.policy_ms = Some(0.02);
-    report.shadow = Some("candidate".into());
-    report.shadow_desired = Some(5);
+    report.shadow = Some(runner_scaler::report::ShadowReport {
+        policy: "candidate".into(),
+        desired: Some(5),
+        ..Default::default()
+    });
     let line: Value = serde_json::from_str(&runner_scaler::emf::line(&report, 0)).unwrap();
     let directive = &line["_aws"]["CloudWatchMetrics"][0];
     let names = |value: &Value, field: Option<&str>| -> Vec<String> {

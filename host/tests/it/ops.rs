@@ -433,13 +433,19 @@ fn every_family_exposition() -> String {
         r.desired = Some(3);
         r.policy_ms = Some(0.01);
         r.policy_error_kind = Some("trap");
-        r.shadow = Some("candidate".into());
-        r.shadow_desired = Some(4);
+        r.shadow = Some(runner_scaler::report::ShadowReport {
+            policy: "candidate".into(),
+            desired: Some(4),
+            ..Default::default()
+        });
     });
     let shadow_failed = record(Action::Unchanged, &|r| {
         r.desired = Some(3);
-        r.shadow = Some("candidate".into());
-        r.shadow_error_kind = Some("trap");
+        r.shadow = Some(runner_scaler::report::ShadowReport {
+            policy: "candidate".into(),
+            error_kind: Some("trap"),
+            ..Default::default()
+        });
     });
     let queue_held = record(Action::Held, &|r| r.held_because = Some(HeldBecause::Queue));
     let mut write_held = record(Action::Held, &|r| r.held_because = Some(HeldBecause::Apply));

@@ -476,13 +476,10 @@ async fn a_shadow_decides_beside_the_live_policy_and_is_never_applied() {
     w.set(0, 3, 1, group(1));
     let r = w.tick(false).await;
     assert_eq!((r[0].action, w.desired(0)), (Action::Applied, 4));
-    assert_eq!(r[0].shadow.as_deref(), Some("hold"));
-    assert_eq!(
-        r[0].shadow_desired,
-        Some(1),
-        "hold keeps what the group had"
-    );
-    assert!(r[0].shadow_reason.is_some());
+    let shadow = r[0].shadow.as_ref().unwrap();
+    assert_eq!(shadow.policy, "hold");
+    assert_eq!(shadow.desired, Some(1), "hold keeps what the group had");
+    assert!(shadow.reason.is_some());
     assert_eq!(w.groups.writes().len(), 1, "the live write only");
     // The record says both, in JSON.
     let json = serde_json::to_value(&r[0]).unwrap();
@@ -517,13 +514,9 @@ async fn a_failing_shadow_changes_nothing_and_is_reported() {
         );
         assert_eq!(r[0].decided_by.as_deref(), Some("queue"), "{file}");
         assert_eq!(r[0].policy_error, None, "{file}");
-        assert_eq!(
-            r[0].shadow_error_kind,
-            Some(kind),
-            "{file}: {:?}",
-            r[0].shadow_error
-        );
-        assert_eq!(r[0].shadow_desired, None, "{file}");
+        let shadow = r[0].shadow.as_ref().unwrap();
+        assert_eq!(shadow.error_kind, Some(kind), "{file}: {:?}", shadow.error);
+        assert_eq!(shadow.desired, None, "{file}");
     }
 }
 
@@ -540,7 +533,8 @@ async fn a_shadows_state_never_reaches_the_group() {
     w.set(0, 0, 0, group(3));
     let r = w.tick(false).await;
     assert_eq!(w.desired(0), 0, "queue decided: {:?}", r[0].reason);
-    assert_eq!(r[0].shadow_desired, Some(4), "{:?}", r[0].shadow_reason);
+    let shadow = r[0].shadow.as_ref().unwrap();
+    assert_eq!(shadow.desired, Some(4), "{:?}", shadow.reason);
     let tag = w.groups.get(&w.pools[0].group).unwrap().policy_state;
     assert_eq!(tag, None, "the shadow's state went to the group's tag");
     assert!(
