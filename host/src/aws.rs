@@ -1,8 +1,10 @@
 //! How the scaler reaches AWS: the endpoint (AWS itself, or a local stand-in
 //! such as moto in the tests), the credentials, the HTTPS client, and the
-//! timeouts and retries every AWS client shares; and how a failed call is
-//! told (a refusal names what to grant, `crate::iam`).
+//! timeouts and retries every AWS client shares, and the cap on the size of
+//! every answer (`crate::aws_answer_cap`); and how a failed call is told (a
+//! refusal names what to grant, `crate::iam`).
 
+use crate::aws_answer_cap::{AnswerCap, AnswerTooLarge};
 use crate::iam::{Call, Refusal};
 use crate::secret::Secret;
 use aws_config::retry::RetryConfig;
@@ -85,7 +87,9 @@ impl AwsOptions {
 
     /// The SDK configuration for `region`: these options, the timeouts and
     /// the standard retry mode (exponential backoff with jitter, at most
-    /// [`MAX_ATTEMPTS`] attempts).
+    /// [`MAX_ATTEMPTS`] attempts). The scaler's clients are made by
+    /// [`AwsOptions::autoscaling`] and its siblings, which add the cap on an
+    /// answer's size (an `SdkConfig` cannot carry an interceptor).
     pub async fn sdk_config(&self, region: &str) -> SdkConfig {
         let loaded = self.loaded.get_or_init(|| self.load(region)).await;
         if loaded.region().is_some_and(|r| r.as_ref() == region) {
@@ -95,6 +99,50 @@ impl AwsOptions {
             .to_builder()
             .region(Region::new(region.to_owned()))
             .build()
+    }
+
+    /// The Auto Scaling client for `region`.
+    pub async fn autoscaling(&self, region: &str) -> aws_sdk_autoscaling::Client {
+        let sdk = self.sdk_config(region).await;
+        aws_sdk_autoscaling::Client::from_conf(
+            aws_sdk_autoscaling::config::Builder::from(&sdk)
+                .interceptor(AnswerCap)
+                .retry_classifier(AnswerCap)
+                .build(),
+        )
+    }
+
+    /// The Secrets Manager client for `region`.
+    pub async fn secrets_manager(&self, region: &str) -> aws_sdk_secretsmanager::Client {
+        let sdk = self.sdk_config(region).await;
+        aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(&sdk)
+                .interceptor(AnswerCap)
+                .retry_classifier(AnswerCap)
+                .build(),
+        )
+    }
+
+    /// The SSM client for `region`.
+    pub async fn ssm(&self, region: &str) -> aws_sdk_ssm::Client {
+        let sdk = self.sdk_config(region).await;
+        aws_sdk_ssm::Client::from_conf(
+            aws_sdk_ssm::config::Builder::from(&sdk)
+                .interceptor(AnswerCap)
+                .retry_classifier(AnswerCap)
+                .build(),
+        )
+    }
+
+    /// The STS client for `region`.
+    pub async fn sts(&self, region: &str) -> aws_sdk_sts::Client {
+        let sdk = self.sdk_config(region).await;
+        aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&sdk)
+                .interceptor(AnswerCap)
+                .retry_classifier(AnswerCap)
+                .build(),
+        )
     }
 
     async fn load(&self, region: &str) -> SdkConfig {
@@ -238,14 +286,18 @@ where
     Refusal::from_error(service.code(), service.message(), call)
 }
 
-/// A one-line account of a failed AWS call (any service's): the service's
-/// error code and message, or the chain of causes of a call that got no
-/// answer. Never the response body: `DisplayErrorContext` would append it,
-/// and a Secrets Manager answer that fails to parse holds the secret.
+/// A one-line account of a failed AWS call (any service's): an answer
+/// refused for its size, the service's error code and message, or the chain
+/// of causes of a call that got no answer. Never the response body:
+/// `DisplayErrorContext` would append it, and a Secrets Manager answer that
+/// fails to parse holds the secret.
 pub fn error_message<E>(err: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + Error + 'static,
 {
+    if let Some(refused) = AnswerTooLarge::find(err) {
+        return refused.to_string();
+    }
     match err {
         SdkError::ServiceError(service) => {
             let status = service.raw().status();

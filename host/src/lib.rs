@@ -6,6 +6,7 @@
 //! built-in rule) → [`Decision`] → clamp and safety rules → apply.
 
 pub mod aws;
+pub mod aws_answer_cap;
 pub mod bounds;
 pub mod ca_certificates;
 pub mod cases;

@@ -130,7 +130,7 @@ pub async fn read_token_secret(
     region: &str,
     options: &AwsOptions,
 ) -> Result<TokenSecret, SecretError> {
-    let client = aws_sdk_secretsmanager::Client::new(&options.sdk_config(region).await);
+    let client = options.secrets_manager(region).await;
     let answer = client
         .get_secret_value()
         .secret_id(name)
@@ -231,7 +231,7 @@ pub async fn read_token_parameter(
     region: &str,
     options: &AwsOptions,
 ) -> Result<Secret, SecretError> {
-    let client = aws_sdk_ssm::Client::new(&options.sdk_config(region).await);
+    let client = options.ssm(region).await;
     let answer = client
         .get_parameter()
         .name(name)

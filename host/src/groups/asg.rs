@@ -118,7 +118,7 @@ impl AsgGroups {
             .entry(region.to_owned())
             .or_default()
             .clone();
-        cell.get_or_init(|| async { Client::new(&self.options.sdk_config(region).await) })
+        cell.get_or_init(|| self.options.autoscaling(region))
             .await
             .clone()
     }

@@ -127,7 +127,7 @@ pub async fn probe(config: &Config) -> Report {
         regions.entry(region).or_default().push(name);
     }
     for (region, names) in regions {
-        let client = aws_sdk_autoscaling::Client::new(&aws.sdk_config(region).await);
+        let client = aws.autoscaling(region).await;
         let call = Call::new(Action::DescribeGroups, region, None);
         let described = client
             .describe_auto_scaling_groups()
@@ -352,7 +352,7 @@ async fn probe_tags(
 
 /// Who the calls are made as, or `None` when that cannot be asked.
 async fn caller(aws: &AwsOptions, region: &str) -> Option<String> {
-    let client = aws_sdk_sts::Client::new(&aws.sdk_config(region).await);
+    let client = aws.sts(region).await;
     match client.get_caller_identity().send().await {
         Ok(identity) => identity.arn().map(str::to_owned),
         Err(err) => {

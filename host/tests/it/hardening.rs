@@ -566,3 +566,108 @@ async fn simulate_and_check_refuse_values_out_of_bounds_in_a_few_words() {
         text(&output)
     );
 }
+
+/// The peak resident memory (`VmHWM`, in bytes) of process `pid`, sampled
+/// every 10 ms until it exits: the largest value seen.
+async fn peak_memory(pid: u32) -> u64 {
+    let mut peak = 0;
+    while let Ok(status) = tokio::fs::read_to_string(format!("/proc/{pid}/status")).await {
+        let Some(kib) = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+        else {
+            break; // a zombie: its memory is gone
+        };
+        peak = peak.max(kib * 1024);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    peak
+}
+
+/// Item 10: an Auto Scaling answer of 1 GiB is refused, whether its length
+/// is announced (refused before its body is read) or not (chunked: reading
+/// stops past 16 MiB); the pool is held, nothing is written, the process
+/// ends in seconds and never holds more than a fraction of the answer.
+/// Before, the whole answer was read into memory.
+#[tokio::test]
+async fn an_auto_scaling_answer_past_the_cap_is_refused_and_holds_the_pool() {
+    use support::oversized_aws::{Framing, OversizedAws, ANSWER_SIZE};
+    const MIB: u64 = 1 << 20;
+    let circleci = FakeCircleCi::start(TOKEN).await;
+    circleci.set_queue("acme/big", 5, 0);
+    for framing in [Framing::ContentLength, Framing::Chunked] {
+        let aws = OversizedAws::start(framing).await;
+        let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(
+            config.path(),
+            format!(
+                "[circleci]\nbase_url = \"{}\"\n[aws]\nendpoint_url = \"{}\"\n\
+                 [defaults]\nregion = \"{REGION}\"\n{}",
+                circleci.base_url(),
+                aws.endpoint(),
+                pool("big", "queue", "")
+            ),
+        )
+        .unwrap();
+        let started = Instant::now();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-scaler"))
+            .args(["once", "--config", config.path().to_str().unwrap()])
+            .env("CIRCLECI_TOKEN", TOKEN)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("RUST_LOG", "debug")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let peak = tokio::spawn(peak_memory(child.id().unwrap()));
+        let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("{framing:?}: once hung"))
+            .unwrap();
+        let took = started.elapsed();
+        let peak = peak.await.unwrap();
+        let all = text(&output);
+        eprintln!(
+            "{framing:?}: {took:?}, {} MiB sent, peak memory {} MiB",
+            aws.sent() / MIB,
+            peak / MIB
+        );
+        assert!(took < Duration::from_secs(10), "{framing:?}: took {took:?}");
+        // The client stopped reading long before the end of the answer:
+        // at most the cap, plus what the sockets' buffers hold.
+        assert!(
+            aws.sent() < 64 * MIB,
+            "{framing:?}: {} bytes sent",
+            aws.sent()
+        );
+        assert!(aws.sent() < ANSWER_SIZE);
+        assert!(peak > 0, "{framing:?}: memory never sampled");
+        assert!(
+            peak < 200 * MIB,
+            "{framing:?}: peak memory {} MiB",
+            peak / MIB
+        );
+        assert_eq!(output.status.code(), Some(1), "{framing:?}: {all}");
+        assert!(all.contains("HELD"), "{framing:?}: {all}");
+        assert!(
+            all.contains("the Auto Scaling answer is larger than 16 MiB: refused"),
+            "{framing:?}: {all}"
+        );
+        // Nothing but the describe was asked, and the refusal is not retried.
+        assert_eq!(
+            aws.actions(),
+            ["DescribeAutoScalingGroups"],
+            "{framing:?}: {all}"
+        );
+    }
+}

@@ -18,6 +18,7 @@ pub mod fake_circleci;
 pub mod fake_lambda;
 pub mod fake_usage_api;
 pub mod moto;
+pub mod oversized_aws;
 pub mod refusing_proxy;
 
 /// Where `cargo xtask policies` puts the compiled policies:
