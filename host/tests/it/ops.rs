@@ -407,6 +407,9 @@ fn every_family_exposition() -> String {
     use runner_scaler::sources::{QueueId, SourceKind};
     let queue = QueueId::new(SourceKind::CircleCi, "acme/p");
     let metrics = runner_scaler::metrics::Metrics::new(3, Duration::from_secs(10));
+    // The live pools' policies (`policy_info`), as `run` sets them at start.
+    let live = runner_scaler::policy::Policy::Builtin(runner_scaler::policy::BuiltinRule::Queue);
+    metrics.set_pools(&[support::pool("p", live)]);
     // One pool each: a held pool's gauges are dropped.
     let record = |action: Action, change: &dyn Fn(&mut PoolReport)| {
         let pool = format!("{action:?}");
