@@ -388,8 +388,10 @@ fn a_new_policy_passes_its_own_tests_builds_and_passes_its_cases() {
     // from, by an absolute path: the crate is outside the workspace.
     let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
     let sdk = std::fs::canonicalize(workspace().join("sdk")).unwrap();
+    // The SDK's version is the contract's.
+    let version = runner_scaler::policy::CONTRACT.rsplit('@').next().unwrap();
     let dependency = format!(
-        "runner-scaler-policy = {{ version = \"0.1.0\", path = {:?} }}",
+        "runner-scaler-policy = {{ version = \"{version}\", path = {:?} }}",
         sdk.to_str().unwrap()
     );
     assert!(manifest.contains(&dependency), "{manifest}");
