@@ -46,18 +46,7 @@ fn repo() -> PathBuf {
 
 /// The AWS CLI against moto; its JSON answer.
 fn aws(moto: &Moto, args: &[&str]) -> Value {
-    let output = Command::new("aws")
-        .args(args)
-        .args(["--output", "json"])
-        .envs(env(moto))
-        .output()
-        .expect("run the AWS CLI (cargo xtask test installs it: pip install awscli)");
-    assert!(
-        output.status.success(),
-        "aws {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+    moto.cli(REGION, args)
 }
 
 fn env(moto: &Moto) -> Vec<(&'static str, String)> {
@@ -115,26 +104,9 @@ fn statements(moto: &Moto, role: &str, policy: &str) -> Vec<Value> {
     document["Statement"].as_array().unwrap().clone()
 }
 
+/// The physical id of a resource of the test's stack.
 fn physical_id(moto: &Moto, logical: &str) -> String {
-    // Filtered here: moto fails a --logical-resource-id filter on a stack
-    // holding resources it does not model.
-    let answer = aws(
-        moto,
-        &[
-            "cloudformation",
-            "describe-stack-resources",
-            "--stack-name",
-            STACK,
-        ],
-    );
-    answer["StackResources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|r| r["LogicalResourceId"] == logical)
-        .and_then(|r| r["PhysicalResourceId"].as_str())
-        .unwrap_or_else(|| panic!("no {logical} in the stack: {answer}"))
-        .to_string()
+    moto.stack_resource(REGION, STACK, logical)
 }
 
 /// A moto account ready for the stack: the bucket, the image parameter, a

@@ -29,42 +29,12 @@ fn repo() -> PathBuf {
 
 /// The AWS CLI against moto; its JSON answer.
 fn aws(moto: &Moto, args: &[&str]) -> Value {
-    let output = Command::new("aws")
-        .args(args)
-        .args(["--output", "json"])
-        .env("AWS_ENDPOINT_URL", moto.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_DEFAULT_REGION", REGION)
-        .output()
-        .expect("run the AWS CLI (cargo xtask test installs it: pip install awscli)");
-    assert!(
-        output.status.success(),
-        "aws {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+    moto.cli(REGION, args)
 }
 
 /// The physical id of a stack's resource.
 fn physical_id(moto: &Moto, stack: &str, logical: &str) -> String {
-    let answer = aws(
-        moto,
-        &[
-            "cloudformation",
-            "describe-stack-resources",
-            "--stack-name",
-            stack,
-        ],
-    );
-    answer["StackResources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|r| r["LogicalResourceId"] == logical)
-        .and_then(|r| r["PhysicalResourceId"].as_str())
-        .unwrap_or_else(|| panic!("no {logical} in {stack}: {answer}"))
-        .to_string()
+    moto.stack_resource(REGION, stack, logical)
 }
 
 #[test]

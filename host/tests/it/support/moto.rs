@@ -71,6 +71,50 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// The AWS CLI (which `cargo xtask test` installs) against moto in
+    /// `region`; its JSON answer. The call must succeed.
+    pub fn cli(&self, region: &str, args: &[&str]) -> serde_json::Value {
+        let output = Command::new("aws")
+            .args(args)
+            .args(["--output", "json"])
+            .env("AWS_ENDPOINT_URL", self.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_DEFAULT_REGION", region)
+            .env("AWS_REGION", region)
+            .output()
+            .expect("run the AWS CLI (cargo xtask test installs it: pip install awscli)");
+        assert!(
+            output.status.success(),
+            "aws {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The physical id of the resource `logical` of the stack `stack`.
+    pub fn stack_resource(&self, region: &str, stack: &str, logical: &str) -> String {
+        // Filtered here: moto fails a --logical-resource-id filter on a stack
+        // holding resources it does not model.
+        let answer = self.cli(
+            region,
+            &[
+                "cloudformation",
+                "describe-stack-resources",
+                "--stack-name",
+                stack,
+            ],
+        );
+        answer["StackResources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["LogicalResourceId"] == logical)
+            .and_then(|r| r["PhysicalResourceId"].as_str())
+            .unwrap_or_else(|| panic!("no {logical} in {stack}: {answer}"))
+            .to_string()
+    }
+
     /// Start moto on a free port and wait until it accepts connections.
     /// Panics, saying how to install it, when moto is missing.
     pub fn start() -> Moto {
